@@ -1,0 +1,171 @@
+"""ResNet from basic and bottleneck blocks, in torchvision's state-dict layout."""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from zoo import UserError
+
+AttnLayer = Callable[[int], nn.Module]
+
+
+class PadShortcut(nn.Module):
+    """The paper's option A: subsample and pad channels with zeros; no parameters."""
+
+    def __init__(self, stride: int, extra_channels: int):
+        super().__init__()
+        self.stride, self.extra = stride, extra_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x[:, :, :: self.stride, :: self.stride]
+        return F.pad(x, (0, 0, 0, 0, self.extra // 2, self.extra - self.extra // 2))
+
+
+def _shortcut(kind: str, in_ch: int, out_ch: int, stride: int) -> nn.Module | None:
+    if stride == 1 and in_ch == out_ch:
+        return None
+    if kind == "pad":
+        return PadShortcut(stride, out_ch - in_ch)
+    return nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride, bias=False), nn.BatchNorm2d(out_ch))
+
+
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, in_ch: int, planes: int, stride: int, shortcut: str, attn_layer: AttnLayer | None,
+                 stride_in_1x1: bool = False):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_ch, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.se = attn_layer(planes) if attn_layer else None
+        self.downsample = _shortcut(shortcut, in_ch, planes, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.se is not None:  # SE paper: on the residual branch, before the addition
+            out = self.se(out)
+        identity = x if self.downsample is None else self.downsample(x)
+        return self.relu(out + identity)
+
+
+class Bottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, in_ch: int, planes: int, stride: int, shortcut: str, attn_layer: AttnLayer | None,
+                 stride_in_1x1: bool = False):
+        super().__init__()
+        out_ch = planes * self.expansion
+        # torchvision ("v1.5") strides the 3x3 conv; the paper (and timm's legacy SENet) the first 1x1.
+        s1, s3 = (stride, 1) if stride_in_1x1 else (1, stride)
+        self.conv1 = nn.Conv2d(in_ch, planes, 1, s1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, s3, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, out_ch, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(out_ch)
+        self.relu = nn.ReLU(inplace=True)
+        self.se = attn_layer(out_ch) if attn_layer else None
+        self.downsample = _shortcut(shortcut, in_ch, out_ch, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        if self.se is not None:
+            out = self.se(out)
+        identity = x if self.downsample is None else self.downsample(x)
+        return self.relu(out + identity)
+
+
+BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
+
+
+class ResNet(nn.Module):
+    def __init__(self, block: type[BasicBlock] | type[Bottleneck], layers: Sequence[int], width: int,
+                 num_classes: int, in_chans: int, imagenet_stem: bool, shortcut: str,
+                 attn_layer: AttnLayer | None, stride_in_1x1: bool, zero_init_residual: bool):
+        super().__init__()
+        if imagenet_stem:
+            self.conv1 = nn.Conv2d(in_chans, width, 7, 2, 3, bias=False)
+            self.maxpool: nn.Module = nn.MaxPool2d(3, 2, 1)
+        else:
+            self.conv1 = nn.Conv2d(in_chans, width, 3, 1, 1, bias=False)
+            self.maxpool = nn.Identity()
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU(inplace=True)
+        in_ch = width
+        for index, blocks in enumerate(layers):
+            planes, stride = width * 2**index, 1 if index == 0 else 2
+            stage = []
+            for i in range(blocks):
+                stage.append(block(in_ch, planes, stride if i == 0 else 1, shortcut, attn_layer, stride_in_1x1))
+                in_ch = planes * block.expansion
+            self.add_module(f"layer{index + 1}", nn.Sequential(*stage))
+        self.num_stages = len(layers)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(in_ch, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        if zero_init_residual:
+            for m in self.modules():
+                if isinstance(m, Bottleneck):
+                    nn.init.zeros_(m.bn3.weight)
+                elif isinstance(m, BasicBlock):
+                    nn.init.zeros_(m.bn2.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        for index in range(self.num_stages):
+            x = getattr(self, f"layer{index + 1}")(x)
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def resnet(
+    block: str = "basic",
+    layers: Sequence[int] = (2, 2, 2, 2),
+    width: int = 64,
+    num_classes: int = 1000,
+    in_chans: int = 3,
+    input_size: int = 224,
+    shape: str | None = None,
+    shortcut: str = "conv",
+    stride_in_1x1: bool = False,
+    zero_init_residual: bool = False,
+    attn_layer: AttnLayer | None = None,
+    attn_site: str = "block",
+) -> ResNet:
+    """A ResNet of ``block`` ("basic" or "bottleneck") with ``layers`` blocks per stage.
+
+    ``width`` is the first stage's channels, doubled at each later stage. ``shape`` is "cifar"
+    (3x3 stride-1 stem, no max-pool) or "imagenet" (7x7 stride-2 stem and max-pool); by default,
+    CIFAR for inputs up to 64 pixels. ``shortcut`` is "conv" (1x1 projection, the paper's option B)
+    or "pad" (zero padding, option A). ``stride_in_1x1`` puts a bottleneck's stride on its first 1x1
+    conv as in the paper, instead of on the 3x3 as torchvision does.
+    """
+    if block not in BLOCKS:
+        raise UserError(f"unknown ResNet block {block!r}; choose basic or bottleneck")
+    layers = [layers] if isinstance(layers, int) else list(layers)
+    if not layers or any(not isinstance(n, int) or n < 1 for n in layers):
+        raise UserError(f"layers must be positive block counts per stage, got {layers!r}")
+    if not isinstance(width, int) or width < 1 or num_classes < 1 or in_chans < 1:
+        raise UserError("width (an integer), num_classes and in_chans must be positive")
+    if shortcut not in ("conv", "pad"):
+        raise UserError(f"unknown shortcut {shortcut!r}; choose conv or pad")
+    if attn_site != "block":
+        raise UserError(f"ResNet takes attention per block, not per {attn_site!r}")
+    shape = shape or ("cifar" if input_size <= 64 else "imagenet")
+    if shape not in ("cifar", "imagenet"):
+        raise UserError(f"unknown shape {shape!r}; choose cifar or imagenet")
+    return ResNet(BLOCKS[block], layers, width, num_classes, in_chans, shape == "imagenet", shortcut,
+                  attn_layer, stride_in_1x1, zero_init_residual)

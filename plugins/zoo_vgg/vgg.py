@@ -1,0 +1,140 @@
+"""The VGG network, in torchvision's state-dict layout for the ImageNet shape."""
+from __future__ import annotations
+
+import re
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from zoo import UserError
+
+# The paper's Table 1. A token is a conv ("64", or "256k1" for a 1x1 kernel), "M" (max-pool) or
+# "LRN" (local response normalisation).
+LAYOUTS = {
+    "A": "64,M,128,M,256,256,M,512,512,M,512,512,M",
+    "A-LRN": "64,LRN,M,128,M,256,256,M,512,512,M,512,512,M",
+    "B": "64,64,M,128,128,M,256,256,M,512,512,M,512,512,M",
+    "C": "64,64,M,128,128,M,256,256,256k1,M,512,512,512k1,M,512,512,512k1,M",
+    "D": "64,64,M,128,128,M,256,256,256,M,512,512,512,M,512,512,512,M",
+    "E": "64,64,M,128,128,M,256,256,256,256,M,512,512,512,512,M,512,512,512,512,M",
+}
+_CONV = re.compile(r"^(\d+)(?:k(\d+))?$")
+
+
+def parse_layout(layout: str | Sequence[int | str]) -> list[tuple[str, int, int]]:
+    """``"64,M,256k1"`` -> ``[("conv", 64, 3), ("pool", 0, 0), ("conv", 256, 1)]``."""
+    tokens = layout.split(",") if isinstance(layout, str) else list(layout)
+    parsed = []
+    for token in tokens:
+        text = str(token).strip()
+        if text.upper() == "M":
+            parsed.append(("pool", 0, 0))
+        elif text.upper() == "LRN":
+            parsed.append(("lrn", 0, 0))
+        elif match := _CONV.match(text):
+            channels, kernel = int(match[1]), int(match[2] or 3)
+            if channels <= 0 or kernel <= 0 or kernel % 2 == 0:
+                raise UserError(f"bad VGG layer {text!r}: channels > 0 and an odd kernel size")
+            parsed.append(("conv", channels, kernel))
+        else:
+            raise UserError(f"bad VGG layer {text!r}: use 64 (3x3 conv), 256k1 (1x1 conv), M (max-pool) or LRN")
+    if not any(kind == "conv" for kind, _, _ in parsed):
+        raise UserError("a VGG layout needs at least one conv layer")
+    return parsed
+
+
+class VGG(nn.Module):
+    """``features`` then a head: one linear layer (CIFAR shape) or the 4096-4096 MLP (ImageNet)."""
+
+    def __init__(
+        self,
+        layers: list[tuple[str, int, int]],
+        batch_norm: bool,
+        num_classes: int,
+        in_chans: int,
+        imagenet_head: bool,
+        width: float,
+        dropout: float,
+        attn_layer: Callable[[int], nn.Module] | None,
+        attn_site: str,
+    ):
+        super().__init__()
+        modules: list[nn.Module] = []
+        channels = in_chans
+        for kind, out, kernel in layers:
+            if kind == "pool":
+                if attn_layer and attn_site == "stage":
+                    modules.append(attn_layer(channels))
+                modules.append(nn.MaxPool2d(kernel_size=2, stride=2))
+            elif kind == "lrn":
+                modules.append(nn.LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0))  # AlexNet's
+            else:
+                out = max(1, round(out * width))
+                modules.append(nn.Conv2d(channels, out, kernel, padding=kernel // 2))
+                if batch_norm:
+                    modules.append(nn.BatchNorm2d(out))
+                modules.append(nn.ReLU(inplace=True))
+                if attn_layer and attn_site == "conv":
+                    modules.append(attn_layer(out))
+                channels = out
+        if attn_layer and attn_site == "stage" and layers[-1][0] != "pool":
+            modules.append(attn_layer(channels))
+        self.features = nn.Sequential(*modules)
+        if imagenet_head:
+            hidden = max(1, round(4096 * width))
+            self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
+            self.classifier = nn.Sequential(
+                nn.Linear(channels * 7 * 7, hidden), nn.ReLU(True), nn.Dropout(dropout),
+                nn.Linear(hidden, hidden), nn.ReLU(True), nn.Dropout(dropout),
+                nn.Linear(hidden, num_classes),
+            )
+        else:
+            self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+            self.classifier = nn.Linear(channels, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0, 0.01)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
+def vgg(
+    config: str = "D",
+    batch_norm: bool = False,
+    layout: str | Sequence[int | str] | None = None,
+    width: float = 1.0,
+    num_classes: int = 1000,
+    in_chans: int = 3,
+    input_size: int = 224,
+    shape: str | None = None,
+    dropout: float = 0.5,
+    attn_layer: Callable[[int], nn.Module] | None = None,
+    attn_site: str = "conv",
+) -> VGG:
+    """A VGG of the paper's ``config`` (A, A-LRN, B, C, D, E) or of your own ``layout``.
+
+    ``shape`` is ``"cifar"`` (one linear layer after the last pool) or ``"imagenet"`` (the paper's
+    4096-4096 head, torchvision's names); by default, CIFAR for inputs up to 64 pixels.
+    """
+    if layout is None:
+        if config not in LAYOUTS:
+            raise UserError(f"unknown VGG config {config!r}; choose one of {', '.join(LAYOUTS)} or set a layout")
+        layout = LAYOUTS[config]
+    shape = shape or ("cifar" if input_size <= 64 else "imagenet")
+    if shape not in ("cifar", "imagenet"):
+        raise UserError(f"unknown shape {shape!r}; choose cifar or imagenet")
+    if width <= 0 or num_classes <= 0 or in_chans <= 0:
+        raise UserError("width, num_classes and in_chans must be positive")
+    if not 0 <= dropout < 1:
+        raise UserError(f"dropout must be in [0, 1), got {dropout}")
+    return VGG(parse_layout(layout), batch_norm, num_classes, in_chans, shape == "imagenet", width, dropout,
+               attn_layer, attn_site)

@@ -1,0 +1,89 @@
+"""Building models by name: ``create_model("se-vgg16", num_classes=10)``."""
+from __future__ import annotations
+
+import inspect
+import json
+from typing import Any, Callable
+
+from .errors import UserError
+from .registry import Registry, default_registry
+from .specs import Architecture, Spec
+
+# Options every architecture factory accepts; callers may always pass them.
+STANDARD_OPTIONS = ("num_classes", "in_chans", "input_size")
+
+
+def list_models(pattern: str | None = None, registry: Registry | None = None) -> list[str]:
+    """Model names matching a shell-style ``pattern`` (``'*resnet*'``), naturally sorted."""
+    import fnmatch
+
+    names = (registry or default_registry()).model_names()
+    if pattern:
+        names = [n for n in names if fnmatch.fnmatchcase(n.lower(), pattern.lower())]
+    return names
+
+
+def check_options(spec: Spec, factory: Callable[..., Any], options: dict[str, Any], skip: int = 0) -> None:
+    """Refuse options the factory does not take, naming the ones it does."""
+    try:
+        params = list(inspect.signature(factory).parameters.values())[skip:]
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return
+    known = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        takes = ", ".join(sorted(k for k in known if not k.startswith("attn_"))) or "no options"
+        raise UserError(f"{spec.kind} {spec.name!r} has no option {', '.join(map(repr, unknown))} (it takes: {takes})")
+
+
+def create_model(name: str, registry: Registry | None = None, **kwargs: Any):
+    """Build model ``name`` with architecture options ``kwargs`` (``None`` values are dropped).
+
+    Wrapper options go in a dict under the wrapper's name: ``create_model("se-vgg16",
+    se={"placement": "stage"})``. The model remembers how it was built in ``model.zoo_config``,
+    which is what weights files store.
+    """
+    registry = registry or default_registry()
+    wrappers, arch = registry.resolve_model(name)
+    options = {k: v for k, v in kwargs.items() if v is not None}
+    wrapper_options = {w.name: options.pop(w.name, None) or {} for w in wrappers}
+    for key, value in wrapper_options.items():
+        if not isinstance(value, dict):
+            raise UserError(f"options of wrapper {key!r} must be a dict, got {value!r}")
+
+    arch_factory = arch.load()
+    standard = {k: options[k] for k in STANDARD_OPTIONS if k in options}
+    check_options(arch, arch_factory, {k: v for k, v in options.items() if k not in standard})
+
+    def build_arch(**extra: Any):
+        clash = set(extra) & set(options)
+        if clash:
+            raise UserError(f"wrappers set {', '.join(sorted(clash))} of {arch.name!r} twice; apply only one of them")
+        try:
+            return arch_factory(**options, **extra)
+        except (TypeError, ValueError) as exc:
+            raise UserError(f"cannot build {arch.name!r} with {options}: {exc}") from exc
+
+    build: Callable[..., Any] = build_arch
+    for wrapper in reversed(wrappers):  # innermost first
+        factory = wrapper.load()
+        opts = wrapper_options[wrapper.name]
+        check_options(wrapper, factory, opts, skip=2)
+        build = _bind(factory, build, arch, opts)
+    model = build()
+    model.zoo_config = {
+        "model": name,
+        "architecture": arch.qualified_name,
+        "wrappers": [w.qualified_name for w in wrappers],
+        "options": json.loads(json.dumps({**options, **{k: v for k, v in wrapper_options.items() if v}}, default=repr)),
+    }
+    return model
+
+
+def _bind(factory: Callable[..., Any], inner: Callable[..., Any], arch: Architecture, opts: dict[str, Any]):
+    def build(**extra: Any):
+        return factory(lambda **more: inner(**extra, **more), arch, **opts)
+
+    return build

@@ -1,0 +1,266 @@
+"""Discovery of plugins through entry points, fault isolation, and name resolution."""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import fnmatch
+import importlib
+import importlib.metadata as metadata
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any, Callable, Iterable, Mapping
+
+import pluggy
+
+from . import hookspecs
+from .errors import PluginError, UserError
+from .specs import KINDS, Architecture, Spec, Wrapper
+
+ENV_SELECT = "ZOO_PLUGINS"  # comma-separated plugin names: load only these
+ENV_DISABLE = "ZOO_DISABLE_PLUGINS"  # comma-separated plugin names: never import these
+ENV_STRICT = "ZOO_STRICT_PLUGINS"  # "1": a plugin error raises instead of being reported
+
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+/-]*$")
+
+
+@dataclass
+class PluginInfo:
+    """What ``zoo plugins`` shows about one plugin."""
+
+    name: str
+    module: str
+    distribution: str = ""
+    version: str = ""
+    status: str = "ok"  # ok | error | disabled
+    provides: dict[str, list[str]] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+
+def natural_key(name: str) -> list[Any]:
+    """Sort vgg11 before vgg13 before vgg16 and resnet50 before resnet101."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+
+def _csv_env(env: Mapping[str, str], key: str) -> set[str] | None:
+    value = env.get(key)
+    if value is None:
+        return None
+    return {part.strip() for part in value.split(",") if part.strip()}
+
+
+class Registry:
+    """Everything the loaded plugins provide, by kind.
+
+    Build one with :meth:`discover` (entry points) or :meth:`from_plugins` (modules or objects, for
+    tests). Lookups accept a bare ``name`` or a qualified ``plugin:name``.
+    """
+
+    def __init__(self, strict: bool = False, on_error: Callable[[str], None] | None = None):
+        self.strict = strict
+        self.on_error = on_error
+        self.plugins: dict[str, PluginInfo] = {}
+        self._items: dict[str, list[Spec]] = {kind: [] for kind in KINDS}
+        self._pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self._pm.add_hookspecs(hookspecs)
+
+    # ----------------------------------------------------------------- loading
+    @classmethod
+    def discover(
+        cls,
+        path: list[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        on_error: Callable[[str], None] | None = None,
+    ) -> "Registry":
+        """Load every plugin registered under the ``zoo.plugins`` entry-point group on ``path``."""
+        env = os.environ if env is None else env
+        registry = cls(strict=env.get(ENV_STRICT, "") not in ("", "0"), on_error=on_error)
+        selected, disabled = _csv_env(env, ENV_SELECT), _csv_env(env, ENV_DISABLE) or set()
+        seen_dists: set[str] = set()
+        for dist in metadata.distributions(path=sys.path if path is None else path):
+            dist_name = dist.metadata["Name"] or "?"
+            if dist_name.lower() in seen_dists:  # the same install found twice on the path
+                continue
+            seen_dists.add(dist_name.lower())
+            for ep in dist.entry_points:
+                if ep.group != hookspecs.ENTRY_POINT_GROUP:
+                    continue
+                info = PluginInfo(ep.name, ep.value, dist_name, dist.version or "")
+                if ep.name in disabled or (selected is not None and ep.name not in selected):
+                    info.status = "disabled"
+                    registry.plugins.setdefault(ep.name, info)
+                    continue
+                registry._load(info, lambda ep=ep: ep.load())
+        registry.collect()
+        return registry
+
+    @classmethod
+    def from_plugins(cls, plugins: Mapping[str, ModuleType | object | str], strict: bool = True) -> "Registry":
+        """A registry of just these plugins (modules, objects or importable module names)."""
+        registry = cls(strict=strict)
+        for name, plugin in plugins.items():
+            module = plugin if isinstance(plugin, str) else getattr(plugin, "__name__", type(plugin).__name__)
+            info = PluginInfo(name, module)
+            registry._load(info, lambda p=plugin: importlib.import_module(p) if isinstance(p, str) else p)
+        registry.collect()
+        return registry
+
+    def _fail(self, info: PluginInfo, message: str, exc: BaseException | None = None) -> None:
+        info.status = "error"
+        info.errors.append(message)
+        if self.strict:
+            raise PluginError(f"plugin {info.name!r}: {message}") from exc
+        if self.on_error:
+            self.on_error(f"plugin {info.name!r} ({info.distribution or info.module}): {message}")
+
+    def _load(self, info: PluginInfo, load: Callable[[], Any]) -> None:
+        if info.name in self.plugins and self.plugins[info.name].status != "disabled":
+            other = self.plugins[info.name]
+            clash = PluginInfo(info.name, info.module, info.distribution, info.version)
+            self.plugins[f"{info.name} ({info.distribution})"] = clash
+            self._fail(clash, f"plugin name already used by {other.distribution or other.module}; not loaded")
+            return
+        self.plugins[info.name] = info
+        try:
+            plugin = load()
+            self._check_hook_names(plugin)
+            self._pm.register(plugin, name=info.name)
+        except Exception as exc:  # a broken plugin is reported, never fatal to the rest
+            self._fail(info, f"failed to load: {type(exc).__name__}: {exc}", exc)
+
+    def _check_hook_names(self, plugin: object) -> None:
+        # pluggy accepts a misspelt hook silently; say so instead.
+        for attr in dir(plugin):
+            opts = self._pm.parse_hookimpl_opts(plugin, attr)
+            if opts is not None and attr not in hookspecs.HOOK_OF_KIND.values():
+                raise PluginError(f"unknown hook {attr!r} (known: {', '.join(hookspecs.HOOK_OF_KIND.values())})")
+
+    def collect(self) -> None:
+        """Call every plugin's hooks one by one, so one failure cannot abort the others."""
+        for kind, hook_name in hookspecs.HOOK_OF_KIND.items():
+            spec_type = KINDS[kind]
+            for impl in getattr(self._pm.hook, hook_name).get_hookimpls():
+                info = self.plugins[impl.plugin_name]
+                try:
+                    specs = list(impl.function())
+                except Exception as exc:
+                    self._fail(info, f"hook {hook_name}() raised {type(exc).__name__}: {exc}", exc)
+                    continue
+                for spec in specs:
+                    problem = _invalid(spec, spec_type)
+                    if problem:
+                        self._fail(info, f"hook {hook_name}() returned {problem}")
+                        continue
+                    spec = dataclasses.replace(spec, plugin=info.name)
+                    self._items[kind].append(spec)
+                    info.provides.setdefault(kind, []).append(spec.name)
+
+    # ----------------------------------------------------------------- lookup
+    def items(self, kind: str) -> list[Spec]:
+        return sorted(self._items[kind], key=lambda s: (natural_key(s.name), s.plugin))
+
+    def find(self, kind: str, name: str) -> Spec | None:
+        """The spec called ``name`` (or ``plugin:name``), None if none; ambiguity is an error."""
+        plugin, sep, bare = name.rpartition(":")
+        matches = [s for s in self._items[kind] if s.name == bare and (not sep or s.plugin == plugin)]
+        if len(matches) > 1:
+            providers = " and ".join(f"{s.plugin!r}" for s in matches)
+            choices = " or ".join(s.qualified_name for s in matches)
+            raise UserError(f"{KIND_WORDS[kind]} {bare!r} is provided by plugins {providers}: use {choices}")
+        return matches[0] if matches else None
+
+    def get(self, kind: str, name: str) -> Spec:
+        spec = self.find(kind, name)
+        if spec is None:
+            names = [s.name for s in self._items[kind]]
+            raise UserError(_unknown(KIND_WORDS[kind], name, names, f"zoo list --kind {kind}"))
+        return spec
+
+    def resolve_model(self, name: str) -> tuple[list[Wrapper], Architecture]:
+        """Split ``se-vgg16`` into wrappers ``[se]`` and architecture ``vgg16`` (outermost first)."""
+        wrappers: list[Wrapper] = []
+        rest = name
+        while True:
+            arch = self.find("arch", rest)
+            if arch is not None:
+                return wrappers, arch  # type: ignore[return-value]
+            head, sep, tail = rest.partition("-")
+            wrapper = self.find("wrapper", head) if sep else None
+            if wrapper is None:
+                prefix = name[: len(name) - len(rest)]
+                candidates = [prefix + n for n in self.model_names(include_composed=not prefix)]
+                raise UserError(_unknown("model", name, candidates, "zoo list"))
+            if any(w.qualified_name == wrapper.qualified_name for w in wrappers):
+                raise UserError(f"wrapper {wrapper.name!r} is applied twice in {name!r}")
+            wrappers.append(wrapper)  # type: ignore[arg-type]
+            rest = tail
+
+    def model_names(self, include_composed: bool = True) -> list[str]:
+        """Architecture names, plus ``wrapper-arch`` for the architectures that take attention."""
+        archs = self.items("arch")
+        names = [a.name for a in archs]
+        if include_composed:
+            names += [f"{w.name}-{a.name}" for w in self.items("wrapper") for a in archs if a.attention_sites]
+        return sorted(set(names), key=natural_key)
+
+    def list(self, kind: str | None = None, pattern: str | None = None) -> list[Spec]:
+        kinds = [kind] if kind else list(KINDS)
+        found = [s for k in kinds for s in self.items(k)]
+        if pattern:
+            pat = pattern.lower()
+            found = [s for s in found if fnmatch.fnmatchcase(s.name.lower(), pat)
+                     or fnmatch.fnmatchcase(s.qualified_name.lower(), pat)]
+        return found
+
+
+KIND_WORDS = {
+    "arch": "architecture",
+    "wrapper": "wrapper",
+    "aug": "augmentation",
+    "opt": "optimizer",
+    "sched": "schedule",
+    "trainer": "trainer",
+    "data": "dataset",
+}
+
+
+def _unknown(word: str, name: str, candidates: Iterable[str], hint: str) -> str:
+    close = difflib.get_close_matches(name, list(candidates), n=3, cutoff=0.6)
+    suggestion = f"; did you mean {', '.join(close)}?" if close else f"; see `{hint}`"
+    return f"unknown {word} {name!r}{suggestion}"
+
+
+def _invalid(spec: object, spec_type: type[Spec]) -> str | None:
+    """Why ``spec`` cannot be registered as a ``spec_type``, or None if it can."""
+    if not isinstance(spec, spec_type):
+        return f"{type(spec).__name__} where a {spec_type.__name__} spec was expected"
+    if not isinstance(spec.name, str) or not _NAME.match(spec.name):
+        return f"an invalid name {spec.name!r} (letters, digits and _ . + / -; no ':')"
+    if spec_type is Wrapper and "-" in spec.name:
+        return f"a wrapper name with '-' ({spec.name!r}); '-' joins wrappers to architectures"
+    if not (callable(spec.factory) or (isinstance(spec.factory, str) and ":" in spec.factory)):
+        return f"{spec.name!r} with a factory that is neither callable nor 'module:attr'"
+    return None
+
+
+_default: Registry | None = None
+
+
+def _warn(message: str) -> None:
+    print(f"zoo: warning: {message} (see `zoo plugins`)", file=sys.stderr)
+
+
+def default_registry() -> Registry:
+    """The registry of the installed plugins, discovered once per process."""
+    global _default
+    if _default is None:
+        _default = Registry.discover(on_error=_warn)
+    return _default
+
+
+def set_default_registry(registry: Registry | None) -> None:
+    """Replace (or with None, forget) the process-wide registry; for tests and embedding."""
+    global _default
+    _default = registry

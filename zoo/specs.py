@@ -1,0 +1,121 @@
+"""The small, frozen records that plugins return from their hooks.
+
+They never import torch: a factory is either a callable or a lazy ``"module:attr"`` string that is
+imported only when the item is built, so listing stays fast.
+"""
+from __future__ import annotations
+
+import importlib
+import functools
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Mapping, Union
+
+Factory = Union[str, Callable[..., Any]]
+
+
+@dataclass(frozen=True)
+class Spec:
+    """Fields every item has. ``plugin`` is filled in by the registry, not by the plugin.
+
+    ``options`` are keyword arguments bound to the factory before the user's own, so one factory
+    can serve many names (``vgg16`` is ``vgg`` with ``config="D"``).
+    """
+
+    name: str
+    factory: Factory
+    summary: str = ""
+    options: Mapping[str, Any] = field(default_factory=dict)
+    plugin: str = ""
+    kind: ClassVar[str] = ""
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.plugin}:{self.name}"
+
+    def load(self) -> Callable[..., Any]:
+        """The factory with its bound options, importing it if it is a ``"module:attr"`` string."""
+        target: Any = self.factory
+        if not callable(target):
+            module_name, _, attr = target.partition(":")
+            target = importlib.import_module(module_name)
+            for part in attr.split("."):
+                target = getattr(target, part)
+        return functools.partial(target, **self.options) if self.options else target
+
+
+@dataclass(frozen=True)
+class Architecture(Spec):
+    """A network. ``factory(**kwargs)`` returns an ``nn.Module``.
+
+    ``attention_sites`` names where the factory's ``attn_layer``/``attn_site`` arguments can put an
+    attention block (e.g. ``("block",)`` or ``("conv", "stage")``); empty means the factory takes no
+    attention layer and wrappers must use surgery. ``input_size`` is the default square input side.
+    """
+
+    family: str = ""
+    attention_sites: tuple[str, ...] = ()
+    input_size: int = 224
+    kind: ClassVar[str] = "arch"
+
+
+@dataclass(frozen=True)
+class Wrapper(Spec):
+    """Composes with an architecture by name: ``<wrapper>-<arch>``.
+
+    ``factory(build, arch, **options)`` returns the wrapped model; ``build(**extra)`` builds the
+    inner model with the user's options plus ``extra``; ``arch`` is the inner :class:`Architecture`.
+    """
+
+    kind: ClassVar[str] = "wrapper"
+
+
+@dataclass(frozen=True)
+class Augmentation(Spec):
+    """``factory(value)`` or ``factory()`` returns ``aug(x, y) -> (x, y)`` working on a float batch
+    in [0, 1] of shape (N, C, H, W). ``param`` names the value of ``--aug name=value``.
+    ``mixes_labels`` augmentations receive and return soft labels of shape (N, classes)."""
+
+    param: str = ""
+    default: float | int | None = None
+    mixes_labels: bool = False
+    kind: ClassVar[str] = "aug"
+
+
+@dataclass(frozen=True)
+class Optimizer(Spec):
+    """``factory(params, lr=..., weight_decay=..., **options)`` returns a ``torch.optim.Optimizer``."""
+
+    kind: ClassVar[str] = "opt"
+
+
+@dataclass(frozen=True)
+class Scheduler(Spec):
+    """``factory(epochs=..., **options)`` returns ``factor(t) -> float``: the learning-rate multiplier
+    at time ``t`` measured in epochs (a float, so schedules may change within an epoch)."""
+
+    kind: ClassVar[str] = "sched"
+
+
+@dataclass(frozen=True)
+class Trainer(Spec):
+    """``factory(device=..., **options)`` returns a :class:`zoo.training.Trainer`."""
+
+    kind: ClassVar[str] = "trainer"
+
+
+@dataclass(frozen=True)
+class Dataset(Spec):
+    """``factory(root=..., download=...)`` returns a :class:`zoo.data.ImageData`.
+
+    ``input_size`` and ``channels`` describe its images so models can be shaped without loading it.
+    """
+
+    input_size: int = 32
+    channels: int = 3
+    num_classes: int = 10
+    kind: ClassVar[str] = "data"
+
+
+KINDS: dict[str, type[Spec]] = {
+    cls.kind: cls for cls in (Architecture, Wrapper, Augmentation, Optimizer, Scheduler, Trainer, Dataset)
+}
