@@ -113,6 +113,61 @@ def plugins_command(as_json: bool) -> None:
     _console().print(table)
 
 
+def set_option(function):
+    return click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+                        help="An architecture option (width=0.5, layers=[2,2,2,2]) or, as wrapper.key, "
+                             "a wrapper option (se.reduction=8). Repeatable.")(function)
+
+
+def build_model(name: str, sets: tuple[str, ...], **standard: Any):
+    """The model ``name`` with ``--set`` options and the standard ones that are not None."""
+    from .models import create_model
+    from .options import parse_sets
+
+    options = parse_sets(sets)
+    for key, value in standard.items():
+        if value is not None and value <= 0:
+            raise UserError(f"{key.replace('_', '-')} must be positive, got {value}")
+    return create_model(name, registry=_registry(), **{**options, **standard})
+
+
+@cli.command("info")
+@click.argument("model")
+@click.option("--num-classes", type=int, help="Number of classes (default: the architecture's).")
+@click.option("--in-chans", type=int, default=3, show_default=True, help="Input channels.")
+@click.option("--input-size", type=int, help="Input side in pixels (default: the architecture's).")
+@set_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def info_command(model: str, num_classes: int | None, in_chans: int, input_size: int | None,
+                 sets: tuple[str, ...], as_json: bool) -> None:
+    """Parameters, multiply-adds, output shape and layers of MODEL for one image."""
+    registry = _registry()
+    _, arch = registry.resolve_model(model)
+    size = input_size or arch.input_size
+    net = build_model(model, sets, num_classes=num_classes, in_chans=in_chans, input_size=size)
+    from .summary import summarize
+
+    report = {"model": model, **net.zoo_config, **summarize(net, size, in_chans)}
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    from rich.table import Table
+
+    console = _console()
+    console.print(f"[bold]{model}[/]  ({report['architecture']}"
+                  + (f" wrapped by {', '.join(report['wrappers'])}" if report["wrappers"] else "") + ")")
+    console.print(f"parameters     {report['parameters']:,}")
+    console.print(f"multiply-adds  {report['multiply_adds']:,}  ({report['multiply_adds'] / 1e9:.2f} G for one "
+                  f"{in_chans}x{size}x{size} image)")
+    console.print(f"output         {report['output']}")
+    table = Table(box=None, pad_edge=False)
+    for column in ("layer", "type", "output", "params"):
+        table.add_column(column, justify="right" if column == "params" else "left")
+    for layer in report["layers"]:
+        table.add_row(layer["name"], layer["type"], "x".join(map(str, layer["output"])), f"{layer['params']:,}")
+    console.print(table)
+
+
 def main() -> None:
     """Entry point: user errors are one line and exit code 2, never a traceback."""
     try:

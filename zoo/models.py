@@ -35,7 +35,7 @@ def check_options(spec: Spec, factory: Callable[..., Any], options: dict[str, An
     unknown = sorted(set(options) - known)
     if unknown:
         takes = ", ".join(sorted(k for k in known if not k.startswith("attn_"))) or "no options"
-        raise UserError(f"{spec.kind} {spec.name!r} has no option {', '.join(map(repr, unknown))} (it takes: {takes})")
+        raise UserError(f"{spec.word} {spec.name!r} has no option {', '.join(map(repr, unknown))} (it takes: {takes})")
 
 
 def create_model(name: str, registry: Registry | None = None, **kwargs: Any):

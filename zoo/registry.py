@@ -164,18 +164,19 @@ class Registry:
     def find(self, kind: str, name: str) -> Spec | None:
         """The spec called ``name`` (or ``plugin:name``), None if none; ambiguity is an error."""
         plugin, sep, bare = name.rpartition(":")
-        matches = [s for s in self._items[kind] if s.name == bare and (not sep or s.plugin == plugin)]
+        matches = sorted((s for s in self._items[kind] if s.name == bare and (not sep or s.plugin == plugin)),
+                         key=lambda s: s.plugin)
         if len(matches) > 1:
             providers = " and ".join(f"{s.plugin!r}" for s in matches)
             choices = " or ".join(s.qualified_name for s in matches)
-            raise UserError(f"{KIND_WORDS[kind]} {bare!r} is provided by plugins {providers}: use {choices}")
+            raise UserError(f"{KINDS[kind].word} {bare!r} is provided by plugins {providers}: use {choices}")
         return matches[0] if matches else None
 
     def get(self, kind: str, name: str) -> Spec:
         spec = self.find(kind, name)
         if spec is None:
             names = [s.name for s in self._items[kind]]
-            raise UserError(_unknown(KIND_WORDS[kind], name, names, f"zoo list --kind {kind}"))
+            raise UserError(_unknown(KINDS[kind].word, name, names, f"zoo list --kind {kind}"))
         return spec
 
     def resolve_model(self, name: str) -> tuple[list[Wrapper], Architecture]:
@@ -213,17 +214,6 @@ class Registry:
             found = [s for s in found if fnmatch.fnmatchcase(s.name.lower(), pat)
                      or fnmatch.fnmatchcase(s.qualified_name.lower(), pat)]
         return found
-
-
-KIND_WORDS = {
-    "arch": "architecture",
-    "wrapper": "wrapper",
-    "aug": "augmentation",
-    "opt": "optimizer",
-    "sched": "schedule",
-    "trainer": "trainer",
-    "data": "dataset",
-}
 
 
 def _unknown(word: str, name: str, candidates: Iterable[str], hint: str) -> str:

@@ -27,6 +27,7 @@ class Spec:
     options: Mapping[str, Any] = field(default_factory=dict)
     plugin: str = ""
     kind: ClassVar[str] = ""
+    word: ClassVar[str] = ""  # the kind in prose, for messages
 
     @property
     def qualified_name(self) -> str:
@@ -56,6 +57,7 @@ class Architecture(Spec):
     attention_sites: tuple[str, ...] = ()
     input_size: int = 224
     kind: ClassVar[str] = "arch"
+    word: ClassVar[str] = "architecture"
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,7 @@ class Wrapper(Spec):
     """
 
     kind: ClassVar[str] = "wrapper"
+    word: ClassVar[str] = "wrapper"
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,7 @@ class Augmentation(Spec):
     default: float | int | None = None
     mixes_labels: bool = False
     kind: ClassVar[str] = "aug"
+    word: ClassVar[str] = "augmentation"
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,7 @@ class Optimizer(Spec):
     """``factory(params, lr=..., weight_decay=..., **options)`` returns a ``torch.optim.Optimizer``."""
 
     kind: ClassVar[str] = "opt"
+    word: ClassVar[str] = "optimizer"
 
 
 @dataclass(frozen=True)
@@ -94,6 +99,7 @@ class Scheduler(Spec):
     at time ``t`` measured in epochs (a float, so schedules may change within an epoch)."""
 
     kind: ClassVar[str] = "sched"
+    word: ClassVar[str] = "schedule"
 
 
 @dataclass(frozen=True)
@@ -101,6 +107,7 @@ class Trainer(Spec):
     """``factory(device=..., **options)`` returns a :class:`zoo.training.Trainer`."""
 
     kind: ClassVar[str] = "trainer"
+    word: ClassVar[str] = "trainer"
 
 
 @dataclass(frozen=True)
@@ -114,6 +121,7 @@ class Dataset(Spec):
     channels: int = 3
     num_classes: int = 10
     kind: ClassVar[str] = "data"
+    word: ClassVar[str] = "dataset"
 
 
 KINDS: dict[str, type[Spec]] = {

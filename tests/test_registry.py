@@ -1,0 +1,161 @@
+"""The core: discovery through entry points, fault isolation, name resolution, the fast CLI."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import zoo
+from zoo.errors import PluginError, UserError
+from zoo.registry import Registry
+
+from conftest import make_plugin_dist, run_zoo
+
+TINY = """
+    from zoo import Architecture, Wrapper, hookimpl
+
+    def build(num_classes=10, in_chans=3, input_size=32, depth=1):
+        import torch.nn as nn
+        return nn.Sequential(nn.Conv2d(in_chans, 8, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, num_classes))
+
+    @hookimpl
+    def architectures():
+        return [Architecture("{name}", build, "a tiny net", input_size=32)]
+"""
+
+
+def discover(folder, **env):
+    return Registry.discover(path=[str(folder)], env=env)
+
+
+def test_third_party_plugin_is_discovered_and_builds(plugin_dir):
+    make_plugin_dist(plugin_dir, "zoo-tiny", "tiny_plugin_a", TINY.format(name="tinynet"), entry_point="tiny")
+    registry = discover(plugin_dir)
+    spec = registry.get("arch", "tinynet")
+    assert (spec.plugin, spec.qualified_name) == ("tiny", "tiny:tinynet")
+    assert registry.plugins["tiny"].distribution == "zoo-tiny"
+    assert registry.plugins["tiny"].provides == {"arch": ["tinynet"]}
+    model = zoo.create_model("tiny:tinynet", registry=registry, num_classes=4, depth=None)
+    assert model[-1].out_features == 4
+    assert model.zoo_config["architecture"] == "tiny:tinynet"
+
+
+@pytest.mark.parametrize("source, message", [
+    ("raise ImportError('no such thing')", "failed to load: ImportError: no such thing"),
+    ("from zoo import hookimpl\n@hookimpl\ndef architectures():\n    raise RuntimeError('boom')",
+     "hook architectures() raised RuntimeError: boom"),
+    ("from zoo import hookimpl\n@hookimpl\ndef architectures():\n    return [42]", "returned int where"),
+    ("from zoo import hookimpl\n@hookimpl\ndef architectures():\n    return 42", "raised TypeError"),
+    ("from zoo import hookimpl\n@hookimpl\ndef architecture():\n    return []", "unknown hook 'architecture'"),
+    ("from zoo import Wrapper, hookimpl\n@hookimpl\ndef wrappers():\n    return [Wrapper('a-b', 'x:y')]",
+     "wrapper name with '-'"),
+])
+def test_broken_plugin_is_reported_and_the_rest_works(plugin_dir, source, message):
+    make_plugin_dist(plugin_dir, "zoo-good", "good_plugin_b", TINY.format(name="goodnet"), entry_point="good")
+    module = f"broken_{abs(hash(source)) % 10**8}"
+    make_plugin_dist(plugin_dir, "zoo-broken", module, source, entry_point="broken")
+    errors = []
+    registry = Registry.discover(path=[str(plugin_dir)], env={}, on_error=errors.append)
+    assert registry.plugins["broken"].status == "error"
+    assert message in registry.plugins["broken"].errors[0]
+    assert len(errors) == 1 and "broken" in errors[0]
+    assert registry.get("arch", "goodnet").plugin == "good"
+    with pytest.raises(PluginError):
+        Registry.discover(path=[str(plugin_dir)], env={"ZOO_STRICT_PLUGINS": "1"})
+
+
+def test_same_name_from_two_plugins_is_reachable_qualified_and_ambiguous_bare(plugin_dir):
+    make_plugin_dist(plugin_dir, "zoo-one", "one_plugin_c", TINY.format(name="twin"), entry_point="one")
+    make_plugin_dist(plugin_dir, "zoo-two", "two_plugin_c", TINY.format(name="twin"), entry_point="two")
+    registry = discover(plugin_dir)
+    assert registry.get("arch", "one:twin").plugin == "one"
+    assert registry.get("arch", "two:twin").plugin == "two"
+    with pytest.raises(UserError, match="provided by plugins 'one' and 'two': use one:twin or two:twin"):
+        registry.get("arch", "twin")
+
+
+def test_two_distributions_with_one_plugin_name_keep_the_first(plugin_dir):
+    make_plugin_dist(plugin_dir, "zoo-first", "first_plugin_d", TINY.format(name="firstnet"), entry_point="dup")
+    make_plugin_dist(plugin_dir, "zoo-second", "second_plugin_d", TINY.format(name="secondnet"), entry_point="dup")
+    registry = discover(plugin_dir)
+    statuses = sorted(p.status for p in registry.plugins.values())
+    assert statuses == ["error", "ok"]
+    assert len(registry.items("arch")) == 1
+
+
+def test_disable_variable_prevents_the_import(plugin_dir, tmp_path):
+    marker = tmp_path / "imported"
+    make_plugin_dist(plugin_dir, "zoo-spy", "spy_plugin_e", f"open({str(marker)!r}, 'w').close()", entry_point="spy")
+    make_plugin_dist(plugin_dir, "zoo-other", "other_plugin_e", TINY.format(name="othernet"), entry_point="other")
+    registry = discover(plugin_dir, ZOO_DISABLE_PLUGINS="spy")
+    assert not marker.exists()
+    assert registry.plugins["spy"].status == "disabled"
+    assert registry.find("arch", "othernet") is not None
+    registry = discover(plugin_dir, ZOO_PLUGINS="other")
+    assert not marker.exists() and registry.plugins["spy"].status == "disabled"
+    discover(plugin_dir)
+    assert marker.exists()
+
+
+def test_composition_and_close_matches():
+    registry = zoo.default_registry()
+    wrappers, arch = registry.resolve_model("se-vgg16")
+    assert [w.name for w in wrappers] == ["se"] and arch.name == "vgg16"
+    wrappers, arch = registry.resolve_model("se:se-vgg:vgg16")
+    assert arch.qualified_name == "vgg:vgg16"
+    with pytest.raises(UserError, match=r"unknown model 'se-vgg61'; did you mean .*se-vgg16"):
+        registry.resolve_model("se-vgg61")
+    with pytest.raises(UserError, match=r"unknown model 'resnt50'; did you mean .*resnet50"):
+        registry.resolve_model("resnt50")
+    with pytest.raises(UserError, match="applied twice"):
+        registry.resolve_model("se-se-vgg16")
+
+
+def test_python_api_mirrors_timm():
+    assert set(zoo.list_models("*vgg16*")) == {
+        "vgg16", "vgg16_bn", "vgg16c", "vgg16c_bn", "se-vgg16", "se-vgg16_bn", "se-vgg16c", "se-vgg16c_bn",
+        "timm/vgg16", "timm/vgg16_bn"}
+    assert {"vgg11", "vgg16_bn", "se-vgg16", "resnet18"} <= set(zoo.list_models())
+    assert zoo.list_models("vgg1?") == ["vgg11", "vgg13", "vgg16", "vgg19"]
+    model = zoo.create_model("vgg11", num_classes=7, in_chans=None, input_size=32, width=0.25)
+    assert model.classifier.out_features == 7 and model.features[0].in_channels == 3
+
+
+def _imported_modules(result) -> set[str]:
+    return {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+
+
+@pytest.mark.parametrize("args", [["--help"], ["list"], ["plugins"], ["list", "timm/*", "--kind", "arch"]])
+def test_listing_does_not_import_torch(args):
+    result = run_zoo(*args, python_flags=("-X", "importtime"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    modules = _imported_modules(result)
+    assert "zoo.cli" in modules  # the measurement works
+    assert "torch" not in modules and "timm" not in modules
+
+
+def test_cli_list_and_plugins():
+    result = run_zoo("list", "*resnet*", "--json")
+    rows = json.loads(result.stdout)
+    names = {r["name"] for r in rows}
+    assert {"resnet18", "resnet110", "timm/resnet18"} <= names and "vgg16" not in names
+    assert run_zoo("list", "--kind", "model", "se-*").stdout.split()[:3] == ["se-resnet", "se-resnet18", "se-resnet20"]
+    plugins = {p["name"]: p for p in json.loads(run_zoo("plugins", "--json").stdout)}
+    assert plugins["vgg"]["status"] == "ok" and "vgg16" in plugins["vgg"]["provides"]["arch"]
+    assert run_zoo("--version").stdout.strip() == f"zoo, version {zoo.__version__}"
+    result = run_zoo("list", "nothing-like-this*")
+    assert result.returncode == 2 and result.stderr.startswith("zoo: error: nothing matches")
+
+
+def test_cli_survives_a_broken_plugin(plugin_dir):
+    make_plugin_dist(plugin_dir, "zoo-broken", "broken_cli_plugin", "raise ImportError('missing dependency')",
+                     entry_point="broken")
+    env = {"PYTHONPATH": str(plugin_dir)}
+    result = run_zoo("list", "vgg16", env=env)
+    assert result.returncode == 0 and "vgg16" in result.stdout
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "broken" in warnings[0] and "missing dependency" in warnings[0]
+    plugins = {p["name"]: p for p in json.loads(run_zoo("plugins", "--json", env=env).stdout)}
+    assert plugins["broken"]["status"] == "error" and plugins["vgg"]["status"] == "ok"
+    result = run_zoo("list", env={**env, "ZOO_STRICT_PLUGINS": "1"})
+    assert result.returncode != 0 and "missing dependency" in result.stderr

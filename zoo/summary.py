@@ -1,0 +1,61 @@
+"""What ``zoo info`` reports: parameters, multiply-adds, output shape and a layer table."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def summarize(model: nn.Module, input_size: int, in_chans: int, depth: int = 2) -> dict[str, Any]:
+    """Run one image through ``model`` and measure it.
+
+    Multiply-adds count the convolutions and linear layers (what the ResNet paper's "FLOPs" count).
+    """
+    macs = 0
+    layers: list[dict[str, Any]] = []
+    shallow = {name: module for name, module in model.named_modules() if name and name.count(".") < depth}
+
+    def count(module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
+        nonlocal macs
+        if isinstance(module, nn.Conv2d):
+            per_output = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+            macs += output.numel() * per_output
+        elif isinstance(module, nn.Linear):
+            macs += output.numel() * module.in_features
+
+    def record(name: str):
+        def hook(module: nn.Module, _inputs: Any, output: Any) -> None:
+            shape = list(output.shape[1:]) if isinstance(output, torch.Tensor) else []
+            layers.append({"name": name, "type": type(module).__name__, "output": shape,
+                           "params": count_parameters(module)})
+        return hook
+
+    handles = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    handles += [m.register_forward_hook(record(name)) for name, m in shallow.items()
+                if not (len(list(m.children())) and name.count(".") < depth - 1 and _is_container(m))]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            output = model(torch.zeros(1, in_chans, input_size, input_size))
+    finally:
+        model.train(was_training)
+        for handle in handles:
+            handle.remove()
+    return {
+        "parameters": count_parameters(model),
+        "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "multiply_adds": macs,
+        "input": [in_chans, input_size, input_size],
+        "output": list(output.shape[1:]),
+        "layers": layers,
+    }
+
+
+def _is_container(module: nn.Module) -> bool:
+    return isinstance(module, (nn.Sequential, nn.ModuleList, nn.ModuleDict))
