@@ -168,6 +168,160 @@ def info_command(model: str, num_classes: int | None, in_chans: int, input_size:
     console.print(table)
 
 
+@cli.command("train")
+@click.argument("model")
+@click.option("--data", default="cifar10", show_default=True, help="Dataset (zoo list --kind data).")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Where data lives (default $ZOO_DATA_DIR or "
+              "~/.cache/zoo/data; for imagefolder, the folder itself).")
+@click.option("--aug", "augs", multiple=True, metavar="NAME[=VALUE]",
+              help="Augmentation, in order; repeatable (default: crop=4 then hflip; 'none' for none).")
+@click.option("--opt", default="sgd-nesterov", show_default=True, metavar="NAME[=VALUE]", help="Optimizer.")
+@click.option("--opt-set", multiple=True, metavar="KEY=VALUE", help="An optimizer option (betas=[0.9,0.99]).")
+@click.option("--lr", type=float, default=0.05, show_default=True, help="Peak learning rate.")
+@click.option("--wd", "weight_decay", type=float, default=5e-4, show_default=True, help="Weight decay.")
+@click.option("--sched", default="cosine", show_default=True, metavar="NAME[=VALUE]",
+              help="Learning-rate schedule, e.g. multistep=[20,30,40].")
+@click.option("--sched-set", multiple=True, metavar="KEY=VALUE", help="A schedule option (gamma=0.5).")
+@click.option("--warmup", type=float, default=1.0, show_default=True, help="Epochs of linear warmup.")
+@click.option("--epochs", type=int, default=30, show_default=True)
+@click.option("--batch-size", type=int, default=128, show_default=True)
+@click.option("--label-smoothing", type=float, default=0.0, show_default=True)
+@click.option("--amp", is_flag=True, help="Mixed precision (the amp trainer): bf16 on CPU, fp16/bf16 on CUDA.")
+@click.option("--trainer", help="Trainer by name (default fp32, or amp with --amp).")
+@click.option("--trainer-set", multiple=True, metavar="KEY=VALUE", help="A trainer option (dtype=fp16).")
+@click.option("--channels-last/--no-channels-last", default=None, help="Memory format (default: the trainer's).")
+@click.option("--compile", "compile_model", is_flag=True, help="torch.compile the model.")
+@click.option("--device", help="cpu, cuda, cuda:1 (default: cuda if available).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@set_option
+@click.option("--limit-train", type=int, help="Use only the first N training images.")
+@click.option("--limit-test", type=int, help="Use only the first N test images.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Weights file (default weights/<run>.safetensors).")
+@click.option("--run-dir", type=click.Path(file_okay=False), help="Run folder (default runs/<run>).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing weights file or run folder.")
+@click.option("--resume", type=click.Path(), help="Continue the run in this run folder.")
+@click.option("--no-download", is_flag=True, help="Never download missing data.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def train_command(model: str, data: str, data_dir, augs, opt, opt_set, lr, weight_decay, sched, sched_set, warmup,
+                  epochs, batch_size, label_smoothing, amp, trainer, trainer_set, channels_last, compile_model,
+                  device, seed, sets, limit_train, limit_test, out, run_dir, overwrite, resume, no_download,
+                  as_json) -> None:
+    """Train MODEL and save its weights.
+
+    \b
+    zoo train se-vgg16 --aug hflip                 CIFAR-10, downloaded when missing
+    zoo train resnet20 --data fashion-mnist-sample --epochs 3
+    zoo train vgg16_bn --opt adam --lr 0.005 --sched multistep=[20,30,40] --epochs 50 --batch-size 256
+    """
+    from .options import parse_sets
+    from .reporting import RichReporter
+    from .training import RunConfig, train
+
+    if amp and trainer and trainer != "amp":
+        raise UserError(f"--amp and --trainer {trainer} contradict each other")
+    trainer_options = parse_sets(trainer_set)
+    for key, value in (("channels_last", channels_last), ("compile", compile_model or None), ("device", device)):
+        if value is not None:
+            trainer_options[key] = value
+    config = RunConfig(
+        model=model, data=data, augs=[] if list(augs) == ["none"] else list(augs) or RunConfig().augs,
+        opt=opt, opt_options=parse_sets(opt_set), lr=lr, weight_decay=weight_decay, sched=sched,
+        sched_options=parse_sets(sched_set), warmup=warmup, epochs=epochs, batch_size=batch_size,
+        label_smoothing=label_smoothing, trainer=trainer or ("amp" if amp else "fp32"),
+        trainer_options=trainer_options, model_options=parse_sets(sets), seed=seed, train_limit=limit_train,
+        test_limit=limit_test, data_dir=data_dir, download=not no_download)
+    for name, value in (("limit-train", limit_train), ("limit-test", limit_test)):
+        if value is not None and value < 1:
+            raise UserError(f"--{name} must be positive, got {value}")
+    summary = train(config, registry=_registry(), run_dir=run_dir, weights=out, resume=resume, overwrite=overwrite,
+                    reporter=RichReporter())
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        click.echo(f"test accuracy {summary['test_accuracy']:.2%} after {summary['epochs']} epochs "
+                   f"({summary['seconds']:.0f}s of training); weights: {summary['weights']}")
+
+
+@cli.command("eval")
+@click.argument("weights", type=click.Path())
+@click.option("--data", help="Dataset (default: the one the weights were trained on).")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Where data lives.")
+@click.option("--batch-size", type=int, default=1024, show_default=True)
+@click.option("--device", help="cpu, cuda (default: cuda if available).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def eval_command(weights: str, data: str | None, data_dir, batch_size: int, device, as_json: bool) -> None:
+    """Accuracy, loss and per-class accuracy of WEIGHTS on a test set."""
+    from .data import data_root
+    from .training import Augmenter, BaseTrainer, evaluate
+    from .weights import load_model
+
+    model = load_model(weights, registry=_registry())
+    meta = model.zoo_meta
+    name = data or meta.get("dataset")
+    spec = _registry().get("data", name)
+    dataset = spec.load()(root=data_root(data_dir), download=True)
+    if dataset.num_classes != meta.get("num_classes") or dataset.channels != meta.get("in_chans"):
+        raise UserError(f"{weights} was trained for {meta.get('num_classes')} classes of {meta.get('in_chans')}-channel "
+                        f"images; {name} has {dataset.num_classes} classes of {dataset.channels}-channel images")
+    trainer = BaseTrainer(device)
+    model = trainer.prepare(model)
+    data_on_device = dataset.to(trainer.device)
+    augmenter = Augmenter([], False, meta["mean"], meta["std"], dataset.num_classes)
+    result = evaluate(model, trainer, augmenter, data_on_device.test_images, data_on_device.test_labels, batch_size,
+                      dataset.num_classes)
+    report = {"weights": weights, "model": meta["model"], "data": name, "test_images": len(dataset.test_images),
+              "accuracy": result["accuracy"], "loss": result["loss"],
+              "per_class_accuracy": dict(zip(dataset.classes, result["per_class_accuracy"]))}
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    click.echo(f"{meta['model']} on {name} ({report['test_images']:,} test images): accuracy {result['accuracy']:.2%}, "
+               f"loss {result['loss']:.4f}")
+    for cls, acc in report["per_class_accuracy"].items():
+        click.echo(f"  {cls:<20} {acc:7.2%}")
+
+
+@cli.command("predict")
+@click.argument("weights", type=click.Path())
+@click.argument("images", nargs=-1, required=True, type=click.Path())
+@click.option("--top-k", type=int, default=3, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def predict_command(weights: str, images: tuple[str, ...], top_k: int, as_json: bool) -> None:
+    """Top-k classes for each image file, with their probabilities."""
+    import numpy as np
+    import torch
+    from PIL import Image, UnidentifiedImageError
+
+    from .weights import load_model
+
+    model = load_model(weights, registry=_registry())
+    meta = model.zoo_meta
+    size, channels, classes = meta["input_size"], meta["in_chans"], meta["classes"]
+    if top_k < 1:
+        raise UserError(f"--top-k must be positive, got {top_k}")
+    batch = []
+    for path in images:
+        try:
+            with Image.open(path) as img:
+                img = img.convert("L" if channels == 1 else "RGB").resize((size, size), Image.Resampling.BILINEAR)
+                batch.append(np.asarray(img, dtype=np.float32).reshape(size, size, channels))
+        except (UnidentifiedImageError, OSError) as exc:
+            raise UserError(f"{path} is not an image zoo can read ({type(exc).__name__})") from exc
+    x = torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2) / 255
+    x = (x - torch.tensor(meta["mean"]).view(1, -1, 1, 1)) / torch.tensor(meta["std"]).view(1, -1, 1, 1)
+    with torch.inference_mode():
+        probabilities = model(x).softmax(1)
+    top = probabilities.topk(min(top_k, len(classes)), dim=1)
+    results = [{"image": path, "top": [{"class": classes[i], "probability": p} for p, i in
+                                       zip(values.tolist(), indices.tolist())]}
+               for path, values, indices in zip(images, top.values, top.indices)]
+    if as_json:
+        click.echo(json.dumps(results, indent=2))
+        return
+    for result in results:
+        click.echo(result["image"] + ": " + ", ".join(f"{t['class']} {t['probability']:.1%}" for t in result["top"]))
+
+
 def main() -> None:
     """Entry point: user errors are one line and exit code 2, never a traceback."""
     try:

@@ -18,13 +18,15 @@ class Spec:
     """Fields every item has. ``plugin`` is filled in by the registry, not by the plugin.
 
     ``options`` are keyword arguments bound to the factory before the user's own, so one factory
-    can serve many names (``vgg16`` is ``vgg`` with ``config="D"``).
+    can serve many names (``vgg16`` is ``vgg`` with ``config="D"``). ``param`` names the option that
+    ``NAME=VALUE`` sets on the command line (``--aug rotate=15``, ``--sched multistep=[20,30,40]``).
     """
 
     name: str
     factory: Factory
     summary: str = ""
     options: Mapping[str, Any] = field(default_factory=dict)
+    param: str = ""
     plugin: str = ""
     kind: ClassVar[str] = ""
     word: ClassVar[str] = ""  # the kind in prose, for messages
@@ -74,12 +76,9 @@ class Wrapper(Spec):
 
 @dataclass(frozen=True)
 class Augmentation(Spec):
-    """``factory(value)`` or ``factory()`` returns ``aug(x, y) -> (x, y)`` working on a float batch
-    in [0, 1] of shape (N, C, H, W). ``param`` names the value of ``--aug name=value``.
-    ``mixes_labels`` augmentations receive and return soft labels of shape (N, classes)."""
+    """``factory(**options)`` returns ``aug(x, y) -> (x, y)`` working on a float batch in [0, 1] of
+    shape (N, C, H, W). ``mixes_labels`` augmentations receive and return soft labels (N, classes)."""
 
-    param: str = ""
-    default: float | int | None = None
     mixes_labels: bool = False
     kind: ClassVar[str] = "aug"
     word: ClassVar[str] = "augmentation"

@@ -1,1 +1,52 @@
-"""(filled in by the training work)"""
+"""Optimizers (sgd, sgd-momentum, sgd-nesterov, adam, adamw, rmsprop, timm's catalogue) and schedules."""
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+from zoo import Optimizer, Scheduler, hookimpl
+
+_O = "zoo_optim.optimizers:"
+_S = "zoo_optim.schedules:"
+
+
+def timm_optimizer_names() -> list[str]:
+    """The names in timm's optimizer registry, read from its source without importing torch."""
+    spec = importlib.util.find_spec("timm")
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    source = Path(next(iter(spec.submodule_search_locations))) / "optim" / "_optim_factory.py"
+    if not source.is_file():
+        return []
+    return sorted(set(re.findall(r"\bname\s*=\s*'(\w+)'", source.read_text(encoding="utf-8"))))
+
+
+@hookimpl
+def optimizers():
+    return [
+        Optimizer("sgd", _O + "sgd", "plain SGD, no momentum", options={"momentum": 0.0}),
+        Optimizer("sgd-momentum", _O + "sgd", "SGD with momentum 0.9 (the lab's 'SGDM')", param="momentum",
+                  options={"momentum": 0.9}),
+        Optimizer("sgd-nesterov", _O + "sgd", "SGD with Nesterov momentum 0.9", param="momentum",
+                  options={"momentum": 0.9, "nesterov": True}),
+        Optimizer("adam", _O + "adam", "Adam (weight decay added to the gradient, L2)"),
+        Optimizer("adamw", _O + "adamw", "AdamW (decoupled weight decay)"),
+        Optimizer("rmsprop", _O + "rmsprop", "RMSprop, alpha 0.99"),
+    ] + [
+        Optimizer(f"timm/{name}", _O + "timm_optimizer", "timm optimizer", options={"opt": name})
+        for name in timm_optimizer_names()
+    ]
+
+
+@hookimpl
+def schedulers():
+    return [
+        Scheduler("constant", _S + "constant", "the same learning rate throughout"),
+        Scheduler("multistep", _S + "multistep", "multistep=[20,30,40]: x gamma (0.1) at each milestone epoch",
+                  param="milestones"),
+        Scheduler("step", _S + "step", "step=N: x gamma (0.1) every N epochs (30)", param="step_size"),
+        Scheduler("cosine", _S + "cosine", "cosine decay to zero over the run"),
+        Scheduler("onecycle", _S + "onecycle", "onecycle=P: rise for the first P of the run (0.25), then "
+                  "cosine decay", param="pct_start"),
+    ]

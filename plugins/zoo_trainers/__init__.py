@@ -1,1 +1,11 @@
-"""(filled in by the training work)"""
+"""Trainers: plain fp32, and mixed precision with torch.amp (bf16 on CPU, fp16 or bf16 on CUDA)."""
+from zoo import Trainer, hookimpl
+
+
+@hookimpl
+def trainers():
+    return [
+        Trainer("fp32", "zoo.training:BaseTrainer", "plain fp32 training (options: channels_last, compile, device)"),
+        Trainer("amp", "zoo_trainers.amp:AmpTrainer", "mixed precision: bf16 autocast on CPU; on CUDA bf16 where "
+                "supported, else fp16 with a gradient scaler (options: dtype, channels_last, compile, device)"),
+    ]

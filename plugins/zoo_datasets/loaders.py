@@ -1,0 +1,220 @@
+"""Readers for the original dataset files. Everything is decoded into uint8 tensors."""
+from __future__ import annotations
+
+import gzip
+import io
+import pickle
+import struct
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from zoo import ImageData, UserError
+from zoo.data import channel_stats, download, file_md5
+
+CIFAR = {
+    "cifar10": dict(
+        url="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", md5="c58f30108f718f92721af3b95e74349a",
+        folder="cifar-10-batches-py", train=[f"data_batch_{i}" for i in range(1, 6)], test=["test_batch"],
+        meta=("batches.meta", b"label_names"), labels=b"labels",
+        mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616)),
+    "cifar100": dict(
+        url="https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz", md5="eb9058c3a382ffc7106e4002c42a8d85",
+        folder="cifar-100-python", train=["train"], test=["test"],
+        meta=("meta", b"fine_label_names"), labels=b"fine_labels",
+        mean=(0.5071, 0.4865, 0.4409), std=(0.2673, 0.2564, 0.2762)),
+}
+
+FASHION_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+FASHION_FILES = {  # name -> MD5 of the published gz file
+    "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+    "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+    "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+    "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+}
+FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                   "Ankle boot"]
+FASHION_STATS = ((0.2860,), (0.3530,))
+DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
+SAMPLE = Path(__file__).parent / "sample"
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """Admits only what the CIFAR batch files contain: dicts, lists, bytes and numpy arrays."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"), ("numpy", "dtype"),
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        if name == "_reconstruct":
+            core = getattr(np, "_core", None) or np.core  # numpy 2 renamed numpy.core
+            return core.multiarray._reconstruct
+        return getattr(np, name)
+
+
+def read_cifar_batch(path: Path) -> dict:
+    """One CIFAR python batch, read without running any code it might carry."""
+    try:
+        with open(path, "rb") as f:
+            batch = _BatchUnpickler(f, encoding="bytes").load()
+    except FileNotFoundError:
+        raise
+    except pickle.UnpicklingError as exc:
+        raise UserError(f"{path} is not a CIFAR batch ({exc}); it was not loaded") from exc
+    except Exception as exc:
+        raise UserError(f"{path} is truncated or corrupt ({type(exc).__name__}); delete it and download again") from exc
+    if not isinstance(batch, dict):
+        raise UserError(f"{path} is not a CIFAR batch (it holds a {type(batch).__name__})")
+    return batch
+
+
+def _cifar(name: str, root: Path, download_missing: bool) -> ImageData:
+    info = CIFAR[name]
+    folder = root / info["folder"]
+    if not folder.is_dir() and download_missing:
+        archive = download(info["url"], root / Path(info["url"]).name, info["md5"])
+        with tarfile.open(archive) as tar:
+            tar.extractall(root, filter="data")
+    missing = [f for f in info["train"] + info["test"] + [info["meta"][0]] if not (folder / f).is_file()]
+    if missing:
+        raise UserError(f"{name} not found: put the '{info['folder']}' folder of {Path(info['url']).name} in {root} "
+                        f"(missing {', '.join(missing)}), or train on the embedded sample with "
+                        f"--data fashion-mnist-sample")
+
+    def split(files: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        images, labels = [], []
+        for file in files:
+            batch = read_cifar_batch(folder / file)
+            try:
+                data = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+                label = np.asarray(batch[info["labels"]], dtype=np.int64)
+            except (KeyError, ValueError) as exc:
+                raise UserError(f"{folder / file} is not a complete CIFAR batch ({exc})") from exc
+            if len(data) != len(label):
+                raise UserError(f"{folder / file} has {len(data)} images but {len(label)} labels")
+            images.append(data)
+            labels.append(label)
+        return torch.from_numpy(np.concatenate(images)), torch.from_numpy(np.concatenate(labels))
+
+    meta = read_cifar_batch(folder / info["meta"][0])
+    classes = [c.decode() if isinstance(c, bytes) else str(c) for c in meta.get(info["meta"][1], [])]
+    train, test = split(info["train"]), split(info["test"])
+    return ImageData(name, *train, *test, classes, info["mean"], info["std"])
+
+
+def cifar10(root: Path, download: bool = True) -> ImageData:
+    return _cifar("cifar10", root, download)
+
+
+def cifar100(root: Path, download: bool = True) -> ImageData:
+    return _cifar("cifar100", root, download)
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An idx file (gzip or raw): uint8 images (N, H, W) or labels (N,)."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+        magic, count = struct.unpack(">II", raw[:8])
+        if magic == 2049:
+            dims, offset = (count,), 8
+        elif magic == 2051:
+            dims, offset = (count, *struct.unpack(">II", raw[8:16])), 16
+        else:
+            raise ValueError(f"magic number {magic}")
+        array = np.frombuffer(raw, np.uint8, offset=offset)
+        if array.size != int(np.prod(dims)):
+            raise ValueError(f"{array.size} bytes of data for shape {dims}")
+    except (OSError, EOFError, struct.error, ValueError, gzip.BadGzipFile) as exc:
+        raise UserError(f"{path} is not a valid idx file ({exc}); it may be truncated") from exc
+    return array.reshape(dims)
+
+
+def _idx_dataset(name: str, folder: Path) -> ImageData:
+    def split(prefix: str) -> tuple[torch.Tensor, torch.Tensor]:
+        images = torch.from_numpy(read_idx(_idx_file(folder, f"{prefix}-images-idx3-ubyte")).copy())
+        labels = torch.from_numpy(read_idx(_idx_file(folder, f"{prefix}-labels-idx1-ubyte")).astype(np.int64))
+        # 28x28 -> 32x32 (as LeNet padded MNIST) so five 2x2 pools of a CIFAR-shape VGG fit.
+        return F.pad(images.unsqueeze(1), (2, 2, 2, 2)), labels
+
+    return ImageData(name, *split("train"), *split("t10k"), FASHION_CLASSES, *FASHION_STATS)
+
+
+def _idx_file(folder: Path, stem: str) -> Path:
+    for candidate in (folder / f"{stem}.gz", folder / stem):
+        if candidate.is_file():
+            return candidate
+    raise UserError(f"{folder / stem}.gz is missing")
+
+
+def fashion_mnist(root: Path, download: bool = True) -> ImageData:
+    """From ``root/fashion-mnist``, else Debian's ``dataset-fashion-mnist``, else downloaded."""
+    folder = root / "fashion-mnist"
+    have = lambda f: all((f / name).is_file() for name in FASHION_FILES)  # noqa: E731
+    if not have(folder) and have(DEBIAN_FASHION):
+        folder = DEBIAN_FASHION
+    elif not have(folder):
+        if not download:
+            raise UserError(f"fashion-mnist not found: put its four idx .gz files in {folder}, or install Debian's "
+                            f"dataset-fashion-mnist, or use --data fashion-mnist-sample")
+        for name, md5 in FASHION_FILES.items():
+            if not (folder / name).is_file() or file_md5(folder / name) != md5:
+                download(FASHION_URL + name, folder / name, md5)
+    return _idx_dataset("fashion-mnist", folder)
+
+
+def fashion_mnist_sample(root: Path | None = None, download: bool = False) -> ImageData:
+    """The 5,000 + 1,000 real images shipped in the package; needs no network and no files."""
+    return _idx_dataset("fashion-mnist-sample", SAMPLE)
+
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+def image_folder(root: Path, download: bool = False, image_size: int = 32) -> ImageData:
+    """``root/train/<class>/*.png`` and ``root/test/<class>/*`` (or ``val/``), resized to ``image_size``."""
+    from PIL import Image, UnidentifiedImageError
+
+    test_dir = next((root / d for d in ("test", "val") if (root / d).is_dir()), None)
+    if not (root / "train").is_dir() or test_dir is None:
+        raise UserError(f"imagefolder needs {root}/train/<class>/ and {root}/test/<class>/ (or val/); "
+                        f"set the folder with --data-dir")
+    classes = sorted(d.name for d in (root / "train").iterdir() if d.is_dir())
+    if not classes:
+        raise UserError(f"{root / 'train'} has no class folders")
+    modes = set()
+
+    def split(folder: Path) -> tuple[torch.Tensor, torch.Tensor]:
+        images, labels = [], []
+        for label, cls in enumerate(classes):
+            for file in sorted((folder / cls).glob("*")) if (folder / cls).is_dir() else []:
+                if file.suffix.lower() not in IMAGE_SUFFIXES:
+                    continue
+                try:
+                    with Image.open(file) as img:
+                        img = img.convert("L" if img.mode in ("1", "L", "I;16") else "RGB")
+                        modes.add(img.mode)
+                        img = img.resize((image_size, image_size), Image.Resampling.BILINEAR)
+                        images.append(np.asarray(img, dtype=np.uint8).reshape(image_size, image_size, -1))
+                except (UnidentifiedImageError, OSError) as exc:
+                    raise UserError(f"{file} is not a readable image ({exc})") from exc
+                labels.append(label)
+        if not images:
+            raise UserError(f"{folder} has no images in class folders {', '.join(classes)}")
+        channels = 3 if "RGB" in modes else 1
+        array = np.stack([np.repeat(i, channels // i.shape[-1], axis=-1) for i in images])
+        return torch.from_numpy(array).permute(0, 3, 1, 2).contiguous(), torch.tensor(labels)
+
+    train, test = split(root / "train"), split(test_dir)
+    if train[0].shape[1] != test[0].shape[1]:  # one split in colour, the other gray
+        train, test = ((t[0].expand(-1, 3, -1, -1).contiguous(), t[1]) for t in (train, test))
+    mean, std = channel_stats(train[0])
+    return ImageData(root.name, *train, *test, classes, mean, std)

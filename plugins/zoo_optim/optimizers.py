@@ -1,0 +1,48 @@
+"""Optimizer factories: ``factory(params, lr=..., weight_decay=..., **options)``."""
+from __future__ import annotations
+
+import torch
+
+from zoo import UserError
+
+
+def _check(lr: float, weight_decay: float) -> None:
+    if not lr > 0:
+        raise UserError(f"learning rate must be positive, got {lr}")
+    if weight_decay < 0:
+        raise UserError(f"weight decay must be >= 0, got {weight_decay}")
+
+
+def sgd(params, lr: float, weight_decay: float = 0.0, momentum: float = 0.0, nesterov: bool = False,
+        dampening: float = 0.0):
+    _check(lr, weight_decay)
+    if not 0 <= momentum < 1:
+        raise UserError(f"momentum must be in [0, 1), got {momentum}")
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0,
+                           weight_decay=weight_decay, dampening=dampening)
+
+
+def adam(params, lr: float, weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+    _check(lr, weight_decay)
+    return torch.optim.Adam(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
+
+
+def adamw(params, lr: float, weight_decay: float = 0.01, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+    _check(lr, weight_decay)
+    return torch.optim.AdamW(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
+
+
+def rmsprop(params, lr: float, weight_decay: float = 0.0, alpha: float = 0.99, momentum: float = 0.0,
+            eps: float = 1e-8):
+    _check(lr, weight_decay)
+    return torch.optim.RMSprop(params, lr=lr, alpha=alpha, momentum=momentum, eps=eps, weight_decay=weight_decay)
+
+
+def timm_optimizer(params, lr: float, opt: str, weight_decay: float = 0.0, **options):
+    _check(lr, weight_decay)
+    from timm.optim import create_optimizer_v2
+
+    try:
+        return create_optimizer_v2(params, opt=opt, lr=lr, weight_decay=weight_decay, **options)
+    except (TypeError, ValueError, ImportError) as exc:
+        raise UserError(f"timm cannot build optimizer {opt!r}: {exc}") from exc

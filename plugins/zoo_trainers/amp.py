@@ -1,0 +1,45 @@
+"""Mixed precision with torch.amp: autocast for the forward pass, loss scaling only for CUDA fp16."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from zoo import UserError
+from zoo.training import BaseTrainer
+
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class AmpTrainer(BaseTrainer):
+    def __init__(self, device: str | None = None, dtype: str | None = None, channels_last: bool = True,
+                 compile: bool = False):
+        super().__init__(device, channels_last, compile)
+        if dtype is None:
+            cuda_bf16 = self.device.type == "cuda" and torch.cuda.is_bf16_supported()
+            dtype = "bf16" if self.device.type != "cuda" or cuda_bf16 else "fp16"
+        if dtype not in DTYPES:
+            raise UserError(f"unknown amp dtype {dtype!r}; choose bf16 or fp16")
+        if dtype == "fp16" and self.device.type == "cpu":
+            raise UserError("fp16 autocast is for CUDA; on a CPU use bf16")
+        self.precision = dtype
+        self.dtype = DTYPES[dtype]
+        self.scaler = torch.amp.GradScaler("cuda") if dtype == "fp16" else None
+
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def backward_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
+        if self.scaler is None:
+            super().backward_step(loss, optimizer)
+            return
+        self.scaler.scale(loss).backward()
+        self.scaler.step(optimizer)
+        self.scaler.update()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"scaler": self.scaler.state_dict()} if self.scaler else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.scaler and "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])

@@ -1,0 +1,121 @@
+"""Datasets held whole in memory as uint8 tensors, and the helpers dataset plugins share."""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from .errors import UserError
+
+DATA_DIR_ENV = "ZOO_DATA_DIR"
+
+
+def data_root(data_dir: str | os.PathLike | None = None) -> Path:
+    """Where datasets live: ``--data-dir``, else ``$ZOO_DATA_DIR``, else ``~/.cache/zoo/data``."""
+    if data_dir:
+        return Path(data_dir).expanduser()
+    if os.environ.get(DATA_DIR_ENV):
+        return Path(os.environ[DATA_DIR_ENV]).expanduser()
+    return Path.home() / ".cache" / "zoo" / "data"
+
+
+@dataclass
+class ImageData:
+    """A whole dataset: images as uint8 tensors of shape (N, C, H, W), labels as int64 (N,)."""
+
+    name: str
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    classes: Sequence[str]
+    mean: Sequence[float]
+    std: Sequence[float]
+
+    def __post_init__(self) -> None:
+        for split in ("train", "test"):
+            images, labels = getattr(self, f"{split}_images"), getattr(self, f"{split}_labels")
+            if images.dtype != torch.uint8 or images.dim() != 4:
+                raise UserError(f"{self.name}: {split} images must be uint8 (N, C, H, W), got {images.dtype} "
+                                f"{tuple(images.shape)}")
+            if len(images) != len(labels) or len(images) == 0:
+                raise UserError(f"{self.name}: {len(images)} {split} images but {len(labels)} labels")
+            if labels.min() < 0 or labels.max() >= len(self.classes):
+                raise UserError(f"{self.name}: {split} labels outside 0..{len(self.classes) - 1}; the files are corrupt")
+        if self.train_images.shape[1:] != self.test_images.shape[1:]:
+            raise UserError(f"{self.name}: train and test images differ in shape")
+        if not (len(self.mean) == len(self.std) == self.channels):
+            raise UserError(f"{self.name}: normalisation statistics for {len(self.mean)} channels, images have "
+                            f"{self.channels}")
+
+    @property
+    def channels(self) -> int:
+        return self.train_images.shape[1]
+
+    @property
+    def input_size(self) -> int:
+        return self.train_images.shape[-1]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def to(self, device: torch.device | str) -> "ImageData":
+        return replace(self, **{k: getattr(self, k).to(device) for k in
+                                ("train_images", "train_labels", "test_images", "test_labels")})
+
+    def subset(self, train: int | None = None, test: int | None = None) -> "ImageData":
+        """The first ``train``/``test`` images, for quick runs."""
+        return replace(self, train_images=self.train_images[:train], train_labels=self.train_labels[:train],
+                       test_images=self.test_images[:test], test_labels=self.test_labels[:test])
+
+
+def channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:
+    """Per-channel mean and standard deviation of uint8 images, scaled to [0, 1]."""
+    x = images.float().div_(255).transpose(0, 1).reshape(images.shape[1], -1)
+    return x.mean(1).tolist(), x.std(1).tolist()
+
+
+def file_md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def download(url: str, dest: Path, md5: str) -> Path:
+    """Fetch ``url`` to ``dest`` with a progress bar, check its MD5, and move it in place atomically.
+
+    Raises :class:`UserError` when there is no network or the checksum is wrong.
+    """
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=dest.parent, prefix=f".{dest.name}.", delete=False) as tmp:
+        try:
+            with urllib.request.urlopen(url, timeout=30) as response:
+                total = int(response.headers.get("Content-Length") or 0) or None
+                columns = ("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                           TransferSpeedColumn())
+                with Progress(*columns, transient=True) as progress:
+                    task = progress.add_task(f"downloading {dest.name}", total=total)
+                    while chunk := response.read(1 << 20):
+                        tmp.write(chunk)
+                        progress.advance(task, len(chunk))
+        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+            os.unlink(tmp.name)
+            raise UserError(f"cannot download {url}: {getattr(exc, 'reason', exc)}") from exc
+    if file_md5(Path(tmp.name)) != md5:
+        os.unlink(tmp.name)
+        raise UserError(f"download of {url} is corrupt (MD5 differs from {md5}); try again")
+    shutil.move(tmp.name, dest)
+    return dest

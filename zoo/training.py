@@ -1,0 +1,420 @@
+"""The training loop: data on the device, batched augmentation, a trainer plugin for each step."""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import torch
+import torch.nn.functional as F
+
+from . import __version__
+from .data import ImageData, data_root
+from .errors import UserError
+from .models import check_options, create_model
+from .options import parse_value
+from .registry import Registry, default_registry
+from .specs import Spec
+from .weights import atomic_save, clean_state_dict, read_safetensors, save_weights
+
+
+class BaseTrainer:
+    """Runs training steps on one device in fp32: the plain trainer, and the base of others.
+
+    A trainer plugin subclasses this and overrides :meth:`autocast` and :meth:`backward_step`
+    (mixed precision), or :meth:`prepare` (memory format, compilation).
+    """
+
+    precision = "fp32"
+
+    def __init__(self, device: str | None = None, channels_last: bool = False, compile: bool = False):
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.channels_last = bool(channels_last)
+        self.compile = bool(compile)
+
+    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
+        model = model.to(self.device, memory_format=torch.channels_last if self.channels_last else torch.preserve_format)
+        return torch.compile(model) if self.compile else model
+
+    def prepare_input(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        return contextlib.nullcontext()
+
+    def backward_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
+        loss.backward()
+        optimizer.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-able state to checkpoint (a gradient scaler's, say)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+    def describe(self) -> dict[str, Any]:
+        return {"device": str(self.device), "precision": self.precision, "channels_last": self.channels_last,
+                "compile": self.compile}
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a training run; saved as the run's ``config.json``."""
+
+    model: str = "resnet18"
+    data: str = "cifar10"
+    augs: list[str] = field(default_factory=lambda: ["crop=4", "hflip"])
+    opt: str = "sgd-nesterov"
+    opt_options: dict[str, Any] = field(default_factory=dict)
+    lr: float = 0.05
+    weight_decay: float = 5e-4
+    sched: str = "cosine"
+    sched_options: dict[str, Any] = field(default_factory=dict)
+    warmup: float = 1.0
+    epochs: int = 30
+    batch_size: int = 128
+    eval_batch_size: int = 1024
+    label_smoothing: float = 0.0
+    trainer: str = "fp32"
+    trainer_options: dict[str, Any] = field(default_factory=dict)
+    model_options: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    train_limit: int | None = None
+    test_limit: int | None = None
+    data_dir: str | None = None
+    download: bool = True
+
+    # Fields that may differ when a run is resumed: where things are, not what is computed.
+    RESUMABLE_CHANGES = ("data_dir", "download", "epochs", "eval_batch_size")
+
+
+class Reporter(Protocol):
+    def start(self, config: RunConfig, info: dict[str, Any]) -> None: ...
+    def epoch_start(self, epoch: int, steps: int) -> None: ...
+    def step(self, done: int, loss: float, accuracy: float, images_per_s: float) -> None: ...
+    def epoch_end(self, record: dict[str, Any]) -> None: ...
+    def finish(self, summary: dict[str, Any]) -> None: ...
+
+
+class SilentReporter:
+    def start(self, config, info): pass
+    def epoch_start(self, epoch, steps): pass
+    def step(self, done, loss, accuracy, images_per_s): pass
+    def epoch_end(self, record): pass
+    def finish(self, summary): pass
+
+
+def parse_choice(registry: Registry, kind: str, text: str) -> tuple[Spec, dict[str, Any]]:
+    """``"rotate=15"`` -> (the rotate spec, ``{"degrees": 15}``); ``"hflip"`` -> (spec, {})."""
+    name, sep, value = text.partition("=")
+    spec = registry.get(kind, name.strip())
+    if not sep:
+        return spec, {}
+    if not spec.param:
+        raise UserError(f"{spec.word} {spec.name!r} takes no value (got {text!r})")
+    return spec, {spec.param: parse_value(value)}
+
+
+def _call(spec: Spec, *args: Any, **options: Any) -> Any:
+    factory = spec.load()
+    check_options(spec, factory, options, skip=len(args))
+    try:
+        return factory(*args, **options)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"{spec.word} {spec.name!r}: {exc}") from exc
+
+
+class Augmenter:
+    """Turns a batch of uint8 images into normalised float inputs, applying the augmentations in order."""
+
+    def __init__(self, augs: list[Callable], mixes_labels: bool, mean, std, num_classes: int):
+        self.augs, self.mixes_labels, self.num_classes = augs, mixes_labels, num_classes
+        self.mean = torch.tensor(mean).view(1, -1, 1, 1)
+        self.std = torch.tensor(std).view(1, -1, 1, 1)
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        mean, std = self.mean.to(images.device), self.std.to(images.device)
+        return (images.float().div_(255) - mean) / std
+
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = images.float().div_(255)
+        y = F.one_hot(labels, self.num_classes).float() if self.mixes_labels else labels
+        for aug in self.augs:
+            x, y = aug(x, y)
+        mean, std = self.mean.to(x.device), self.std.to(x.device)
+        return (x - mean) / std, y
+
+
+@dataclass
+class Run:
+    """A resolved run: every name looked up and every option checked before any data is read."""
+
+    config: RunConfig
+    registry: Registry
+    data_spec: Spec
+    augs: list[tuple[Spec, dict[str, Any]]]
+    opt: tuple[Spec, dict[str, Any]]
+    sched: tuple[Spec, dict[str, Any]]
+    trainer_spec: Spec
+
+    @classmethod
+    def resolve(cls, config: RunConfig, registry: Registry | None = None) -> "Run":
+        registry = registry or default_registry()
+        for name, value, low in (("epochs", config.epochs, 1), ("batch size", config.batch_size, 1),
+                                 ("eval batch size", config.eval_batch_size, 1)):
+            if not isinstance(value, int) or value < low:
+                raise UserError(f"{name} must be a whole number >= {low}, got {value!r}")
+        if not (isinstance(config.lr, (int, float)) and config.lr > 0 and math.isfinite(config.lr)):
+            raise UserError(f"learning rate must be positive, got {config.lr}")
+        if config.weight_decay < 0 or config.warmup < 0 or not 0 <= config.label_smoothing < 1:
+            raise UserError("weight decay and warmup must be >= 0, label smoothing in [0, 1)")
+        registry.resolve_model(config.model)
+        opt_spec, opt_options = parse_choice(registry, "opt", config.opt)
+        sched_spec, sched_options = parse_choice(registry, "sched", config.sched)
+        run = cls(
+            config, registry, registry.get("data", config.data),
+            [parse_choice(registry, "aug", text) for text in config.augs],
+            (opt_spec, {**opt_options, **config.opt_options}),
+            (sched_spec, {**sched_options, **config.sched_options}),
+            registry.get("trainer", config.trainer),
+        )
+        run.schedule()  # check the schedule's options now, not after the data is loaded
+        return run
+
+    def schedule(self) -> Callable[[float], float]:
+        spec, options = self.sched
+        return _call(spec, epochs=self.config.epochs, **options)
+
+    def load_data(self) -> ImageData:
+        root = data_root(self.config.data_dir)
+        data = _call(self.data_spec, root=root, download=self.config.download)
+        if self.config.train_limit or self.config.test_limit:
+            data = data.subset(self.config.train_limit, self.config.test_limit)
+        if self.config.batch_size > len(data.train_images):
+            raise UserError(f"batch size {self.config.batch_size} is larger than the {len(data.train_images)} "
+                            f"training images of {data.name}")
+        return data
+
+
+def evaluate(model: torch.nn.Module, trainer: BaseTrainer, augmenter: Augmenter, images: torch.Tensor,
+             labels: torch.Tensor, batch_size: int, num_classes: int) -> dict[str, Any]:
+    """Loss, accuracy and per-class accuracy over all ``images``, in inference mode."""
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), device=images.device)
+    predictions = []
+    with torch.inference_mode(), trainer.autocast():
+        for start in range(0, len(images), batch_size):
+            x = trainer.prepare_input(augmenter.normalize(images[start:start + batch_size]))
+            logits = model(x).float()
+            loss_sum += F.cross_entropy(logits, labels[start:start + batch_size], reduction="sum")
+            predictions.append(logits.argmax(1))
+    model.train(was_training)
+    predicted = torch.cat(predictions)
+    correct = predicted == labels
+    per_class = torch.zeros(num_classes, device=labels.device).index_add_(0, labels, correct.float())
+    counts = torch.bincount(labels, minlength=num_classes).clamp_(min=1)
+    return {"loss": loss_sum.item() / len(images), "accuracy": correct.float().mean().item(),
+            "per_class_accuracy": (per_class / counts).tolist()}
+
+
+def _unique_name(base: str, *folders_and_suffixes: tuple[Path, str]) -> str:
+    name, n = base, 1
+    while any((folder / f"{name}{suffix}").exists() for folder, suffix in folders_and_suffixes):
+        n += 1
+        name = f"{base}-{n}"
+    return name
+
+
+def train(config: RunConfig, registry: Registry | None = None, run_dir: str | Path | None = None,
+          weights: str | Path | None = None, resume: str | Path | None = None, overwrite: bool = False,
+          reporter: Reporter | None = None, log_every: int = 25) -> dict[str, Any]:
+    """Train as ``config`` says; return the summary. Writes ``run_dir`` (config, metrics, checkpoint)
+    and the weights file. ``resume`` is a run folder to continue."""
+    reporter = reporter or SilentReporter()
+    if resume is not None:
+        config, run_dir, weights = _resume_config(config, Path(resume))
+    run = Run.resolve(config, registry)
+    run_dir, weights = _paths(config, run_dir, weights, overwrite or resume is not None)
+
+    torch.manual_seed(config.seed)
+    trainer: BaseTrainer = _call(run.trainer_spec, **config.trainer_options)
+    data = run.load_data().to(trainer.device)
+    model = create_model(config.model, registry=run.registry, num_classes=data.num_classes, in_chans=data.channels,
+                         input_size=data.input_size, **config.model_options)
+    zoo_config = model.zoo_config
+    model = trainer.prepare(model)
+    opt_spec, opt_options = run.opt
+    optimizer = _call(opt_spec, model.parameters(), lr=config.lr, weight_decay=config.weight_decay, **opt_options)
+    schedule = run.schedule()
+    augs = [_call(spec, **options) for spec, options in run.augs]
+    augmenter = Augmenter(augs, any(spec.mixes_labels for spec, _ in run.augs), data.mean, data.std,
+                          data.num_classes)
+    steps_per_epoch = len(data.train_images) // config.batch_size
+    warmup_steps = config.warmup * steps_per_epoch
+
+    checkpoint = run_dir / "checkpoint.safetensors"
+    metrics_path = run_dir / "metrics.jsonl"
+    start_epoch, history = 0, []
+    if resume is not None and checkpoint.exists():
+        start_epoch = _load_checkpoint(checkpoint, model, optimizer, trainer)
+        history = [json.loads(line) for line in metrics_path.read_text().splitlines()[:start_epoch]]
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps(
+            {**asdict(config), "weights": str(weights), "zoo_version": __version__}, indent=2))
+    metrics_path.write_text("".join(json.dumps(r) + "\n" for r in history))
+
+    info = {"run_dir": str(run_dir), "weights": str(weights), "parameters": sum(p.numel() for p in model.parameters()),
+            "train_images": len(data.train_images), "test_images": len(data.test_images), **trainer.describe()}
+    reporter.start(config, info)
+    step = start_epoch * steps_per_epoch
+    for epoch in range(start_epoch, config.epochs):
+        reporter.epoch_start(epoch, steps_per_epoch)
+        model.train()
+        started = time.perf_counter()
+        order = torch.randperm(len(data.train_images), device=trainer.device)
+        loss_sum = torch.zeros((), device=trainer.device)
+        correct = torch.zeros((), device=trainer.device)
+        lr = config.lr
+        for i in range(steps_per_epoch):
+            lr = config.lr * schedule(step / steps_per_epoch) * (min(1.0, (step + 1) / warmup_steps)
+                                                                 if warmup_steps else 1.0)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            batch = order[i * config.batch_size:(i + 1) * config.batch_size]
+            x, y = augmenter(data.train_images[batch], data.train_labels[batch])
+            with trainer.autocast():
+                logits = model(trainer.prepare_input(x))
+                loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            trainer.backward_step(loss, optimizer)
+            step += 1
+            loss_sum += loss.detach()
+            correct += (logits.detach().argmax(1) == (y.argmax(1) if y.dim() == 2 else y)).sum()
+            if (i + 1) % log_every == 0 or i + 1 == steps_per_epoch:  # the only host syncs of the epoch
+                mean_loss = loss_sum.item() / (i + 1)
+                if not math.isfinite(mean_loss):
+                    raise UserError(f"the loss became {mean_loss} in epoch {epoch + 1}, step {i + 1}; the last good "
+                                    f"checkpoint is {checkpoint}; try a lower --lr or more --warmup")
+                elapsed = time.perf_counter() - started
+                reporter.step(i + 1, mean_loss, correct.item() / ((i + 1) * config.batch_size),
+                              (i + 1) * config.batch_size / elapsed)
+        seconds = time.perf_counter() - started
+        test = evaluate(model, trainer, augmenter, data.test_images, data.test_labels, config.eval_batch_size,
+                        data.num_classes)
+        record = {"epoch": epoch + 1, "train_loss": loss_sum.item() / steps_per_epoch,
+                  "train_accuracy": correct.item() / (steps_per_epoch * config.batch_size),
+                  "test_loss": test["loss"], "test_accuracy": test["accuracy"], "lr": lr, "seconds": seconds,
+                  "images_per_s": steps_per_epoch * config.batch_size / seconds}
+        history.append(record)
+        with open(metrics_path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        _save_checkpoint(checkpoint, model, optimizer, trainer, epoch + 1, config)
+        reporter.epoch_end(record)
+
+    final = history[-1]
+    save_weights(_unwrap(model, zoo_config), weights, classes=list(data.classes), mean=list(data.mean),
+                 std=list(data.std), dataset=data.name, in_chans=data.channels, input_size=data.input_size,
+                 num_classes=data.num_classes, metrics=final, per_class_accuracy=test["per_class_accuracy"],
+                 trainer=trainer.describe(), run=str(run_dir))
+    summary = {"model": config.model, "data": data.name, "epochs": config.epochs, "test_accuracy":
+               final["test_accuracy"], "test_loss": final["test_loss"], "seconds": sum(r["seconds"] for r in history),
+               "weights": str(weights), "run_dir": str(run_dir), "parameters": info["parameters"]}
+    reporter.finish(summary)
+    return summary
+
+
+def _unwrap(model: torch.nn.Module, zoo_config: dict[str, Any]) -> torch.nn.Module:
+    inner = getattr(model, "_orig_mod", model)
+    inner.zoo_config = zoo_config
+    return inner
+
+
+def _paths(config: RunConfig, run_dir, weights, overwrite: bool) -> tuple[Path, Path]:
+    if run_dir is None and weights is None:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        name = _unique_name(f"{config.model.replace(':', '_').replace('/', '_')}-{config.data}-{stamp}",
+                            (Path("runs"), ""), (Path("weights"), ".safetensors"))
+        return Path("runs") / name, Path("weights") / f"{name}.safetensors"
+    if weights is None:
+        weights = Path("weights") / f"{Path(run_dir).name}.safetensors"
+    weights = Path(weights)
+    if run_dir is None:
+        run_dir = Path("runs") / weights.stem
+    run_dir = Path(run_dir)
+    if not overwrite:
+        for path in (weights, run_dir):
+            if path.exists():
+                raise UserError(f"{path} exists; choose another --out or pass --overwrite")
+    for folder in (weights.parent, run_dir.parent):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot write to {folder}: {exc.strerror}") from exc
+    return run_dir, weights
+
+
+def _resume_config(config: RunConfig, run_dir: Path) -> tuple[RunConfig, Path, Path]:
+    if run_dir.is_file():
+        run_dir = run_dir.parent
+    try:
+        saved = json.loads((run_dir / "config.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot resume: {run_dir} is not a run folder (no readable config.json)") from exc
+    weights = Path(saved.pop("weights"))
+    saved.pop("zoo_version", None)
+    known = set(RunConfig.__dataclass_fields__)
+    previous = RunConfig(**{k: v for k, v in saved.items() if k in known})
+    differ = [k for k in known if k not in RunConfig.RESUMABLE_CHANGES
+              and json.dumps(getattr(previous, k)) != json.dumps(getattr(config, k))]
+    if differ:
+        raise UserError(f"cannot resume {run_dir}: it was run with other {', '.join(sorted(differ))} "
+                        f"(e.g. {differ[0]}={getattr(previous, differ[0])!r})")
+    return config, run_dir, weights
+
+
+def _save_checkpoint(path: Path, model, optimizer, trainer: BaseTrainer, epoch: int, config: RunConfig) -> None:
+    tensors = {f"model.{k}": v for k, v in clean_state_dict(model).items()}
+    state = optimizer.state_dict()
+    for index, values in state["state"].items():
+        for key, value in values.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optimizer.{index}.{key}"] = value.detach().to("cpu").contiguous().clone()
+    scalars = {str(i): {k: v for k, v in values.items() if not isinstance(v, torch.Tensor)}
+               for i, values in state["state"].items()}
+    tensors["rng.cpu"] = torch.get_rng_state()
+    if torch.cuda.is_available() and trainer.device.type == "cuda":
+        tensors["rng.cuda"] = torch.cuda.get_rng_state(trainer.device)
+    document = {"epoch": epoch, "param_groups": state["param_groups"], "optimizer_scalars": scalars,
+                "trainer": trainer.state_dict(), "model": config.model, "zoo_version": __version__}
+    atomic_save(tensors, path, {"zoo": json.dumps(document)})
+
+
+def _load_checkpoint(path: Path, model, optimizer, trainer: BaseTrainer) -> int:
+    tensors, document = read_safetensors(path, "checkpoint")
+    model_state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
+    target = getattr(model, "_orig_mod", model)
+    try:
+        target.load_state_dict(model_state, strict=True)
+    except RuntimeError as exc:
+        raise UserError(f"{path} holds weights of another model ({str(exc).splitlines()[0]})") from exc
+    optimizer_state: dict[str, Any] = {"state": {}, "param_groups": document["param_groups"]}
+    for index, scalars in document["optimizer_scalars"].items():
+        optimizer_state["state"][int(index)] = dict(scalars)
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            _, index, name = key.split(".", 2)
+            optimizer_state["state"].setdefault(int(index), {})[name] = value  # load_state_dict places it
+    optimizer.load_state_dict(optimizer_state)
+    trainer.load_state_dict(document.get("trainer", {}))
+    torch.set_rng_state(tensors["rng.cpu"])
+    if "rng.cuda" in tensors and trainer.device.type == "cuda":
+        torch.cuda.set_rng_state(tensors["rng.cuda"], trainer.device)
+    return int(document["epoch"])
