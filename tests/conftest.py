@@ -38,3 +38,31 @@ def plugin_dir(tmp_path, monkeypatch):
     folder.mkdir()
     monkeypatch.syspath_prepend(str(folder))
     return folder
+
+
+def write_cifar10(root: Path, per_batch: int = 20, seed: int = 0) -> Path:
+    """A ``cifar-10-batches-py`` folder in the original format: protocol-2 pickles of dicts with bytes
+    keys, ``data`` a uint8 numpy array of shape (N, 3072), ``labels`` a list of ints."""
+    import pickle
+
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    for file in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        labels = rng.integers(0, 10, per_batch)
+        # Learnable: each class has its own mean colour, plus noise.
+        data = (labels[:, None] * 20 + rng.integers(0, 60, (per_batch, 3072))).clip(0, 255).astype(np.uint8)
+        batch = {b"batch_label": file.encode(), b"labels": labels.tolist(), b"data": data,
+                 b"filenames": [f"{i}.png".encode() for i in range(per_batch)]}
+        (folder / file).write_bytes(pickle.dumps(batch, protocol=2))
+    meta = {b"num_cases_per_batch": per_batch, b"label_names": [n.encode() for n in names], b"num_vis": 3072}
+    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
+    return root
+
+
+@pytest.fixture
+def cifar_dir(tmp_path):
+    return write_cifar10(tmp_path / "data")

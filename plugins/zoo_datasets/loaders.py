@@ -43,16 +43,23 @@ SAMPLE = Path(__file__).parent / "sample"
 
 
 class _BatchUnpickler(pickle.Unpickler):
-    """Admits only what the CIFAR batch files contain: dicts, lists, bytes and numpy arrays."""
+    """Admits only what the CIFAR batch files contain: dicts, lists, bytes and numpy arrays.
+
+    ``_codecs.encode`` is how Python 3 writes bytes at protocol 2 (a re-saved batch); it only encodes text.
+    """
 
     ALLOWED = {
         ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"), ("numpy", "dtype"),
+        ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
     }
 
     def find_class(self, module: str, name: str):
         if (module, name) not in self.ALLOWED:
             raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        if module == "_codecs":
+            import codecs
+
+            return codecs.encode
         if name == "_reconstruct":
             core = getattr(np, "_core", None) or np.core  # numpy 2 renamed numpy.core
             return core.multiarray._reconstruct
@@ -78,15 +85,18 @@ def read_cifar_batch(path: Path) -> dict:
 def _cifar(name: str, root: Path, download_missing: bool) -> ImageData:
     info = CIFAR[name]
     folder = root / info["folder"]
+    where = (f"put the '{info['folder']}' folder of {Path(info['url']).name} in {root} (or set --data-dir), or "
+             f"train on the embedded sample with --data fashion-mnist-sample")
     if not folder.is_dir() and download_missing:
-        archive = download(info["url"], root / Path(info["url"]).name, info["md5"])
+        try:
+            archive = download(info["url"], root / Path(info["url"]).name, info["md5"])
+        except UserError as exc:
+            raise UserError(f"{name} is not in {root} and {exc}; {where}") from exc
         with tarfile.open(archive) as tar:
             tar.extractall(root, filter="data")
     missing = [f for f in info["train"] + info["test"] + [info["meta"][0]] if not (folder / f).is_file()]
     if missing:
-        raise UserError(f"{name} not found: put the '{info['folder']}' folder of {Path(info['url']).name} in {root} "
-                        f"(missing {', '.join(missing)}), or train on the embedded sample with "
-                        f"--data fashion-mnist-sample")
+        raise UserError(f"{name} not found (missing {', '.join(missing)} in {folder}): {where}")
 
     def split(files: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         images, labels = [], []

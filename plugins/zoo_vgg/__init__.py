@@ -15,8 +15,9 @@ CONFIGS = {
 @hookimpl
 def architectures():
     specs = [
-        Architecture("vgg", "zoo_vgg.vgg:vgg", "VGG with your own layout (--set layout=64,M,128,M,...)",
-                     family="vgg", attention_sites=("conv", "stage")),
+        Architecture(name, "zoo_vgg.vgg:vgg", f"VGG with your own layout (--set layout=64,M,128,M,...){suffix}",
+                     options={"batch_norm": bn}, family="vgg", attention_sites=("conv", "stage"))
+        for name, bn, suffix in (("vgg", False, ""), ("vgg_bn", True, ", batch norm"))
     ]
     for name, (config, summary) in CONFIGS.items():
         for bn in (False, True):

@@ -1,0 +1,237 @@
+"""Training: data readers, augmentations, optimizers, schedules, weights, resume and reproducibility."""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+import zoo
+from zoo.errors import UserError
+from zoo.training import RunConfig, train
+from zoo.weights import load_model
+
+from conftest import run_zoo
+
+TINY_VGG = {"layout": "8,M,16,M", "width": 1.0}
+
+
+def tiny_config(**changes) -> RunConfig:
+    base = dict(model="vgg_bn", data="cifar10", augs=["crop=2", "hflip"], epochs=2, batch_size=20, lr=0.05,
+                model_options=dict(TINY_VGG), eval_batch_size=64)
+    base.update(changes)
+    return RunConfig(**base)
+
+
+def test_cifar_loader_reads_the_original_batch_format(cifar_dir):
+    data = zoo.default_registry().get("data", "cifar10").load()(root=cifar_dir, download=False)
+    assert data.train_images.shape == (100, 3, 32, 32) and data.train_images.dtype == torch.uint8
+    assert data.test_images.shape == (20, 3, 32, 32) and data.test_labels.dtype == torch.int64
+    assert data.classes[:2] == ["airplane", "automobile"] and data.num_classes == 10
+    batch = pickle.loads((cifar_dir / "cifar-10-batches-py" / "data_batch_1").read_bytes(), encoding="bytes")
+    assert torch.equal(data.train_images[0].flatten(), torch.from_numpy(batch[b"data"][0]))
+    assert data.train_labels[:20].tolist() == batch[b"labels"]
+
+
+class _RunsCode:
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_cifar_loader_refuses_a_pickle_that_runs_code(cifar_dir, tmp_path):
+    marker = tmp_path / "pwned"
+    crafted = {b"data": _RunsCode(str(marker)), b"labels": [0]}
+    (cifar_dir / "cifar-10-batches-py" / "data_batch_3").write_bytes(pickle.dumps(crafted, protocol=2))
+    with pytest.raises(UserError, match=r"data_batch_3 is not a CIFAR batch \(refusing to load posix.system\)"):
+        zoo.default_registry().get("data", "cifar10").load()(root=cifar_dir, download=False)
+    assert not marker.exists()
+
+
+def test_fashion_mnist_sample_ships_real_images():
+    data = zoo.default_registry().get("data", "fashion-mnist-sample").load()()
+    assert data.train_images.shape == (5000, 1, 32, 32) and len(data.test_images) == 1000
+    assert torch.bincount(data.train_labels).tolist() == [500] * 10
+    assert data.train_images[:, :, 2:30, 2:30].float().mean() > 50  # real pictures, zero-padded to 32
+
+
+def _augmentation(name, **options):
+    return zoo.default_registry().get("aug", name).load()(**options)
+
+
+@pytest.mark.parametrize("name, options", [("hflip", {}), ("crop", {"padding": 4}), ("rotate", {"degrees": 30}),
+                                           ("cutout", {"size": 8}), ("jitter", {"strength": 0.4})])
+def test_augmentations_keep_shape_dtype_labels_and_differ_per_sample(name, options):
+    torch.manual_seed(0)
+    image = torch.rand(1, 3, 32, 32)
+    x, y = image.repeat(64, 1, 1, 1), torch.arange(64)
+    out, labels = _augmentation(name, **options)(x.clone(), y)
+    assert out.shape == x.shape and out.dtype == x.dtype and torch.equal(labels, y)
+    distinct = {tuple(o.flatten()[:2048].tolist()) for o in out}
+    assert len(distinct) > 1  # per-sample randomness: identical inputs, different outputs
+
+
+def test_label_alignment_survives_geometric_augmentations():
+    # Image i is filled with the value of its label: any mix-up of samples would show.
+    y = torch.randperm(16)
+    x = (y.float() / 16).view(-1, 1, 1, 1).expand(16, 3, 8, 8).contiguous()
+    for name in ("hflip", "crop", "rotate", "cutout"):
+        out, labels = _augmentation(name)(x.clone(), y)
+        for image, label in zip(out, labels):
+            values = image.unique()
+            assert set(values.tolist()) <= {0.0, float(label) / 16} or torch.allclose(values.max(), label.float() / 16)
+
+
+@pytest.mark.parametrize("name", ["mixup", "cutmix"])
+def test_batch_mixing_augmentations_mix_labels(name):
+    torch.manual_seed(1)
+    x = torch.rand(32, 3, 16, 16)
+    y = torch.nn.functional.one_hot(torch.arange(32) % 10, 10).float()
+    out, soft = _augmentation(name)(x, y)
+    assert out.shape == x.shape and soft.shape == (32, 10)
+    torch.testing.assert_close(soft.sum(1), torch.ones(32))
+    assert (soft.max(1).values < 1).any()
+
+
+def test_every_optimizer_and_schedule_builds_and_steps():
+    registry = zoo.default_registry()
+    names = [s.name for s in registry.items("opt") if "/" not in s.name] + ["timm/lamb", "timm/adamp", "timm/momentum"]
+    for name in names:
+        model = torch.nn.Linear(4, 2)
+        before = model.weight.detach().clone()
+        optimizer = registry.get("opt", name).load()(model.parameters(), lr=0.1, weight_decay=1e-4)
+        model(torch.randn(8, 4)).pow(2).mean().backward()
+        optimizer.step()
+        assert not torch.equal(before, model.weight), name
+    for spec in registry.items("sched"):
+        factor = spec.load()(epochs=50)
+        values = [factor(t / 2) for t in range(100)]
+        assert all(0 <= v <= 1 for v in values) and values[0] > 0, spec.name
+
+
+def test_multistep_reproduces_the_labs_learning_rates():
+    factor = zoo.default_registry().get("sched", "multistep").load()(epochs=50, milestones=[20, 30, 40], gamma=0.1)
+    optimizer = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=0.005)
+    reference = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[20, 30, 40], gamma=0.1)
+    for epoch in range(50):
+        expected = optimizer.param_groups[0]["lr"]
+        for within in (0.0, 0.5, 0.99):
+            assert 0.005 * factor(epoch + within) == pytest.approx(expected, rel=1e-9), epoch
+        optimizer.step()
+        reference.step()
+    assert 0.005 * factor(45) == pytest.approx(5e-6)
+
+
+def test_a_run_writes_config_metrics_and_weights_that_rebuild_the_model(cifar_dir, tmp_path):
+    config = tiny_config(data_dir=str(cifar_dir), model="se-vgg_bn", model_options={**TINY_VGG, "se": {"reduction": 4}})
+    summary = train(config, run_dir=tmp_path / "run", weights=tmp_path / "w.safetensors")
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["model"] == "se-vgg_bn" and saved["augs"] == ["crop=2", "hflip"]
+    lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [1, 2]
+    assert {"train_loss", "train_accuracy", "test_loss", "test_accuracy", "lr", "seconds", "images_per_s"} <= set(lines[0])
+    assert summary["test_accuracy"] == lines[-1]["test_accuracy"]
+
+    model = load_model(tmp_path / "w.safetensors")  # nothing else given
+    assert model.zoo_meta["classes"][0] == "airplane" and model.zoo_meta["dataset"] == "cifar10"
+    rebuilt = zoo.create_model("se-vgg_bn", num_classes=10, input_size=32, **TINY_VGG, se={"reduction": 4}).eval()
+    rebuilt.load_state_dict(model.state_dict())
+    x = torch.randn(3, 3, 32, 32)
+    torch.testing.assert_close(model(x), rebuilt(x))
+
+
+def _comparable(run_dir: Path) -> list[dict]:
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k not in ("seconds", "images_per_s")} for r in records]
+
+
+def test_two_equal_runs_give_identical_metrics(cifar_dir, tmp_path):
+    config = tiny_config(data_dir=str(cifar_dir), augs=["crop=2", "hflip", "rotate=10", "mixup"])
+    train(config, run_dir=tmp_path / "a", weights=tmp_path / "a.safetensors")
+    train(config, run_dir=tmp_path / "b", weights=tmp_path / "b.safetensors")
+    assert _comparable(tmp_path / "a") == _comparable(tmp_path / "b")
+    from safetensors.torch import load_file
+
+    a, b = load_file(tmp_path / "a.safetensors"), load_file(tmp_path / "b.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+class _StopAtEpoch:
+    """Interrupts training as the given epoch starts, as Ctrl-C would."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def start(self, config, info): pass
+    def step(self, done, loss, accuracy, images_per_s): pass
+    def epoch_end(self, record): pass
+    def finish(self, summary): pass
+
+    def epoch_start(self, epoch, steps):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("opt", ["sgd-nesterov", "adam"])
+def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(cifar_dir, tmp_path, opt):
+    config = tiny_config(data_dir=str(cifar_dir), epochs=3, opt=opt, lr=0.01)
+    train(config, run_dir=tmp_path / "full", weights=tmp_path / "full.safetensors")
+    with pytest.raises(KeyboardInterrupt):
+        train(config, run_dir=tmp_path / "cut", weights=tmp_path / "cut.safetensors", reporter=_StopAtEpoch(2))
+    assert not (tmp_path / "cut.safetensors").exists()
+    train(config, resume=tmp_path / "cut")
+    assert _comparable(tmp_path / "full") == _comparable(tmp_path / "cut")
+    full, cut = load_model(tmp_path / "full.safetensors"), load_model(tmp_path / "cut.safetensors")
+    for (name, a), b in zip(full.state_dict().items(), cut.state_dict().values()):
+        assert torch.equal(a, b), name
+    with pytest.raises(UserError, match="cannot resume .* other lr"):
+        train(tiny_config(data_dir=str(cifar_dir), epochs=3, opt=opt, lr=0.02), resume=tmp_path / "cut")
+
+
+def test_amp_trainer_trains_in_bf16_on_cpu(cifar_dir, tmp_path):
+    summary = train(tiny_config(data_dir=str(cifar_dir), trainer="amp", epochs=1),
+                    run_dir=tmp_path / "r", weights=tmp_path / "w.safetensors")
+    meta = load_model(tmp_path / "w.safetensors").zoo_meta
+    assert meta["trainer"]["precision"] == "bf16" and meta["trainer"]["channels_last"] is True
+    assert 0 <= summary["test_accuracy"] <= 1
+
+
+def test_cli_train_eval_predict(cifar_dir, tmp_path):
+    weights = tmp_path / "w.safetensors"
+    result = run_zoo("train", "vgg_bn", "--data", "cifar10", "--data-dir", str(cifar_dir), "--epochs", "1",
+                     "--batch-size", "20", "--set", "layout=8,M,16,M", "--aug", "crop=2", "--aug", "hflip",
+                     "--sched", "multistep=[1]", "--opt", "sgd-momentum", "--out", str(weights), "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["weights"] == str(weights) and weights.exists()
+    assert "epoch   1/1" in result.stderr
+    report = json.loads(run_zoo("eval", str(weights), "--data-dir", str(cifar_dir), "--json").stdout)
+    assert report["accuracy"] == pytest.approx(summary["test_accuracy"]) and len(report["per_class_accuracy"]) == 10
+    from PIL import Image
+
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(tmp_path / "red.png")
+    top = json.loads(run_zoo("predict", str(weights), str(tmp_path / "red.png"), "--top-k", "2", "--json").stdout)
+    assert len(top[0]["top"]) == 2 and top[0]["top"][0]["class"] in report["per_class_accuracy"]
+
+
+def test_cifar10_default_without_files_or_network_says_where_to_put_them(tmp_path):
+    result = run_zoo("train", "se-vgg16", "--aug", "hflip", "--data-dir", str(tmp_path / "empty"), "--no-download",
+                     cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "cifar-10-batches-py" in result.stderr
+    assert "--data fashion-mnist-sample" in result.stderr
+    assert not (tmp_path / "weights").exists() and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+def test_real_fashion_mnist_reaches_88_percent_through_the_cli(tmp_path):
+    result = run_zoo("train", "vgg_bn", "--data", "fashion-mnist", "--set", "layout=32,M,64,M,128,M", "--epochs", "4",
+                     "--batch-size", "128", "--lr", "0.1", "--sched", "onecycle", "--warmup", "0", "--aug", "crop=2",
+                     "--amp", "--json", cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["test_accuracy"] >= 0.88
