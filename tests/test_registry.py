@@ -8,6 +8,7 @@ import pytest
 import zoo
 from zoo.errors import PluginError, UserError
 from zoo.registry import Registry
+from zoo.testing import fresh_registry
 
 from conftest import make_plugin_dist, run_zoo
 
@@ -112,7 +113,8 @@ def test_composition_and_close_matches():
 
 
 def test_python_api_mirrors_timm():
-    assert set(zoo.list_models("*vgg16*")) == {
+    builtins = fresh_registry(installed=("vgg", "resnet", "se", "timm"))  # whatever else is installed
+    assert set(zoo.list_models("*vgg16*", registry=builtins)) == {
         "vgg16", "vgg16_bn", "vgg16c", "vgg16c_bn", "se-vgg16", "se-vgg16_bn", "se-vgg16c", "se-vgg16c_bn",
         "timm/vgg16", "timm/vgg16_bn"}
     assert {"vgg11", "vgg16_bn", "se-vgg16", "resnet18"} <= set(zoo.list_models())

@@ -235,3 +235,30 @@ def test_real_fashion_mnist_reaches_88_percent_through_the_cli(tmp_path):
                      "--amp", "--json", cwd=tmp_path, timeout=600)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["test_accuracy"] >= 0.88
+
+
+def test_imagefolder_reads_a_folder_per_class(tmp_path):
+    from PIL import Image
+
+    for split, count in (("train", 6), ("val", 2)):
+        for cls, colour in (("red", (255, 0, 0)), ("blue", (0, 0, 255))):
+            folder = tmp_path / "pics" / split / cls
+            folder.mkdir(parents=True)
+            for i in range(count):
+                Image.new("RGB", (20 + i, 24), colour).save(folder / f"{i}.png")
+    (tmp_path / "pics" / "train" / "red" / "notes.txt").write_text("not an image, skipped")
+    data = zoo.default_registry().get("data", "imagefolder").load()(root=tmp_path / "pics")
+    assert data.classes == ["blue", "red"] and data.train_images.shape == (12, 3, 32, 32)
+    assert len(data.test_images) == 4
+    red = data.train_images[data.train_labels == 1]
+    assert red[:, 0].float().mean() > 250 and red[:, 2].float().mean() < 5
+    (tmp_path / "pics" / "val" / "red" / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(UserError, match="broken.png is not a readable image"):
+        zoo.default_registry().get("data", "imagefolder").load()(root=tmp_path / "pics")
+
+
+def test_data_dir_comes_from_the_environment(cifar_dir, tmp_path):
+    result = run_zoo("train", "vgg_bn", "--set", "layout=8,M", "--epochs", "1", "--batch-size", "20", "--no-download",
+                     "--json", env={"ZOO_DATA_DIR": str(cifar_dir)}, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["data"] == "cifar10"

@@ -92,7 +92,7 @@ class Registry:
                     info.status = "disabled"
                     registry.plugins.setdefault(ep.name, info)
                     continue
-                registry._load(info, lambda ep=ep: ep.load())
+                registry.load_plugin(info, lambda ep=ep: ep.load())
         registry.collect()
         return registry
 
@@ -103,7 +103,7 @@ class Registry:
         for name, plugin in plugins.items():
             module = plugin if isinstance(plugin, str) else getattr(plugin, "__name__", type(plugin).__name__)
             info = PluginInfo(name, module)
-            registry._load(info, lambda p=plugin: importlib.import_module(p) if isinstance(p, str) else p)
+            registry.load_plugin(info, lambda p=plugin: importlib.import_module(p) if isinstance(p, str) else p)
         registry.collect()
         return registry
 
@@ -115,7 +115,8 @@ class Registry:
         if self.on_error:
             self.on_error(f"plugin {info.name!r} ({info.distribution or info.module}): {message}")
 
-    def _load(self, info: PluginInfo, load: Callable[[], Any]) -> None:
+    def load_plugin(self, info: PluginInfo, load: Callable[[], Any]) -> None:
+        """Import one plugin with ``load()`` and register its hooks; failures are reported, not raised."""
         if info.name in self.plugins and self.plugins[info.name].status != "disabled":
             other = self.plugins[info.name]
             clash = PluginInfo(info.name, info.module, info.distribution, info.version)

@@ -19,7 +19,13 @@ def timm_optimizer_names() -> list[str]:
     source = Path(next(iter(spec.submodule_search_locations))) / "optim" / "_optim_factory.py"
     if not source.is_file():
         return []
-    return sorted(set(re.findall(r"\bname\s*=\s*'(\w+)'", source.read_text(encoding="utf-8"))))
+    names = set(re.findall(r"\bname\s*=\s*'(\w+)'", source.read_text(encoding="utf-8")))
+    return sorted(n for n in names if not n.startswith(UNSUPPORTED_TIMM_PREFIXES))
+
+
+# bitsandbytes and apex optimizers need CUDA and packages zoo does not install; adahessian needs a
+# second-order backward pass (create_graph=True) that zoo's trainers do not make.
+UNSUPPORTED_TIMM_PREFIXES = ("bnb", "fused", "adahessian")
 
 
 @hookimpl

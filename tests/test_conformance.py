@@ -1,0 +1,94 @@
+"""The built-in plugins pass the same conformance check as a third party's, and the check catches
+a broken plugin."""
+from __future__ import annotations
+
+import pytest
+
+from zoo import Architecture, Augmentation, hookimpl
+from zoo.testing import assert_conforms, check_plugin, fresh_registry
+
+BUILTINS = ("vgg", "resnet", "se", "timm", "datasets", "augment", "optim", "trainers")
+TIMM_SAMPLE = ("timm/resnet18", "timm/mobilenetv3_small_100", "timm/lamb", "timm/adamp")
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return fresh_registry(installed=BUILTINS)
+
+
+@pytest.mark.parametrize("plugin", ["se", "augment", "optim", "trainers", "datasets"])
+def test_builtin_plugins_conform(registry, plugin):
+    checks = assert_conforms(registry, plugin)
+    if plugin == "datasets":  # the embedded sample needs no files, so it is really loaded
+        assert {c.name: c.status for c in checks}["fashion-mnist-sample"] == "ok"
+
+
+@pytest.mark.parametrize("plugin", ["vgg", "resnet"])
+def test_builtin_architectures_conform_on_small_inputs(registry, plugin):
+    assert len(assert_conforms(registry, plugin, input_size=32)) > 10
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("plugin", ["vgg", "resnet"])
+def test_builtin_architectures_conform_at_their_declared_input_size(registry, plugin):
+    assert_conforms(registry, plugin)
+
+
+def test_timm_catalogue_conforms_on_a_sample(registry):
+    checks = assert_conforms(registry, "timm", names=TIMM_SAMPLE)
+    assert len(checks) == 2  # the timm optimizers belong to the optim plugin
+    assert_conforms(registry, "optim", names=TIMM_SAMPLE)
+
+
+class BrokenPlugin:
+    """An architecture with the wrong output, one that cannot backpropagate, an augmentation that
+    reorders labels."""
+
+    @staticmethod
+    def wrong_classes(num_classes=10, in_chans=3, input_size=32):
+        from torch import nn
+
+        return nn.Sequential(nn.Conv2d(in_chans, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 7))
+
+    @staticmethod
+    def frozen(num_classes=10, in_chans=3, input_size=32):
+        from torch import nn
+
+        model = nn.Sequential(nn.Conv2d(in_chans, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, num_classes))
+
+        class Detached(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.inner = model
+
+            def forward(self, x):
+                return self.inner(x).detach().requires_grad_()
+
+        return Detached()
+
+    @staticmethod
+    def shuffle(p=1.0):
+        import torch
+
+        return lambda x, y: (x, y[torch.randperm(len(y))] if len(y) > 1 else y)
+
+    @hookimpl
+    def architectures(self):
+        return [Architecture("wrong_classes", BrokenPlugin.wrong_classes), Architecture("frozen", BrokenPlugin.frozen),
+                Architecture("fine", "zoo.testing:plain_convnet", input_size=32)]
+
+    @hookimpl
+    def augmentations(self):
+        return [Augmentation("shuffle", BrokenPlugin.shuffle)]
+
+
+def test_conformance_catches_a_broken_plugin():
+    registry = fresh_registry({"broken": BrokenPlugin()})
+    results = {c.name: c for c in check_plugin(registry, "broken")}
+    assert results["fine"].status == "ok"
+    assert results["wrong_classes"].status == "failed" and "output shape (2, 7), expected (2, 3)" in results[
+        "wrong_classes"].detail
+    assert results["frozen"].status == "failed" and "gradients" in results["frozen"].detail
+    assert results["shuffle"].status == "failed" and "labels" in results["shuffle"].detail
+    with pytest.raises(AssertionError, match="wrong_classes"):
+        assert_conforms(registry, "broken")

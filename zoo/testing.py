@@ -1,0 +1,203 @@
+"""For plugin authors' tests: a fresh registry with chosen plugins, and a conformance check that runs
+every item a plugin provides.
+
+    from zoo.testing import assert_conforms, fresh_registry
+
+    def test_my_plugin_conforms():
+        registry = fresh_registry({"eca": "zoo_eca"}, installed=("resnet", "vgg"))
+        assert_conforms(registry, "eca")
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.metadata as metadata
+import math
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable, Iterable, Mapping
+
+from .hookspecs import ENTRY_POINT_GROUP, hookimpl
+from .registry import PluginInfo, Registry
+from .specs import Architecture
+
+
+@hookimpl(specname="architectures")
+def _conformance_architectures():
+    return [Architecture("convnet", "zoo.testing:plain_convnet", "a plain CNN from outside the built-in families",
+                         input_size=32)]
+
+
+class _ConformancePlugin:
+    """Supplies a model no built-in family made, so wrappers are checked on a stranger's model too."""
+
+    architectures = staticmethod(_conformance_architectures)
+
+
+def plain_convnet(num_classes: int = 10, in_chans: int = 3, input_size: int = 32):
+    from torch import nn
+
+    return nn.Sequential(nn.Conv2d(in_chans, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+                         nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(32, num_classes))
+
+
+def fresh_registry(plugins: Mapping[str, ModuleType | object | str] | None = None, installed: Iterable[str] = (),
+                   strict: bool = True) -> Registry:
+    """A registry of ``plugins`` (name -> module, object or module name) plus the ``installed``
+    plugins of these entry-point names, and the conformance plugin (``conformance:convnet``).
+    Strict by default: a broken plugin raises :class:`zoo.PluginError`."""
+    registry = Registry(strict=strict)
+    wanted = set(installed)
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in wanted:
+            registry.load_plugin(PluginInfo(ep.name, ep.value), ep.load)
+    for name, plugin in {**(plugins or {}), "conformance": _ConformancePlugin()}.items():
+        load = (lambda p=plugin: importlib.import_module(p)) if isinstance(plugin, str) else (lambda p=plugin: p)
+        registry.load_plugin(PluginInfo(name, plugin if isinstance(plugin, str) else repr(plugin)), load)
+    registry.collect()
+    return registry
+
+
+@dataclass
+class Check:
+    kind: str
+    name: str
+    status: str  # ok | failed | skipped
+    detail: str = ""
+
+
+def _forward_backward(model, input_size: int, classes: int = 3, in_chans: int = 3) -> None:
+    import torch
+
+    model.train()
+    output = model(torch.randn(2, in_chans, input_size, input_size))
+    assert tuple(output.shape) == (2, classes), f"output shape {tuple(output.shape)}, expected (2, {classes})"
+    output.float().logsumexp(1).mean().backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert grads and all(g is not None and torch.isfinite(g).all() for g in grads), "missing or non-finite gradients"
+
+
+def _check_arch(registry: Registry, spec, input_size: int | None) -> str:
+    from .models import create_model
+
+    size = input_size or spec.input_size
+    _forward_backward(create_model(spec.qualified_name, registry=registry, num_classes=3, in_chans=3,
+                                   input_size=size), size)
+    return f"forward and backward at 3x{size}x{size}"
+
+
+def _check_wrapper(registry: Registry, spec, input_size: int | None) -> str:
+    from .models import create_model
+
+    targets = [name for name in ("resnet:resnet20", "vgg:vgg_bn", "conformance:convnet")
+               if registry.find("arch", name) is not None]
+    options = {"vgg_bn": {"layout": "16,M,32,M"}}
+    for target in targets:
+        model = create_model(f"{spec.qualified_name}-{target}", registry=registry, num_classes=3, input_size=32,
+                             **options.get(target.split(":")[1], {}))
+        _forward_backward(model, 32)
+    return "applied to " + ", ".join(targets)
+
+
+def _check_aug(registry: Registry, spec, input_size: int | None) -> str:
+    import torch
+    import torch.nn.functional as F
+
+    aug = spec.load()()
+    x = torch.rand(8, 3, 32, 32)
+    labels = torch.arange(8) % 4
+    y = F.one_hot(labels, 4).float() if spec.mixes_labels else labels
+    out, out_y = aug(x.clone(), y.clone())
+    assert out.shape == x.shape and out.dtype == x.dtype, f"changed the batch to {out.dtype} {tuple(out.shape)}"
+    if spec.mixes_labels:
+        assert out_y.shape == y.shape and torch.allclose(out_y.sum(1), torch.ones(8)), "soft labels must sum to 1"
+    else:
+        assert torch.equal(out_y, labels), "labels changed or reordered"
+    return "keeps shape, dtype and labels"
+
+
+def _check_opt(registry: Registry, spec, input_size: int | None) -> str:
+    import torch
+
+    model = torch.nn.Linear(4, 2)
+    before = model.weight.detach().clone()
+    optimizer = spec.load()(model.parameters(), lr=0.01, weight_decay=0.0)
+    for _ in range(2):  # some (ADOPT) only gather statistics on their first step
+        optimizer.zero_grad()
+        model(torch.randn(8, 4)).pow(2).mean().backward()
+        optimizer.step()
+    assert not torch.equal(before, model.weight), "two steps did not change the weights"
+    return "steps"
+
+
+def _check_sched(registry: Registry, spec, input_size: int | None) -> str:
+    factor = spec.load()(epochs=10)
+    values = [factor(t / 4) for t in range(41)]
+    assert all(isinstance(v, (int, float)) and math.isfinite(v) and v >= 0 for v in values), "factors must be >= 0"
+    return "finite factors over 10 epochs"
+
+
+def _check_trainer(registry: Registry, spec, input_size: int | None) -> str:
+    import torch
+
+    trainer = spec.load()(device="cpu")
+    model = trainer.prepare(plain_convnet(3))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    before = [p.detach().clone() for p in model.parameters()]
+    with trainer.autocast():
+        loss = torch.nn.functional.cross_entropy(model(trainer.prepare_input(torch.randn(4, 3, 16, 16))).float(),
+                                                 torch.tensor([0, 1, 2, 0]))
+    trainer.backward_step(loss, optimizer)
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters())), "a step changed nothing"
+    return f"one step ({trainer.describe()['precision']})"
+
+
+def _check_data(registry: Registry, spec, input_size: int | None) -> str:
+    from .errors import UserError
+
+    with tempfile.TemporaryDirectory() as root:
+        try:
+            data = spec.load()(root=Path(root), download=False)
+        except UserError as exc:
+            raise _Skip(f"no data here: {exc}") from exc
+    assert data.num_classes > 0 and len(data.train_images) > 0, "empty dataset"
+    return f"{len(data.train_images)} + {len(data.test_images)} images"
+
+
+class _Skip(Exception):
+    pass
+
+
+CHECKS: dict[str, Callable[[Registry, Any, int | None], str]] = {
+    "arch": _check_arch, "wrapper": _check_wrapper, "aug": _check_aug, "opt": _check_opt, "sched": _check_sched,
+    "trainer": _check_trainer, "data": _check_data,
+}
+
+
+def check_plugin(registry: Registry, plugin: str, input_size: int | None = None,
+                 names: Iterable[str] | None = None) -> list[Check]:
+    """Run every item ``plugin`` provides, or only those in ``names`` (for large catalogues);
+    ``input_size`` overrides architectures' declared input size."""
+    checks = []
+    chosen = None if names is None else set(names)
+    for kind, check in CHECKS.items():
+        specs = [s for s in registry.items(kind) if s.plugin == plugin and (chosen is None or s.name in chosen)]
+        for spec in specs:
+            try:
+                checks.append(Check(kind, spec.name, "ok", check(registry, spec, input_size)))
+            except _Skip as skip:
+                checks.append(Check(kind, spec.name, "skipped", str(skip)))
+            except Exception as exc:  # the point is to report whatever a plugin does wrong
+                checks.append(Check(kind, spec.name, "failed", f"{type(exc).__name__}: {exc}"))
+    return checks
+
+
+def assert_conforms(registry: Registry, plugin: str, **options: Any) -> list[Check]:
+    """:func:`check_plugin`, raising AssertionError with every failure; returns the checks."""
+    checks = check_plugin(registry, plugin, **options)
+    assert checks, f"plugin {plugin!r} provides nothing"
+    failed = [c for c in checks if c.status == "failed"]
+    assert not failed, "\n".join(f"{c.kind} {c.name}: {c.detail}" for c in failed)
+    return checks
