@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 from collections import Counter
 from typing import Any
@@ -215,7 +216,7 @@ def train_command(model: str, data: str, data_dir, augs, opt, opt_set, lr, weigh
     """
     from .options import parse_sets
     from .reporting import RichReporter
-    from .training import RunConfig, train
+    from .training import RunConfig, TrainingInterrupted, train
 
     if amp and trainer and trainer != "amp":
         raise UserError(f"--amp and --trainer {trainer} contradict each other")
@@ -233,8 +234,13 @@ def train_command(model: str, data: str, data_dir, augs, opt, opt_set, lr, weigh
     for name, value in (("limit-train", limit_train), ("limit-test", limit_test)):
         if value is not None and value < 1:
             raise UserError(f"--{name} must be positive, got {value}")
-    summary = train(config, registry=_registry(), run_dir=run_dir, weights=out, resume=resume, overwrite=overwrite,
-                    reporter=RichReporter())
+    try:
+        summary = train(config, registry=_registry(), run_dir=run_dir, weights=out, resume=resume,
+                        overwrite=overwrite, reporter=RichReporter())
+    except TrainingInterrupted as exc:
+        again = ["zoo", *sys.argv[1:]] + ([] if resume else ["--resume", str(exc.run_dir)])
+        click.echo(f"zoo: {exc}; resume with: {shlex.join(again)}", err=True)
+        sys.exit(130)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import signal
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -224,6 +225,52 @@ def evaluate(model: torch.nn.Module, trainer: BaseTrainer, augmenter: Augmenter,
             "per_class_accuracy": (per_class / counts).tolist()}
 
 
+@dataclass
+class Position:
+    """Where a run is: epochs done, and within the current epoch the steps done, its order and sums."""
+
+    epoch: int = 0
+    step: int = 0
+    order: torch.Tensor | None = None
+    loss_sum: torch.Tensor | None = None
+    correct: torch.Tensor | None = None
+    seconds: float = 0.0
+
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C: the current step finished and a checkpoint was written."""
+
+    def __init__(self, run_dir: Path, epoch: int, step: int):
+        super().__init__(f"interrupted in epoch {epoch} after step {step}; checkpoint saved in {run_dir}")
+        self.run_dir = run_dir
+
+
+class _InterruptFlag:
+    """Turns the first Ctrl-C into a flag the loop checks after each step; a second one stops at once."""
+
+    def __enter__(self):
+        import threading
+
+        self.event = threading.Event()
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self.event
+
+    def _handle(self, signum, frame):
+        if self.event.is_set():
+            raise KeyboardInterrupt
+        self.event.set()
+
+    def __exit__(self, *exc_info):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+def _last_good(checkpoint: Path) -> str:
+    return f"the last good checkpoint is {checkpoint}" if checkpoint.exists() else "no checkpoint was written yet"
+
+
 def _unique_name(base: str, *folders_and_suffixes: tuple[Path, str]) -> str:
     name, n = base, 1
     while any((folder / f"{name}{suffix}").exists() for folder, suffix in folders_and_suffixes):
@@ -261,10 +308,9 @@ def train(config: RunConfig, registry: Registry | None = None, run_dir: str | Pa
 
     checkpoint = run_dir / "checkpoint.safetensors"
     metrics_path = run_dir / "metrics.jsonl"
-    start_epoch, history = 0, []
+    position, history = Position(), []
     if resume is not None and checkpoint.exists():
-        start_epoch = _load_checkpoint(checkpoint, model, optimizer, trainer)
-        history = [json.loads(line) for line in metrics_path.read_text().splitlines()[:start_epoch]]
+        position, history = _load_checkpoint(checkpoint, model, optimizer, trainer)
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.json").write_text(json.dumps(
@@ -274,51 +320,64 @@ def train(config: RunConfig, registry: Registry | None = None, run_dir: str | Pa
     info = {"run_dir": str(run_dir), "weights": str(weights), "parameters": sum(p.numel() for p in model.parameters()),
             "train_images": len(data.train_images), "test_images": len(data.test_images), **trainer.describe()}
     reporter.start(config, info)
-    step = start_epoch * steps_per_epoch
-    for epoch in range(start_epoch, config.epochs):
-        reporter.epoch_start(epoch, steps_per_epoch)
-        model.train()
-        started = time.perf_counter()
-        order = torch.randperm(len(data.train_images), device=trainer.device)
-        loss_sum = torch.zeros((), device=trainer.device)
-        correct = torch.zeros((), device=trainer.device)
-        lr = config.lr
-        for i in range(steps_per_epoch):
-            lr = config.lr * schedule(step / steps_per_epoch) * (min(1.0, (step + 1) / warmup_steps)
-                                                                 if warmup_steps else 1.0)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            batch = order[i * config.batch_size:(i + 1) * config.batch_size]
-            x, y = augmenter(data.train_images[batch], data.train_labels[batch])
-            with trainer.autocast():
-                logits = model(trainer.prepare_input(x))
-                loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            trainer.backward_step(loss, optimizer)
-            step += 1
-            loss_sum += loss.detach()
-            correct += (logits.detach().argmax(1) == (y.argmax(1) if y.dim() == 2 else y)).sum()
-            if (i + 1) % log_every == 0 or i + 1 == steps_per_epoch:  # the only host syncs of the epoch
-                mean_loss = loss_sum.item() / (i + 1)
-                if not math.isfinite(mean_loss):
-                    raise UserError(f"the loss became {mean_loss} in epoch {epoch + 1}, step {i + 1}; the last good "
-                                    f"checkpoint is {checkpoint}; try a lower --lr or more --warmup")
-                elapsed = time.perf_counter() - started
-                reporter.step(i + 1, mean_loss, correct.item() / ((i + 1) * config.batch_size),
-                              (i + 1) * config.batch_size / elapsed)
-        seconds = time.perf_counter() - started
+    test = None
+    with _InterruptFlag() as interrupted:
+        for epoch in range(position.epoch, config.epochs):
+            reporter.epoch_start(epoch, steps_per_epoch)
+            model.train()
+            if position.order is None:  # a new epoch, not one resumed half-way
+                position = Position(epoch, 0, torch.randperm(len(data.train_images), device=trainer.device),
+                                    torch.zeros((), device=trainer.device), torch.zeros((), device=trainer.device))
+            started = time.perf_counter() - position.seconds
+            lr = config.lr
+            for i in range(position.step, steps_per_epoch):
+                step = epoch * steps_per_epoch + i
+                lr = config.lr * schedule(step / steps_per_epoch) * (min(1.0, (step + 1) / warmup_steps)
+                                                                     if warmup_steps else 1.0)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                batch = position.order[i * config.batch_size:(i + 1) * config.batch_size]
+                x, y = augmenter(data.train_images[batch], data.train_labels[batch])
+                with trainer.autocast():
+                    logits = model(trainer.prepare_input(x))
+                    loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
+                optimizer.zero_grad(set_to_none=True)
+                trainer.backward_step(loss, optimizer)
+                position.loss_sum += loss.detach()
+                position.correct += (logits.detach().argmax(1) == (y.argmax(1) if y.dim() == 2 else y)).sum()
+                position.step = i + 1
+                if (i + 1) % log_every == 0 or i + 1 == steps_per_epoch:  # the only host syncs of the epoch
+                    mean_loss = position.loss_sum.item() / (i + 1)
+                    if not math.isfinite(mean_loss):
+                        raise UserError(f"the loss became {mean_loss} in epoch {epoch + 1}, step {i + 1}; "
+                                        f"{_last_good(checkpoint)}; try a lower --lr, more --warmup or "
+                                        f"gradient-friendlier --amp settings")
+                    elapsed = time.perf_counter() - started
+                    reporter.step(i + 1, mean_loss, position.correct.item() / ((i + 1) * config.batch_size),
+                                  (i + 1) * config.batch_size / elapsed)
+                if interrupted.is_set() and i + 1 < steps_per_epoch:
+                    position.seconds = time.perf_counter() - started
+                    _save_checkpoint(checkpoint, model, optimizer, trainer, position, config, history)
+                    raise TrainingInterrupted(run_dir, epoch + 1, i + 1)
+            seconds = time.perf_counter() - started
+            test = evaluate(model, trainer, augmenter, data.test_images, data.test_labels, config.eval_batch_size,
+                            data.num_classes)
+            record = {"epoch": epoch + 1, "train_loss": position.loss_sum.item() / steps_per_epoch,
+                      "train_accuracy": position.correct.item() / (steps_per_epoch * config.batch_size),
+                      "test_loss": test["loss"], "test_accuracy": test["accuracy"], "lr": lr, "seconds": seconds,
+                      "images_per_s": steps_per_epoch * config.batch_size / seconds}
+            history.append(record)
+            position = Position(epoch + 1)
+            _save_checkpoint(checkpoint, model, optimizer, trainer, position, config, history)
+            with open(metrics_path, "a") as f:  # after the checkpoint, which holds the history too
+                f.write(json.dumps(record) + "\n")
+            reporter.epoch_end(record)
+            if interrupted.is_set() and epoch + 1 < config.epochs:
+                raise TrainingInterrupted(run_dir, epoch + 1, steps_per_epoch)
+
+    if test is None:  # resumed a run that had already finished
         test = evaluate(model, trainer, augmenter, data.test_images, data.test_labels, config.eval_batch_size,
                         data.num_classes)
-        record = {"epoch": epoch + 1, "train_loss": loss_sum.item() / steps_per_epoch,
-                  "train_accuracy": correct.item() / (steps_per_epoch * config.batch_size),
-                  "test_loss": test["loss"], "test_accuracy": test["accuracy"], "lr": lr, "seconds": seconds,
-                  "images_per_s": steps_per_epoch * config.batch_size / seconds}
-        history.append(record)
-        with open(metrics_path, "a") as f:
-            f.write(json.dumps(record) + "\n")
-        _save_checkpoint(checkpoint, model, optimizer, trainer, epoch + 1, config)
-        reporter.epoch_end(record)
-
     final = history[-1]
     save_weights(_unwrap(model, zoo_config), weights, classes=list(data.classes), mean=list(data.mean),
                  std=list(data.std), dataset=data.name, in_chans=data.channels, input_size=data.input_size,
@@ -380,7 +439,8 @@ def _resume_config(config: RunConfig, run_dir: Path) -> tuple[RunConfig, Path, P
     return config, run_dir, weights
 
 
-def _save_checkpoint(path: Path, model, optimizer, trainer: BaseTrainer, epoch: int, config: RunConfig) -> None:
+def _save_checkpoint(path: Path, model, optimizer, trainer: BaseTrainer, position: Position,
+                     config: RunConfig, history: list[dict[str, Any]]) -> None:
     tensors = {f"model.{k}": v for k, v in clean_state_dict(model).items()}
     state = optimizer.state_dict()
     for index, values in state["state"].items():
@@ -390,14 +450,18 @@ def _save_checkpoint(path: Path, model, optimizer, trainer: BaseTrainer, epoch: 
     scalars = {str(i): {k: v for k, v in values.items() if not isinstance(v, torch.Tensor)}
                for i, values in state["state"].items()}
     tensors["rng.cpu"] = torch.get_rng_state()
-    if torch.cuda.is_available() and trainer.device.type == "cuda":
+    if trainer.device.type == "cuda":
         tensors["rng.cuda"] = torch.cuda.get_rng_state(trainer.device)
-    document = {"epoch": epoch, "param_groups": state["param_groups"], "optimizer_scalars": scalars,
-                "trainer": trainer.state_dict(), "model": config.model, "zoo_version": __version__}
+    for name in ("order", "loss_sum", "correct"):
+        if getattr(position, name) is not None:
+            tensors[f"position.{name}"] = getattr(position, name).detach().to("cpu").contiguous()
+    document = {"epoch": position.epoch, "step": position.step, "seconds": position.seconds,
+                "param_groups": state["param_groups"], "optimizer_scalars": scalars, "trainer": trainer.state_dict(),
+                "model": config.model, "history": history, "zoo_version": __version__}
     atomic_save(tensors, path, {"zoo": json.dumps(document)})
 
 
-def _load_checkpoint(path: Path, model, optimizer, trainer: BaseTrainer) -> int:
+def _load_checkpoint(path: Path, model, optimizer, trainer: BaseTrainer) -> tuple[Position, list[dict[str, Any]]]:
     tensors, document = read_safetensors(path, "checkpoint")
     model_state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
     target = getattr(model, "_orig_mod", model)
@@ -417,4 +481,8 @@ def _load_checkpoint(path: Path, model, optimizer, trainer: BaseTrainer) -> int:
     torch.set_rng_state(tensors["rng.cpu"])
     if "rng.cuda" in tensors and trainer.device.type == "cuda":
         torch.cuda.set_rng_state(tensors["rng.cuda"], trainer.device)
-    return int(document["epoch"])
+    position = Position(int(document["epoch"]), int(document.get("step", 0)), seconds=document.get("seconds", 0.0))
+    if position.step:
+        position.order, position.loss_sum, position.correct = (
+            tensors[f"position.{name}"].to(trainer.device) for name in ("order", "loss_sum", "correct"))
+    return position, document["history"]

@@ -42,6 +42,10 @@ DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 SAMPLE = Path(__file__).parent / "sample"
 
 
+class RefusedPickle(pickle.UnpicklingError):
+    """The file asks for something a CIFAR batch never contains: possibly code to run."""
+
+
 class _BatchUnpickler(pickle.Unpickler):
     """Admits only what the CIFAR batch files contain: dicts, lists, bytes and numpy arrays.
 
@@ -55,7 +59,7 @@ class _BatchUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str):
         if (module, name) not in self.ALLOWED:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+            raise RefusedPickle(f"refusing to load {module}.{name}")
         if module == "_codecs":
             import codecs
 
@@ -73,7 +77,7 @@ def read_cifar_batch(path: Path) -> dict:
             batch = _BatchUnpickler(f, encoding="bytes").load()
     except FileNotFoundError:
         raise
-    except pickle.UnpicklingError as exc:
+    except RefusedPickle as exc:
         raise UserError(f"{path} is not a CIFAR batch ({exc}); it was not loaded") from exc
     except Exception as exc:
         raise UserError(f"{path} is truncated or corrupt ({type(exc).__name__}); delete it and download again") from exc

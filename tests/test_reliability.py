@@ -1,0 +1,305 @@
+"""Bad input, crashes and hostile files lose nothing: each error is one line and exit code 2, with no
+file created or changed; Ctrl-C and SIGKILL leave a checkpoint that resumes to the same weights."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from safetensors.torch import load_file
+
+import zoo
+from zoo import Scheduler, hookimpl
+from zoo.errors import UserError
+from zoo.options import parse_sets
+from zoo.testing import fresh_registry
+from zoo.training import RunConfig, _call, parse_choice, train
+
+from conftest import ROOT, run_zoo, write_cifar10
+
+TINY = ["--set", "layout=8,M,16,M", "--batch-size", "20", "--epochs", "1"]
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+            for p in sorted(folder.rglob("*"))}
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """A data folder, a trained weights file, a finished run, and a few damaged files."""
+    root = tmp_path_factory.mktemp("work")
+    data = write_cifar10(root / "data")
+    result = run_zoo("train", "vgg_bn", "--data-dir", str(data), *TINY, "--out", str(root / "good.safetensors"),
+                     "--run-dir", str(root / "run"), cwd=root)
+    assert result.returncode == 0, result.stderr
+    good = (root / "good.safetensors").read_bytes()
+    (root / "truncated.safetensors").write_bytes(good[: len(good) // 2])
+    header_size = int.from_bytes(good[:8], "little")
+    header = json.loads(good[8:8 + header_size])
+    document = json.loads(header["__metadata__"]["zoo"])
+    document["options"]["num_classes"] = 5  # weights of another class count
+    header["__metadata__"]["zoo"] = json.dumps(document)
+    raw = json.dumps(header).encode()
+    (root / "other-classes.safetensors").write_bytes(len(raw).to_bytes(8, "little") + raw + good[8 + header_size:])
+    (root / "notes.txt").write_text("not an image")
+    broken = root / "broken"
+    write_cifar10(broken / "truncated")
+    batch = broken / "truncated" / "cifar-10-batches-py" / "data_batch_2"
+    batch.write_bytes(batch.read_bytes()[:500])
+    write_cifar10(broken / "incomplete")
+    (broken / "incomplete" / "cifar-10-batches-py" / "test_batch").unlink()
+    write_cifar10(broken / "crafted")
+    (broken / "crafted" / "cifar-10-batches-py" / "data_batch_1").write_bytes(
+        b"\x80\x02cposix\nsystem\nq\x00X\x0b\x00\x00\x00touch pwnedq\x01\x85q\x02Rq\x03.")
+    fashion = broken / "idx" / "fashion-mnist"
+    fashion.mkdir(parents=True)
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                 "t10k-labels-idx1-ubyte"):
+        import gzip
+
+        with gzip.open(fashion / f"{name}.gz", "wb") as f:
+            f.write((2051 if "images" in name else 2049).to_bytes(4, "big") + (10).to_bytes(4, "big") + b"\x00" * 20)
+    (root / "a-file").write_text("in the way")
+    return root
+
+
+ERRORS = [
+    (["train", "vgg61"], "unknown model 'vgg61'; did you mean .*vgg16"),
+    (["train", "sx-vgg16"], "unknown model 'sx-vgg16'; did you mean .*se-vgg16"),
+    (["train", "vgg_bn", "--aug", "hflp"], "unknown augmentation 'hflp'; did you mean .*hflip"),
+    (["train", "vgg_bn", "--opt", "adamm"], "unknown optimizer 'adamm'; did you mean .*adam"),
+    (["train", "vgg_bn", "--sched", "cosin"], "unknown schedule 'cosin'; did you mean .*cosine"),
+    (["train", "vgg_bn", "--trainer", "amq"], "unknown trainer 'amq'; did you mean .*amp"),
+    (["train", "vgg_bn", "--data", "cifar11"], "unknown dataset 'cifar11'; did you mean .*cifar10"),
+    (["train", "vgg_bn", "--aug", "rotate=abc"], "--aug rotate='abc' is out of range"),
+    (["train", "vgg_bn", "--aug", "hflip=2"], r"--aug hflip=2 is out of range \[0, 1\]"),
+    (["train", "vgg_bn", "--sched", "multistep=abc"], "milestones must be positive whole epochs"),
+    (["train", "vgg_bn", "--sched", "cosine=3"], "schedule 'cosine' takes no value"),
+    (["train", "vgg_bn", "--set", "width"], "bad --set 'width': expected key=value"),
+    (["train", "vgg_bn", "--set", "depth=3"], "architecture 'vgg_bn' has no option 'depth'"),
+    (["train", "vgg_bn", "--lr", "-1"], "learning rate must be positive, got -1.0"),
+    (["train", "vgg_bn", "--epochs", "0"], "epochs must be a whole number >= 1, got 0"),
+    (["train", "vgg_bn", "--set", "width=0"], "width, num_classes and in_chans must be positive"),
+    (["train", "vgg_bn", "--batch-size", "100000"], "batch size 100000 is larger than the 100 training images"),
+    (["train", "vgg_bn", "--data-dir", "{root}/empty", "--no-download"], "cifar10 not found"),
+    (["train", "vgg_bn", "--data-dir", "{root}/broken/incomplete"], "missing test_batch"),
+    (["train", "vgg_bn", "--data-dir", "{root}/broken/truncated"], "data_batch_2 is truncated or corrupt"),
+    (["train", "vgg_bn", "--data-dir", "{root}/broken/crafted"], "refusing to load posix.system"),
+    (["train", "vgg_bn", "--data", "fashion-mnist", "--data-dir", "{root}/broken/idx"], "is not a valid idx file"),
+    (["eval", "{root}/truncated.safetensors"], "is not a zoo weights file or is truncated/corrupt"),
+    (["eval", "{root}/missing.safetensors"], "does not exist"),
+    (["eval", "{root}/other-classes.safetensors"], "the weights do not fit 'vgg_bn'"),
+    (["train", "vgg_bn", "--lr", "0.3", "--resume", "{root}/run"], "cannot resume .* other lr"),
+    (["train", "vgg_bn", "--resume", "{root}/nowhere"], "is not a run folder"),
+    (["train", "vgg_bn", "--out", "{root}/a-file/w.safetensors"], "cannot write to"),
+    (["train", "vgg_bn", "--out", "{root}/good.safetensors"], "good.safetensors exists; choose another --out"),
+    (["predict", "{root}/good.safetensors", "{root}/notes.txt"], "notes.txt is not an image zoo can read"),
+    (["info", "resnet18", "--num-classes", "0"], "num-classes must be positive"),
+]
+
+
+@pytest.mark.parametrize("args, message", ERRORS, ids=[" ".join(a[:3]) for a, _ in ERRORS])
+def test_user_errors_are_one_line_exit_2_and_change_nothing(workspace, tmp_path, args, message):
+    args = [a.format(root=workspace) for a in args]
+    if args[0] == "train" and "--data-dir" not in args:
+        args += ["--data-dir", str(workspace / "data")]
+    if args[0] == "train":
+        for key, value in zip(TINY[::2], TINY[1::2]):
+            if key not in args:
+                args += [key, value]
+    before = snapshot(workspace)
+    result = run_zoo(*args, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("zoo: error: "), result.stderr
+    assert re.search(message, lines[0]), lines[0]
+    assert "Traceback" not in result.stderr
+    assert snapshot(workspace) == before and list(tmp_path.iterdir()) == []
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    result = run_zoo("--debug", "train", "vgg61", cwd=tmp_path)
+    assert result.returncode != 0 and "Traceback" in result.stderr and "UserError" in result.stderr
+
+
+def test_default_run_names_never_overwrite(workspace, tmp_path):
+    args = ["train", "vgg_bn", "--data-dir", str(workspace / "data"), *TINY, "--json"]
+    first = json.loads(run_zoo(*args, cwd=tmp_path).stdout)["weights"]
+    second = json.loads(run_zoo(*args, cwd=tmp_path).stdout)["weights"]
+    assert first != second and (tmp_path / first).exists() and (tmp_path / second).exists()
+    result = run_zoo(*args, "--out", first, "--overwrite", cwd=tmp_path)
+    assert result.returncode == 0
+
+
+@pytest.fixture(scope="module")
+def slow_data(tmp_path_factory):
+    return write_cifar10(tmp_path_factory.mktemp("slow") / "data", per_batch=400)
+
+
+def _train_args(data: Path, folder: Path) -> list[str]:
+    return ["train", "vgg_bn", "--data-dir", str(data), "--set", "layout=16,M,32,M", "--batch-size", "10",
+            "--epochs", "4", "--aug", "crop=2", "--aug", "hflip", "--opt", "adam", "--lr", "0.005",
+            "--run-dir", str(folder / "run"), "--out", str(folder / "w.safetensors")]
+
+
+def _start(args: list[str], cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "zoo", *args], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(condition, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, "training ended before the point to interrupt it"
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+
+
+def _metrics_lines(run: Path) -> int:
+    path = run / "metrics.jsonl"
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(slow_data, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("full")
+    result = run_zoo(*_train_args(slow_data, folder), cwd=folder)
+    assert result.returncode == 0, result.stderr
+    return load_file(folder / "w.safetensors")
+
+
+def _assert_same_weights(path: Path, reference: dict) -> None:
+    weights = load_file(path)
+    assert weights.keys() == reference.keys()
+    for key in weights:
+        assert torch.equal(weights[key], reference[key]), key
+
+
+@pytest.mark.parametrize("point", ["before the first checkpoint", "after epoch 1", "during epoch 3"])
+def test_sigkill_at_any_point_then_resume_gives_identical_weights(slow_data, uninterrupted, tmp_path, point):
+    run = tmp_path / "run"
+    process = _start(_train_args(slow_data, tmp_path), tmp_path)
+    if point == "before the first checkpoint":
+        _wait_for(lambda: (run / "config.json").exists(), process)
+    elif point == "after epoch 1":
+        _wait_for(lambda: _metrics_lines(run) >= 1, process)
+    else:
+        _wait_for(lambda: _metrics_lines(run) >= 2, process)
+        time.sleep(0.1)
+    process.kill()
+    process.wait()
+    assert not (tmp_path / "w.safetensors").exists()
+    if point != "before the first checkpoint":
+        assert (run / "checkpoint.safetensors").exists()
+    result = run_zoo(*_train_args(slow_data, tmp_path), "--resume", str(run), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    _assert_same_weights(tmp_path / "w.safetensors", uninterrupted)
+    assert _metrics_lines(run) == 4
+
+
+def test_ctrl_c_checkpoints_says_how_to_resume_and_exits_130(slow_data, uninterrupted, tmp_path):
+    run = tmp_path / "run"
+    process = _start(_train_args(slow_data, tmp_path), tmp_path)
+    _wait_for(lambda: _metrics_lines(run) >= 1, process)
+    time.sleep(0.15)  # into epoch 2
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    message = stderr.strip().splitlines()[-1]
+    assert message.startswith("zoo: interrupted in epoch") and "resume with: zoo train" in message
+    command = shlex.split(message.split("resume with: ", 1)[1])
+    assert command[-2:] == ["--resume", str(run)]
+    result = run_zoo(*command[1:], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    _assert_same_weights(tmp_path / "w.safetensors", uninterrupted)
+
+
+@hookimpl(specname="schedulers")
+def _exploding_schedules():
+    return [Scheduler("explode", lambda epochs: (lambda t: 1.0 if t < 1 else 1e30), "fine for one epoch, then not")]
+
+
+class _Explode:
+    schedulers = staticmethod(_exploding_schedules)
+
+
+def test_a_diverging_loss_stops_the_run_and_keeps_the_last_good_checkpoint(workspace, tmp_path):
+    registry = fresh_registry({"explode": _Explode()}, installed=("vgg", "datasets", "optim", "trainers", "augment"))
+    config = RunConfig(model="vgg_bn", data="cifar10", data_dir=str(workspace / "data"), epochs=3, batch_size=20,
+                       sched="explode", warmup=0, opt="sgd", model_options={"layout": "8,M,16,M"})
+    checkpoint = tmp_path / "run" / "checkpoint.safetensors"
+    seen = {}
+
+    class Watch:
+        def start(self, config, info): pass
+        def step(self, done, loss, accuracy, images_per_s): pass
+        def finish(self, summary): pass
+        def epoch_end(self, record): seen["bytes"] = checkpoint.read_bytes()
+        def epoch_start(self, epoch, steps): pass
+
+    with pytest.raises(UserError, match=r"the loss became (nan|inf) in epoch 2, step \d+; the last good checkpoint is"):
+        train(config, registry=registry, run_dir=tmp_path / "run", weights=tmp_path / "w.safetensors", reporter=Watch(),
+              log_every=1)
+    assert checkpoint.read_bytes() == seen["bytes"]  # epoch 1's, untouched
+    assert not (tmp_path / "w.safetensors").exists()
+
+
+# ------------------------------------------------------------------ property-based: parsers never crash
+
+REGISTRY = zoo.default_registry()
+ARBITRARY = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40)
+CHOICE = st.one_of(ARBITRARY, st.builds(lambda n, v: f"{n}={v}", st.sampled_from(
+    ["hflip", "crop", "rotate", "cutout", "jitter", "mixup", "cutmix", "multistep", "step", "onecycle", "cosine",
+     "sgd-momentum", "adam"]), ARBITRARY))
+FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@FAST
+@given(st.lists(ARBITRARY, max_size=4))
+def test_set_options_parse_or_fail_cleanly(pairs):
+    try:
+        options = parse_sets(pairs)
+    except UserError:
+        return
+    assert isinstance(options, dict)
+
+
+@FAST
+@given(CHOICE, st.sampled_from(["aug", "sched", "opt"]))
+def test_aug_sched_opt_values_parse_and_build_or_fail_cleanly(text, kind):
+    try:
+        spec, options = parse_choice(REGISTRY, kind, text)
+        if kind == "aug":
+            _call(spec, **options)
+        elif kind == "sched":
+            factor = _call(spec, epochs=10, **options)
+            factor(0.0), factor(9.5)
+        else:
+            _call(spec, [torch.zeros(1, requires_grad=True)], lr=0.1, weight_decay=0.0, **options)
+    except UserError:
+        pass
+
+
+@FAST
+@given(st.one_of(ARBITRARY, st.builds("-".join, st.lists(st.sampled_from(["se", "vgg16", "resnet18", "x", ""]),
+                                                           max_size=4))))
+def test_model_names_resolve_or_fail_cleanly(name):
+    try:
+        wrappers, arch = REGISTRY.resolve_model(name)
+    except UserError as exc:
+        assert "\n" not in str(exc)
+        return
+    assert arch.kind == "arch"
