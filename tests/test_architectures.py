@@ -89,7 +89,7 @@ def test_vgg_structure_is_adjustable():
 
 
 def test_resnet_depth_and_width_are_adjustable():
-    model = zoo.create_model("resnet", layers=[1, 1, 1], width=8, num_classes=5, input_size=32)
+    model = zoo.create_model("resnet", layers=[1, 1, 1], width=0.125, num_classes=5, input_size=32)
     assert [len(model.layer1), len(model.layer3)] == [1, 1] and model.fc.in_features == 32
     assert not hasattr(model, "layer4")
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 5)

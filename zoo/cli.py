@@ -328,6 +328,78 @@ def predict_command(weights: str, images: tuple[str, ...], top_k: int, as_json: 
         click.echo(result["image"] + ": " + ", ".join(f"{t['class']} {t['probability']:.1%}" for t in result["top"]))
 
 
+@cli.command("compare")
+@click.argument("experiment", required=False, type=click.Path(dir_okay=False))
+@click.option("--model", "models", multiple=True, help="A network to compare; repeatable.")
+@click.option("--augs", "aug_sets", multiple=True, metavar="A+B", help="An augmentation set, e.g. crop=4+hflip or "
+              "none; repeatable.")
+@click.option("--opt", "opts", multiple=True, help="An optimizer; repeatable.")
+@click.option("--lr", "lrs", multiple=True, type=float, help="A learning rate; repeatable.")
+@click.option("--sched", "scheds", multiple=True, help="A schedule; repeatable.")
+@click.option("--batch-size", "batch_sizes", multiple=True, type=int, help="A batch size; repeatable.")
+@click.option("--data", help="Dataset of every run.")
+@click.option("--epochs", type=int, help="Epochs of every run.")
+@click.option("--amp", is_flag=True, help="Mixed precision for every run.")
+@click.option("--quick", is_flag=True, help="The experiment's scale-down: few epochs, a data subset.")
+@click.option("--out", type=click.Path(file_okay=False), help="Output folder (default comparisons/<name>).")
+@click.option("--dry-run", is_flag=True, help="List the runs and stop.")
+def compare_command(experiment, models, aug_sets, opts, lrs, scheds, batch_sizes, data, epochs, amp, quick, out,
+                    dry_run) -> None:
+    """Train a grid of runs one after another and compare them in a table and plots.
+
+    EXPERIMENT is a TOML file (see experiments/); options add axes to its grid or make one. Runs
+    already finished are skipped, an interrupted one resumes, so re-running continues a comparison.
+
+    \b
+    zoo compare experiments/augmentations.toml --quick
+    zoo compare --model vgg16_bn --model resnet18 --augs none --augs crop=4+hflip --epochs 10
+    """
+    from pathlib import Path
+
+    from .experiments import Experiment, run_experiment
+    from .reporting import RichReporter
+
+    spec = Experiment.from_toml(Path(experiment)) if experiment else Experiment("comparison")
+    for axis, values in (("model", list(models)), ("augs", [[] if a == "none" else a.split("+") for a in aug_sets]),
+                         ("opt", list(opts)), ("lr", list(lrs)), ("sched", list(scheds)),
+                         ("batch_size", list(batch_sizes))):
+        if values:
+            spec.axes[axis] = values
+    for key, value in (("data", data), ("epochs", epochs), ("trainer", "amp" if amp else None)):
+        if value is not None:
+            spec.base[key] = value
+    runs = spec.runs(quick)
+    console = _console(stderr=True)
+    if dry_run:
+        for slug, _, config in runs:
+            click.echo(f"{slug}: {config.model} on {config.data}, {config.epochs} epochs, {config.opt} lr {config.lr}, "
+                       f"{config.sched}, batch {config.batch_size}, augs {'+'.join(config.augs) or 'none'}")
+        return
+    folder = Path(out) if out else Path("comparisons") / (spec.name + ("-quick" if quick else ""))
+    console.print(f"{len(runs)} runs -> {folder}")
+    rows = run_experiment(spec, folder, quick, registry=_registry(), reporter_factory=lambda slug: RichReporter(),
+                          on_skip=lambda slug: console.print(f"{slug}: finished before, skipped"))
+    from .experiments import markdown_table
+
+    click.echo(markdown_table(rows))
+    click.echo(f"table, CSV and plots in {folder}")
+
+
+@cli.command("report")
+@click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), default="report", show_default=True)
+@click.option("--title", default="comparison", show_default=True)
+def report_command(runs, out, title) -> None:
+    """Redraw the results table and plots from existing run folders."""
+    from pathlib import Path
+
+    from .experiments import markdown_table, write_report
+
+    rows = write_report([Path(r) for r in runs], Path(out), title)
+    click.echo(markdown_table(rows))
+    click.echo(f"table, CSV and plots in {out}")
+
+
 def main() -> None:
     """Entry point: user errors are one line and exit code 2, never a traceback."""
     try:

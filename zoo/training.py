@@ -95,6 +95,29 @@ class RunConfig:
     RESUMABLE_CHANGES = ("data_dir", "download", "epochs", "eval_batch_size")
 
 
+_FIELD_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
+
+
+def _check_config_types(config: RunConfig) -> None:
+    """Values from files and the Python API arrive untyped: refuse wrong types with one clear line."""
+    for name, declared in config.__annotations__.items():
+        value = getattr(config, name)
+        base = declared.split(" |")[0].split("[")[0]
+        optional = "None" in declared
+        if value is None and optional:
+            continue
+        if base in _FIELD_TYPES:
+            ok = isinstance(value, _FIELD_TYPES[base]) and not (base != "bool" and isinstance(value, bool))
+        else:
+            ok = isinstance(value, {"list": list, "dict": dict}[base])
+            if ok and base == "list":
+                ok = all(isinstance(item, str) for item in value)
+            if ok and base == "dict":
+                ok = all(isinstance(key, str) for key in value)
+        if not ok:
+            raise UserError(f"option {name} must be {declared}, got {value!r}")
+
+
 class Reporter(Protocol):
     def start(self, config: RunConfig, info: dict[str, Any]) -> None: ...
     def epoch_start(self, epoch: int, steps: int) -> None: ...
@@ -167,13 +190,17 @@ class Run:
     @classmethod
     def resolve(cls, config: RunConfig, registry: Registry | None = None) -> "Run":
         registry = registry or default_registry()
+        _check_config_types(config)
         for name, value, low in (("epochs", config.epochs, 1), ("batch size", config.batch_size, 1),
                                  ("eval batch size", config.eval_batch_size, 1)):
-            if not isinstance(value, int) or value < low:
+            if value < low:
                 raise UserError(f"{name} must be a whole number >= {low}, got {value!r}")
-        if not (isinstance(config.lr, (int, float)) and config.lr > 0 and math.isfinite(config.lr)):
+        for name, value in (("train_limit", config.train_limit), ("test_limit", config.test_limit)):
+            if value is not None and value < 1:
+                raise UserError(f"{name} must be positive, got {value}")
+        if not (config.lr > 0 and math.isfinite(config.lr)):
             raise UserError(f"learning rate must be positive, got {config.lr}")
-        if config.weight_decay < 0 or config.warmup < 0 or not 0 <= config.label_smoothing < 1:
+        if not (config.weight_decay >= 0 and config.warmup >= 0 and 0 <= config.label_smoothing < 1):
             raise UserError("weight decay and warmup must be >= 0, label smoothing in [0, 1)")
         registry.resolve_model(config.model)
         opt_spec, opt_options = parse_choice(registry, "opt", config.opt)
@@ -382,6 +409,7 @@ def train(config: RunConfig, registry: Registry | None = None, run_dir: str | Pa
     save_weights(_unwrap(model, zoo_config), weights, classes=list(data.classes), mean=list(data.mean),
                  std=list(data.std), dataset=data.name, in_chans=data.channels, input_size=data.input_size,
                  num_classes=data.num_classes, metrics=final, per_class_accuracy=test["per_class_accuracy"],
+                 parameters=info["parameters"],
                  trainer=trainer.describe(), run=str(run_dir))
     summary = {"model": config.model, "data": data.name, "epochs": config.epochs, "test_accuracy":
                final["test_accuracy"], "test_loss": final["test_loss"], "seconds": sum(r["seconds"] for r in history),

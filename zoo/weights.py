@@ -61,6 +61,17 @@ def read_safetensors(path: Path, what: str = "weights") -> tuple[dict[str, torch
     return tensors, document
 
 
+def read_metadata(path: Path) -> dict[str, Any]:
+    """The zoo metadata of a weights file, without reading its tensors."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(Path(path), "pt") as f:
+            return json.loads((f.metadata() or {})[META_KEY])
+    except (SafetensorError, OSError, ValueError, KeyError) as exc:
+        raise UserError(f"{path} is not a zoo weights file or is truncated/corrupt ({type(exc).__name__})") from exc
+
+
 def save_weights(model: torch.nn.Module, path: str | os.PathLike, **info: Any) -> Path:
     """Save ``model`` with what rebuilds it (its ``zoo_config``) and ``info`` (classes, metrics, ...)."""
     config = getattr(model, "zoo_config", None)

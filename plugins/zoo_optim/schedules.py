@@ -18,11 +18,18 @@ def _gamma(gamma: float) -> None:
         raise UserError(f"gamma must be in (0, 1], got {gamma}")
 
 
-def multistep(epochs: int, milestones: Sequence[int] | int = (20, 30, 40), gamma: float = 0.1) -> Factor:
-    """Like torch's MultiStepLR stepped once per epoch: during epoch e, gamma ** (milestones <= e)."""
+def multistep(epochs: int, milestones: Sequence[int | float] | int | float = (20, 30, 40),
+              gamma: float = 0.1) -> Factor:
+    """Like torch's MultiStepLR stepped once per epoch: during epoch e, gamma ** (milestones <= e).
+
+    A milestone below 1 is a fraction of the run: [0.4, 0.6, 0.8] of 50 epochs is [20, 30, 40].
+    """
     milestones = [milestones] if isinstance(milestones, (int, float)) else list(milestones)
-    if not milestones or any(not isinstance(m, int) or m < 1 for m in milestones):
-        raise UserError(f"milestones must be positive whole epochs, e.g. multistep=[20,30,40]; got {milestones!r}")
+    if not milestones or any(isinstance(m, bool) or not isinstance(m, (int, float)) or not m > 0
+                             or (isinstance(m, float) and m >= 1) for m in milestones):
+        raise UserError(f"milestones must be whole epochs or fractions of the run, e.g. multistep=[20,30,40] or "
+                        f"multistep=[0.4,0.6,0.8]; got {milestones!r}")
+    milestones = [max(1, round(m * epochs)) if isinstance(m, float) else m for m in milestones]
     _gamma(gamma)
     return lambda t: gamma ** sum(math.floor(t) >= m for m in milestones)
 

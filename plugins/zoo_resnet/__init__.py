@@ -22,7 +22,7 @@ def architectures():
         specs.append(Architecture(
             f"resnet{depth}", "zoo_resnet.resnet:resnet",
             f"CIFAR ResNet-{depth} of the paper: 3x{n} basic blocks, 16/32/64 channels",
-            options={"block": "basic", "layers": (n, n, n), "width": 16, "shape": "cifar", "shortcut": "pad",
+            options={"block": "basic", "layers": (n, n, n), "base_channels": 16, "shape": "cifar", "shortcut": "pad",
                      "num_classes": 10},
             family="resnet", attention_sites=("block",), input_size=32,
         ))

@@ -134,7 +134,8 @@ class ResNet(nn.Module):
 def resnet(
     block: str = "basic",
     layers: Sequence[int] = (2, 2, 2, 2),
-    width: int = 64,
+    width: float = 1.0,
+    base_channels: int = 64,
     num_classes: int = 1000,
     in_chans: int = 3,
     input_size: int = 224,
@@ -147,7 +148,7 @@ def resnet(
 ) -> ResNet:
     """A ResNet of ``block`` ("basic" or "bottleneck") with ``layers`` blocks per stage.
 
-    ``width`` is the first stage's channels, doubled at each later stage. ``shape`` is "cifar"
+    The first stage has ``base_channels * width`` channels, doubled at each later stage. ``shape`` is "cifar"
     (3x3 stride-1 stem, no max-pool) or "imagenet" (7x7 stride-2 stem and max-pool); by default,
     CIFAR for inputs up to 64 pixels. ``shortcut`` is "conv" (1x1 projection, the paper's option B)
     or "pad" (zero padding, option A). ``stride_in_1x1`` puts a bottleneck's stride on its first 1x1
@@ -158,8 +159,8 @@ def resnet(
     layers = [layers] if isinstance(layers, int) else list(layers)
     if not layers or any(not isinstance(n, int) or n < 1 for n in layers):
         raise UserError(f"layers must be positive block counts per stage, got {layers!r}")
-    if not isinstance(width, int) or width < 1 or num_classes < 1 or in_chans < 1:
-        raise UserError("width (an integer), num_classes and in_chans must be positive")
+    if not width > 0 or not isinstance(base_channels, int) or base_channels < 1 or num_classes < 1 or in_chans < 1:
+        raise UserError("width, base_channels (an integer), num_classes and in_chans must be positive")
     if shortcut not in ("conv", "pad"):
         raise UserError(f"unknown shortcut {shortcut!r}; choose conv or pad")
     if attn_site != "block":
@@ -167,5 +168,5 @@ def resnet(
     shape = shape or ("cifar" if input_size <= 64 else "imagenet")
     if shape not in ("cifar", "imagenet"):
         raise UserError(f"unknown shape {shape!r}; choose cifar or imagenet")
-    return ResNet(BLOCKS[block], layers, width, num_classes, in_chans, shape == "imagenet", shortcut,
+    return ResNet(BLOCKS[block], layers, max(1, round(base_channels * width)), num_classes, in_chans, shape == "imagenet", shortcut,
                   attn_layer, stride_in_1x1, zero_init_residual)

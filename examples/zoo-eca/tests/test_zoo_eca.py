@@ -50,7 +50,7 @@ def test_installed_plugin_shows_in_the_cli_and_trains(tmp_path):
     assert plugins["eca"]["status"] == "ok" and plugins["eca"]["distribution"] == "zoo-eca"
     assert {"eca", "lenet5", "noise"} <= {r["name"] for r in json.loads(_zoo("list", "--json").stdout)}
     result = subprocess.run(
-        [sys.executable, "-m", "zoo", "train", "eca-resnet18", "--data", "fashion-mnist-sample", "--set", "width=8",
+        [sys.executable, "-m", "zoo", "train", "eca-resnet18", "--data", "fashion-mnist-sample", "--set", "width=0.125",
          "--epochs", "1", "--limit-train", "256", "--limit-test", "128", "--batch-size", "64", "--aug", "noise=0.05",
          "--aug", "hflip", "--json"], capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr

@@ -1,0 +1,154 @@
+"""Comparisons: a grid of runs, a table and plots, and resuming an interrupted comparison."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from zoo.errors import UserError
+from zoo.experiments import Experiment, run_experiment
+
+from conftest import ROOT, run_zoo
+
+TINY = {"model": "vgg_bn", "data": "cifar10", "epochs": 2, "batch_size": 20, "warmup": 0,
+        "model_options": {"layout": "8,M,16,M"}, "augs": []}
+
+
+def write_experiment(path: Path, data_dir: Path) -> Path:
+    path.write_text(f"""
+name = "tiny"
+[base]
+model = "vgg_bn"
+data = "cifar10"
+data_dir = "{data_dir}"
+epochs = 1
+batch_size = 20
+warmup = 0
+model_options = {{ layout = "8,M,16,M" }}
+[grid]
+augs = [[], ["crop=2", "hflip"]]
+lr = [0.01, 0.05]
+""")
+    return path
+
+
+def test_a_grid_gives_one_row_per_run_and_plots(cifar_dir, tmp_path):
+    experiment = write_experiment(tmp_path / "tiny.toml", cifar_dir)
+    result = run_zoo("compare", str(experiment), "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader((tmp_path / "out" / "results.csv").open()))
+    assert [r["run"] for r in rows] == ["none-0.01", "none-0.05", "crop=2+hflip-0.01", "crop=2+hflip-0.05"]
+    assert {r["augmentation"] for r in rows} == {"none", "crop=2+hflip"} and rows[1]["lr"] == "0.05"
+    assert all(r["epochs"] == "1/1" and r["test accuracy"].endswith("%") and r["parameters"] for r in rows)
+    markdown = (tmp_path / "out" / "results.md").read_text()
+    assert markdown.count("\n| none-0.0") == 2 and "| network | epochs | batch size | lr | optimizer |" in markdown
+    for name in ("accuracy.png", "loss.png"):
+        with Image.open(tmp_path / "out" / name) as image:
+            assert image.format == "PNG" and image.size[0] >= 800
+
+    report = run_zoo("report", *(str(p) for p in sorted((tmp_path / "out" / "runs").iterdir())[:2]),
+                     "--out", str(tmp_path / "report"), cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    assert len(list(csv.DictReader((tmp_path / "report" / "results.csv").open()))) == 2
+    assert (tmp_path / "report" / "accuracy.png").stat().st_size > 1000
+
+
+class _StopIn:
+    """Interrupts the given run as its second epoch starts, as Ctrl-C would."""
+
+    def __init__(self, slug: str, target: str):
+        self.stop = slug == target
+
+    def start(self, config, info): pass
+    def step(self, done, loss, accuracy, images_per_s): pass
+    def epoch_end(self, record): pass
+    def finish(self, summary): pass
+
+    def epoch_start(self, epoch, steps):
+        if self.stop and epoch == 1:
+            raise KeyboardInterrupt
+
+
+def test_an_interrupted_comparison_resumes_without_repeating_finished_runs(cifar_dir, tmp_path):
+    experiment = Experiment("resume", {**TINY, "data_dir": str(cifar_dir)}, {"lr": [0.01, 0.02, 0.03]})
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(experiment, out, reporter_factory=lambda slug: _StopIn(slug, "0.02"))
+    first = (out / "weights" / "0.01.safetensors").read_bytes()
+    half = (out / "runs" / "0.02" / "metrics.jsonl").read_text()
+    assert not (out / "weights" / "0.02.safetensors").exists() and not (out / "runs" / "0.03").exists()
+
+    skipped = []
+    rows = run_experiment(experiment, out, on_skip=skipped.append)
+    assert skipped == ["0.01"] and len(rows) == 3
+    assert (out / "weights" / "0.01.safetensors").read_bytes() == first
+    metrics = (out / "runs" / "0.02" / "metrics.jsonl").read_text().splitlines()
+    assert len(metrics) == 2 and metrics[0] == half.splitlines()[0]  # epoch 1 was not trained again
+    assert run_experiment(experiment, out, on_skip=skipped.append) and skipped == ["0.01", "0.01", "0.02", "0.03"]
+
+
+def test_the_labs_presets_describe_the_labs_settings():
+    expected = {"networks": 5, "augmentations": 4, "optimizers": 4, "batch-sizes": 3}
+    for name, count in expected.items():
+        experiment = Experiment.from_toml(ROOT / "experiments" / f"{name}.toml")
+        runs = experiment.runs()
+        assert len(runs) == count
+        for _, _, config in runs:
+            assert config.epochs == 50 and config.data == "cifar10"
+            assert config.batch_size in (32, 128, 256)
+        quick = experiment.runs(quick=True)
+        assert all(c.epochs == 4 and c.data == "fashion-mnist" and c.model_options["width"] == 0.25 for _, _, c in quick)
+    networks = Experiment.from_toml(ROOT / "experiments" / "networks.toml").runs()
+    assert {c.sched for _, _, c in networks} == {"multistep=[0.4,0.6,0.8]"} and networks[0][2].lr == 0.005
+    placements = [c.model_options.get("se", {}).get("placement") for _, _, c in networks]
+    assert placements == [None, None, "conv", "stage", None]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("name = 'x'\n[bsae]\nlr = 1", "unknown sections bsae"),
+    ("[base]\nlearning_rate = 1", "unknown option learning_rate in base"),
+    ("[grid]\nmodel = 'vgg16'", "grid axis 'model' must be a non-empty list"),
+    ("[grid]\nflavour = ['a']", "grid axis 'flavour' is not a run option"),
+    ("[grid\nmodel = 1", "is not valid TOML"),
+])
+def test_bad_experiment_files_give_one_clean_line(tmp_path, text, message):
+    (tmp_path / "bad.toml").write_text(text)
+    result = run_zoo("compare", str(tmp_path / "bad.toml"), cwd=tmp_path)
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1 and message in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.toml"]
+
+
+VALUES = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(-5, 500), st.floats(allow_nan=True),
+                                st.text(max_size=12)),
+                      lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner,
+                                                                                           max_size=3)), max_leaves=8)
+KEYS = st.one_of(st.sampled_from(["model", "lr", "epochs", "augs", "opt", "sched", "batch_size", "label",
+                                  "model_options", "seed"]), st.text(max_size=8))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(max_size=200))
+def test_any_experiment_text_parses_or_fails_cleanly(tmp_path_factory, text):
+    path = tmp_path_factory.mktemp("exp") / "e.toml"
+    path.write_bytes(text.encode("utf-8", "replace"))
+    try:
+        Experiment.from_toml(path)
+    except UserError:
+        pass
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(KEYS, VALUES, max_size=4), st.dictionaries(KEYS, VALUES, max_size=3))
+def test_any_experiment_structure_expands_and_resolves_or_fails_cleanly(base, grid):
+    from zoo.training import Run
+
+    try:
+        for _, _, config in Experiment("fuzz", base, grid).runs():
+            Run.resolve(config)
+    except UserError:
+        pass

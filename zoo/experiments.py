@@ -1,0 +1,243 @@
+"""Comparisons: a grid of training runs from CLI options or a TOML file, run one after another,
+resumable, summarised in a Markdown/CSV table and PNG plots."""
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+import re
+import sys
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import UserError
+from .training import RunConfig
+from .weights import read_metadata
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+CONFIG_FIELDS = {f.name for f in fields(RunConfig)}
+COLUMNS = ["run", "network", "epochs", "batch size", "lr", "optimizer", "schedule", "augmentation",
+           "test accuracy", "best test accuracy", "time (s)", "images/s", "parameters"]
+
+
+@dataclass
+class Experiment:
+    """A named grid: ``base`` options for every run, and axes whose cross product gives the runs.
+
+    An axis is a list of variants; a variant is a value of the RunConfig field the axis is named
+    after, or a table of field overrides with an optional ``label``.
+    """
+
+    name: str
+    base: dict[str, Any] = field(default_factory=dict)
+    axes: dict[str, list[Any]] = field(default_factory=dict)
+    quick: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+    @classmethod
+    def from_toml(cls, path: Path) -> "Experiment":
+        try:
+            document = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise UserError(f"experiment file {path} does not exist") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise UserError(f"{path} is not valid TOML: {exc}") from exc
+        unknown = set(document) - {"name", "description", "base", "grid", "quick"}
+        if unknown:
+            raise UserError(f"{path}: unknown sections {', '.join(sorted(unknown))} (use name, description, base, "
+                            f"grid, quick)")
+        experiment = cls(str(document.get("name", Path(path).stem)), dict(document.get("base", {})),
+                         dict(document.get("grid", {})), dict(document.get("quick", {})),
+                         str(document.get("description", "")))
+        experiment.runs()  # validate now
+        return experiment
+
+    def runs(self, quick: bool = False) -> list[tuple[str, dict[str, str], RunConfig]]:
+        """(slug, labels per axis, config) for every run of the grid."""
+        base = {**self.base, **(self.quick if quick else {})}
+        quick_model_options = self.quick.get("model_options", {}) if quick else {}
+        _check_fields(base, "base" if not quick else "base/quick")
+        axes = []
+        for axis, variants in self.axes.items():
+            if not isinstance(variants, list) or not variants:
+                raise UserError(f"grid axis {axis!r} must be a non-empty list")
+            axes.append([(axis, *_variant(axis, v)) for v in variants])
+        result, seen = [], set()
+        for combination in itertools.product(*axes) if axes else [()]:
+            options = dict(base)
+            labels = {}
+            for axis, label, overrides in combination:
+                options.update(overrides)
+                labels[axis] = label
+            if quick_model_options:  # quick shrinks every model, whatever its own options
+                options["model_options"] = {**options.get("model_options", {}), **quick_model_options}
+            try:
+                config = RunConfig(**options)
+            except TypeError as exc:
+                raise UserError(f"experiment {self.name!r}: {exc}") from exc
+            slug = _slug("-".join(labels.values()) or self.name)
+            while slug in seen:
+                slug += "_"
+            seen.add(slug)
+            result.append((slug, labels, config))
+        return result
+
+
+def _check_fields(options: dict[str, Any], where: str) -> None:
+    unknown = set(options) - CONFIG_FIELDS
+    if unknown:
+        raise UserError(f"unknown option {', '.join(sorted(unknown))} in {where}; options are the fields of a run: "
+                        f"{', '.join(sorted(CONFIG_FIELDS))}")
+
+
+def _variant(axis: str, value: Any) -> tuple[str, dict[str, Any]]:
+    if isinstance(value, dict):
+        overrides = {k: v for k, v in value.items() if k != "label"}
+        _check_fields(overrides, f"grid axis {axis!r}")
+        label = str(value.get("label") or "+".join(_label(v) for v in overrides.values()))
+        return label, overrides
+    if axis not in CONFIG_FIELDS:
+        raise UserError(f"grid axis {axis!r} is not a run option, so its variants must be tables of options")
+    return _label(value), {axis: value}
+
+
+def _label(value: Any) -> str:
+    if isinstance(value, list):
+        return "+".join(map(str, value)) or "none"
+    return str(value)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.+=-]+", "_", text).strip("_")[:120] or "run"
+
+
+def run_experiment(experiment: Experiment, out: Path, quick: bool = False, registry=None,
+                   reporter_factory: Callable[[str], Any] | None = None,
+                   on_skip: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """Run every run of the grid not finished yet, one after another, then write the report.
+
+    A run is finished when its weights file exists; one with a run folder but no weights is resumed.
+    """
+    from .training import Run, train
+
+    runs = experiment.runs(quick)
+    for _, _, config in runs:  # every name and option checked before the first run starts
+        Run.resolve(config, registry)
+    out.mkdir(parents=True, exist_ok=True)
+    run_dirs = []
+    for slug, labels, config in runs:
+        run_dir, weights = out / "runs" / slug, out / "weights" / f"{slug}.safetensors"
+        run_dirs.append(run_dir)
+        if weights.exists():
+            if on_skip:
+                on_skip(slug)
+            continue
+        reporter = reporter_factory(slug) if reporter_factory else None
+        resume = run_dir if (run_dir / "config.json").exists() else None
+        train(config, registry=registry, run_dir=run_dir, weights=weights, resume=resume, reporter=reporter)
+    return write_report(run_dirs, out, title=experiment.name)
+
+
+def load_run(run_dir: Path) -> dict[str, Any]:
+    """A run folder's config, metrics and parameter count, for reports."""
+    try:
+        config = json.loads((run_dir / "config.json").read_text())
+        metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{run_dir} is not a run folder with config.json and metrics.jsonl") from exc
+    saved = Path(config.get("weights", ""))
+    weights = next((p for p in (saved, run_dir.parent.parent / "weights" / saved.name) if p.is_file()), None)
+    parameters = read_metadata(weights).get("parameters") if weights else None
+    return {"name": run_dir.name, "config": config, "metrics": metrics, "parameters": parameters,
+            "finished": weights is not None}
+
+
+def table_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for run in runs:
+        c, m = run["config"], run["metrics"]
+        last = m[-1] if m else {}
+        options = ", ".join(f"{k}={v}" for k, v in _flatten(c.get("model_options", {})))
+        network = c["model"] + (f" ({options})" if options else "")
+        rows.append({
+            "run": run["name"], "network": network, "epochs": f"{len(m)}/{c['epochs']}",
+            "batch size": c["batch_size"], "lr": c["lr"], "optimizer": c["opt"],
+            "schedule": c["sched"] + (f" (warmup {c['warmup']:g})" if c.get("warmup") else ""),
+            "augmentation": "+".join(c["augs"]) or "none",
+            "test accuracy": f"{last['test_accuracy']:.2%}" if m else "",
+            "best test accuracy": f"{max(r['test_accuracy'] for r in m):.2%}" if m else "",
+            "time (s)": f"{sum(r['seconds'] for r in m):.0f}",
+            "images/s": f"{sum(r['images_per_s'] for r in m) / len(m):,.0f}" if m else "",
+            "parameters": f"{run['parameters']:,}" if run["parameters"] else "",
+        })
+    return rows
+
+
+def _flatten(options: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    items = []
+    for key, value in sorted(options.items()):
+        if isinstance(value, dict):
+            items += _flatten(value, f"{prefix}{key}.")
+        else:
+            items.append((prefix + key, value))
+    return items
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join(" --- " for _ in COLUMNS) + "|"]
+    lines += ["| " + " | ".join(str(row[c]) for c in COLUMNS) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(run_dirs: list[Path], out: Path, title: str = "comparison") -> list[dict[str, Any]]:
+    """``results.md``, ``results.csv``, ``accuracy.png`` and ``loss.png`` in ``out``."""
+    runs = [load_run(Path(d)) for d in run_dirs]
+    rows = table_rows(runs)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.md").write_text(f"# {title}\n\n" + markdown_table(rows) +
+                                    "\n![test accuracy](accuracy.png)\n\n![loss](loss.png)\n")
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    (out / "results.csv").write_text(buffer.getvalue())
+    plot_runs(runs, out, title)
+    return rows
+
+
+def plot_runs(runs: list[dict[str, Any]], out: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(8, 5), dpi=100)
+    for run in runs:
+        epochs = [r["epoch"] for r in run["metrics"]]
+        axis.plot(epochs, [100 * r["test_accuracy"] for r in run["metrics"]], marker="o", markersize=3,
+                  label=run["name"])
+    axis.set(xlabel="epoch", ylabel="test accuracy (%)", title=f"{title}: test accuracy")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(out / "accuracy.png")
+    plt.close(figure)
+
+    figure, (train_axis, test_axis) = plt.subplots(1, 2, figsize=(12, 5), dpi=100, sharey=True)
+    for run in runs:
+        epochs = [r["epoch"] for r in run["metrics"]]
+        line, = train_axis.plot(epochs, [r["train_loss"] for r in run["metrics"]], label=run["name"])
+        test_axis.plot(epochs, [r["test_loss"] for r in run["metrics"]], color=line.get_color(), label=run["name"])
+    for axis, split in ((train_axis, "train"), (test_axis, "test")):
+        axis.set(xlabel="epoch", ylabel="loss", title=f"{title}: {split} loss")
+        axis.grid(alpha=0.3)
+    test_axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(out / "loss.png")
+    plt.close(figure)
