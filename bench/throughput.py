@@ -1,0 +1,76 @@
+"""Training throughput (images/s over steady-state steps) of CIFAR-shape networks at batch 128:
+the lab's loop vs `zoo train` fp32 vs `zoo train --amp`, measured in the same run.
+
+    python bench/throughput.py [--steps 12] [--models resnet18,vgg16,se-resnet18] [--device cuda]
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from common import StepClock, lab_loader, lab_train_epoch, machine, random_cifar, registry_with, table
+
+from zoo.models import create_model
+from zoo.training import RunConfig, train
+
+
+def lab_images_per_s(name: str, data, steps: int, batch: int, device: str) -> float:
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=10, input_size=32).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    marks = []
+    lab_train_epoch(model, lab_loader(data, batch), optimizer, device, max_steps=steps + 2,
+                    on_step=lambda s: marks.append((s, time.perf_counter())))
+    (s0, t0), (s1, t1) = marks[1], marks[-1]
+    return (s1 - s0) * batch / (t1 - t0)
+
+
+def zoo_images_per_s(name: str, registry, steps: int, batch: int, trainer: str, device: str, **trainer_options) -> float:
+    clock = StepClock()
+    config = RunConfig(model=name, data="bench", epochs=1, batch_size=batch, trainer=trainer, warmup=0,
+                       trainer_options={"device": device, **trainer_options}, train_limit=(steps + 2) * batch,
+                       test_limit=256)
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as folder:
+        train(config, registry=registry, run_dir=Path(folder) / "run", weights=Path(folder) / "w.safetensors",
+              reporter=clock, log_every=1)
+    return clock.images_per_s(skip=2)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--models", default="resnet18,vgg16,se-resnet18")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--formats", action="store_true", help="Also measure both memory formats per precision.")
+    args = parser.parse_args()
+    data = random_cifar((args.steps + 2) * args.batch_size)
+    registry = registry_with(data)
+    rows = []
+    for name in args.models.split(","):
+        lab = lab_images_per_s(name, data, args.steps, args.batch_size, args.device)
+        fp32 = zoo_images_per_s(name, registry, args.steps, args.batch_size, "fp32", args.device)
+        amp = zoo_images_per_s(name, registry, args.steps, args.batch_size, "amp", args.device)
+        row = [name, f"{lab:,.0f}", f"{fp32:,.0f} ({fp32 / lab:.2f}x)", f"{amp:,.0f} ({amp / lab:.2f}x)"]
+        if args.formats:
+            fp32_cl = zoo_images_per_s(name, registry, args.steps, args.batch_size, "fp32", args.device,
+                                       channels_last=True)
+            amp_contiguous = zoo_images_per_s(name, registry, args.steps, args.batch_size, "amp", args.device,
+                                              channels_last=False)
+            row += [f"{fp32_cl:,.0f}", f"{amp_contiguous:,.0f}"]
+        rows.append(row)
+        print(f"{name}: done", flush=True)
+    headers = ["model", "lab loop fp32 (img/s)", "zoo train fp32", "zoo train --amp"]
+    if args.formats:
+        headers += ["zoo fp32 channels_last", "zoo amp contiguous"]
+    print(f"\nTraining throughput, CIFAR shape, batch {args.batch_size}, {args.steps} steady-state steps; {machine()}\n")
+    print(table(headers, rows))
+
+
+if __name__ == "__main__":
+    main()
