@@ -230,7 +230,8 @@ def test_ctrl_c_checkpoints_says_how_to_resume_and_exits_130(slow_data, uninterr
 
 @hookimpl(specname="schedulers")
 def _exploding_schedules():
-    return [Scheduler("explode", lambda epochs: (lambda t: 1.0 if t < 1 else 1e30), "fine for one epoch, then not")]
+    return [Scheduler("explode", lambda epochs: (lambda t: 1.0 if t < 1 else float("nan")),
+                      "fine for one epoch, then not")]
 
 
 class _Explode:

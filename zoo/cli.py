@@ -202,11 +202,13 @@ def info_command(model: str, num_classes: int | None, in_chans: int, input_size:
 @click.option("--overwrite", is_flag=True, help="Replace an existing weights file or run folder.")
 @click.option("--resume", type=click.Path(), help="Continue the run in this run folder.")
 @click.option("--no-download", is_flag=True, help="Never download missing data.")
+@click.option("--nproc", type=int, help="Train data-parallel in N processes on this machine (through torchrun).")
+@click.option("--sync-bn", is_flag=True, help="Batch norm statistics over every process's batch.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def train_command(model: str, data: str, data_dir, augs, opt, opt_set, lr, weight_decay, sched, sched_set, warmup,
                   epochs, batch_size, label_smoothing, amp, trainer, trainer_set, channels_last, compile_model,
                   device, seed, sets, limit_train, limit_test, out, run_dir, overwrite, resume, no_download,
-                  as_json) -> None:
+                  nproc, sync_bn, as_json) -> None:
     """Train MODEL and save its weights.
 
     \b
@@ -218,6 +220,8 @@ def train_command(model: str, data: str, data_dir, augs, opt, opt_set, lr, weigh
     from .reporting import RichReporter
     from .training import RunConfig, TrainingInterrupted, train
 
+    if nproc is not None:
+        _launch_torchrun(nproc)
     if amp and trainer and trainer != "amp":
         raise UserError(f"--amp and --trainer {trainer} contradict each other")
     trainer_options = parse_sets(trainer_set)
@@ -228,7 +232,7 @@ def train_command(model: str, data: str, data_dir, augs, opt, opt_set, lr, weigh
         model=model, data=data, augs=[] if list(augs) == ["none"] else list(augs) or RunConfig().augs,
         opt=opt, opt_options=parse_sets(opt_set), lr=lr, weight_decay=weight_decay, sched=sched,
         sched_options=parse_sets(sched_set), warmup=warmup, epochs=epochs, batch_size=batch_size,
-        label_smoothing=label_smoothing, trainer=trainer or ("amp" if amp else "fp32"),
+        label_smoothing=label_smoothing, sync_bn=sync_bn, trainer=trainer or ("amp" if amp else "fp32"),
         trainer_options=trainer_options, model_options=parse_sets(sets), seed=seed, train_limit=limit_train,
         test_limit=limit_test, data_dir=data_dir, download=not no_download)
     for name, value in (("limit-train", limit_train), ("limit-test", limit_test)):
@@ -241,11 +245,34 @@ def train_command(model: str, data: str, data_dir, augs, opt, opt_set, lr, weigh
         again = ["zoo", *sys.argv[1:]] + ([] if resume else ["--resume", str(exc.run_dir)])
         click.echo(f"zoo: {exc}; resume with: {shlex.join(again)}", err=True)
         sys.exit(130)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 speaks for all
+        return
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     else:
         click.echo(f"test accuracy {summary['test_accuracy']:.2%} after {summary['epochs']} epochs "
                    f"({summary['seconds']:.0f}s of training); weights: {summary['weights']}")
+
+
+def _launch_torchrun(nproc: int) -> None:
+    """Re-run this command under torchrun with ``nproc`` processes, and exit with its status."""
+    import subprocess
+
+    if nproc < 1:
+        raise UserError(f"--nproc must be positive, got {nproc}")
+    if "RANK" in os.environ:
+        raise UserError("--nproc launches torchrun itself; under torchrun, leave it out")
+    args, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            args.append(arg)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+               "-m", "zoo", *args]
+    sys.exit(subprocess.call(command))
 
 
 @cli.command("eval")

@@ -216,6 +216,7 @@ def plot_runs(runs: list[dict[str, Any]], out: Path, title: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     figure, axis = plt.subplots(figsize=(8, 5), dpi=100)
     for run in runs:
@@ -223,6 +224,7 @@ def plot_runs(runs: list[dict[str, Any]], out: Path, title: str) -> None:
         axis.plot(epochs, [100 * r["test_accuracy"] for r in run["metrics"]], marker="o", markersize=3,
                   label=run["name"])
     axis.set(xlabel="epoch", ylabel="test accuracy (%)", title=f"{title}: test accuracy")
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
     figure.tight_layout()
@@ -236,6 +238,7 @@ def plot_runs(runs: list[dict[str, Any]], out: Path, title: str) -> None:
         test_axis.plot(epochs, [r["test_loss"] for r in run["metrics"]], color=line.get_color(), label=run["name"])
     for axis, split in ((train_axis, "train"), (test_axis, "test")):
         axis.set(xlabel="epoch", ylabel="loss", title=f"{title}: {split} loss")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.grid(alpha=0.3)
     test_axis.legend(fontsize=8)
     figure.tight_layout()

@@ -15,7 +15,9 @@ import torch
 import torch.nn.functional as F
 
 from . import __version__
+from . import distributed
 from .data import ImageData, data_root
+from .distributed import World
 from .errors import UserError
 from .models import check_options, create_model
 from .options import parse_value
@@ -80,8 +82,9 @@ class RunConfig:
     warmup: float = 1.0
     epochs: int = 30
     batch_size: int = 128
-    eval_batch_size: int = 1024
+    eval_batch_size: int = 512
     label_smoothing: float = 0.0
+    sync_bn: bool = False
     trainer: str = "fp32"
     trainer_options: dict[str, Any] = field(default_factory=dict)
     model_options: dict[str, Any] = field(default_factory=dict)
@@ -231,25 +234,28 @@ class Run:
 
 
 def evaluate(model: torch.nn.Module, trainer: BaseTrainer, augmenter: Augmenter, images: torch.Tensor,
-             labels: torch.Tensor, batch_size: int, num_classes: int) -> dict[str, Any]:
-    """Loss, accuracy and per-class accuracy over all ``images``, in inference mode."""
+             labels: torch.Tensor, batch_size: int, num_classes: int, world: World = World()) -> dict[str, Any]:
+    """Loss, accuracy and per-class accuracy over all ``images``, in inference mode. In a distributed
+    run each rank evaluates its own share and the sums are added up, so every image counts once."""
+    share = slice(world.rank * len(images) // world.size, (world.rank + 1) * len(images) // world.size)
+    images, labels = images[share], labels[share]
     was_training = model.training
     model.eval()
-    loss_sum = torch.zeros((), device=images.device)
-    predictions = []
+    loss_sum = torch.zeros(1, device=images.device)
+    correct = torch.zeros(num_classes, device=images.device)
     with torch.inference_mode(), trainer.autocast():
         for start in range(0, len(images), batch_size):
             x = trainer.prepare_input(augmenter.normalize(images[start:start + batch_size]))
+            y = labels[start:start + batch_size]
             logits = model(x).float()
-            loss_sum += F.cross_entropy(logits, labels[start:start + batch_size], reduction="sum")
-            predictions.append(logits.argmax(1))
+            loss_sum += F.cross_entropy(logits, y, reduction="sum")
+            correct.index_add_(0, y, (logits.argmax(1) == y).float())
     model.train(was_training)
-    predicted = torch.cat(predictions)
-    correct = predicted == labels
-    per_class = torch.zeros(num_classes, device=labels.device).index_add_(0, labels, correct.float())
-    counts = torch.bincount(labels, minlength=num_classes).clamp_(min=1)
-    return {"loss": loss_sum.item() / len(images), "accuracy": correct.float().mean().item(),
-            "per_class_accuracy": (per_class / counts).tolist()}
+    counts = torch.bincount(labels, minlength=num_classes).float()
+    distributed.all_sum(loss_sum, correct, counts)
+    total = counts.sum().item()
+    return {"loss": loss_sum.item() / total, "accuracy": correct.sum().item() / total,
+            "per_class_accuracy": (correct / counts.clamp(min=1)).tolist()}
 
 
 @dataclass
@@ -310,20 +316,47 @@ def train(config: RunConfig, registry: Registry | None = None, run_dir: str | Pa
           weights: str | Path | None = None, resume: str | Path | None = None, overwrite: bool = False,
           reporter: Reporter | None = None, log_every: int = 25) -> dict[str, Any]:
     """Train as ``config`` says; return the summary. Writes ``run_dir`` (config, metrics, checkpoint)
-    and the weights file. ``resume`` is a run folder to continue."""
-    reporter = reporter or SilentReporter()
+    and the weights file. ``resume`` is a run folder to continue. Under torchrun, each process trains
+    on its share of every batch and only rank 0 reports and writes."""
+    world = distributed.launched_world()
     if resume is not None:
         config, run_dir, weights = _resume_config(config, Path(resume))
     run = Run.resolve(config, registry)
-    run_dir, weights = _paths(config, run_dir, weights, overwrite or resume is not None)
+    local_batch = distributed.split_batch(config.batch_size, world)
+    trainer: BaseTrainer = _call(run.trainer_spec, **_device_for(world, config.trainer_options))
+    distributed.init(world, trainer.device)
+    finished = False
+    try:
+        if world.main:
+            run_dir, weights = _paths(config, run_dir, weights, overwrite or resume is not None)
+        run_dir, weights = distributed.broadcast((run_dir, weights))
+        summary = _train(config, run, trainer, world, local_batch, run_dir, weights, resume is not None,
+                         reporter if world.main and reporter else SilentReporter(), log_every)
+        finished = True
+        return summary
+    finally:
+        distributed.shutdown(world, finished)
 
-    torch.manual_seed(config.seed)
-    trainer: BaseTrainer = _call(run.trainer_spec, **config.trainer_options)
+
+def _device_for(world: World, options: dict[str, Any]) -> dict[str, Any]:
+    """Each rank of a CUDA run gets its own GPU unless the user named one."""
+    if world.distributed and "device" not in options and torch.cuda.is_available():
+        return {**options, "device": f"cuda:{world.local_rank}"}
+    return options
+
+
+def _train(config: RunConfig, run: Run, trainer: BaseTrainer, world: World, local_batch: int, run_dir: Path,
+           weights: Path, resuming: bool, reporter: Reporter, log_every: int) -> dict[str, Any]:
+    torch.manual_seed(config.seed)  # the same on every rank: one permutation, split between them
     data = run.load_data().to(trainer.device)
     model = create_model(config.model, registry=run.registry, num_classes=data.num_classes, in_chans=data.channels,
                          input_size=data.input_size, **config.model_options)
     zoo_config = model.zoo_config
+    if config.sync_bn and world.distributed:
+        model = distributed.convert_sync_batchnorm(model, trainer.device)
     model = trainer.prepare(model)
+    if world.distributed:
+        model = distributed.wrap(model, world, trainer.device)
     opt_spec, opt_options = run.opt
     optimizer = _call(opt_spec, model.parameters(), lr=config.lr, weight_decay=config.weight_decay, **opt_options)
     schedule = run.schedule()
@@ -336,18 +369,21 @@ def train(config: RunConfig, registry: Registry | None = None, run_dir: str | Pa
     checkpoint = run_dir / "checkpoint.safetensors"
     metrics_path = run_dir / "metrics.jsonl"
     position, history = Position(), []
-    if resume is not None and checkpoint.exists():
+    if resuming and checkpoint.exists():
         position, history = _load_checkpoint(checkpoint, model, optimizer, trainer)
-    else:
+    elif world.main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.json").write_text(json.dumps(
             {**asdict(config), "weights": str(weights), "zoo_version": __version__}, indent=2))
-    metrics_path.write_text("".join(json.dumps(r) + "\n" for r in history))
+    if world.main:
+        metrics_path.write_text("".join(json.dumps(r) + "\n" for r in history))
 
     info = {"run_dir": str(run_dir), "weights": str(weights), "parameters": sum(p.numel() for p in model.parameters()),
-            "train_images": len(data.train_images), "test_images": len(data.test_images), **trainer.describe()}
+            "train_images": len(data.train_images), "test_images": len(data.test_images), "processes": world.size,
+            **trainer.describe()}
     reporter.start(config, info)
     test = None
+    mine = slice(world.rank * local_batch, (world.rank + 1) * local_batch)  # this rank's part of each batch
     with _InterruptFlag() as interrupted:
         for epoch in range(position.epoch, config.epochs):
             reporter.epoch_start(epoch, steps_per_epoch)
@@ -363,7 +399,7 @@ def train(config: RunConfig, registry: Registry | None = None, run_dir: str | Pa
                                                                      if warmup_steps else 1.0)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                batch = position.order[i * config.batch_size:(i + 1) * config.batch_size]
+                batch = position.order[i * config.batch_size:(i + 1) * config.batch_size][mine]
                 x, y = augmenter(data.train_images[batch], data.train_labels[batch])
                 with trainer.autocast():
                     logits = model(trainer.prepare_input(x))
@@ -373,53 +409,75 @@ def train(config: RunConfig, registry: Registry | None = None, run_dir: str | Pa
                 position.loss_sum += loss.detach()
                 position.correct += (logits.detach().argmax(1) == (y.argmax(1) if y.dim() == 2 else y)).sum()
                 position.step = i + 1
-                if (i + 1) % log_every == 0 or i + 1 == steps_per_epoch:  # the only host syncs of the epoch
+                logging_step = (i + 1) % log_every == 0 or i + 1 == steps_per_epoch
+                if logging_step:  # the only host syncs of the epoch
                     mean_loss = position.loss_sum.item() / (i + 1)
                     if not math.isfinite(mean_loss):
                         raise UserError(f"the loss became {mean_loss} in epoch {epoch + 1}, step {i + 1}; "
                                         f"{_last_good(checkpoint)}; try a lower --lr, more --warmup or "
                                         f"gradient-friendlier --amp settings")
                     elapsed = time.perf_counter() - started
-                    reporter.step(i + 1, mean_loss, position.correct.item() / ((i + 1) * config.batch_size),
+                    reporter.step(i + 1, mean_loss, position.correct.item() / ((i + 1) * local_batch),
                                   (i + 1) * config.batch_size / elapsed)
-                if interrupted.is_set() and i + 1 < steps_per_epoch:
+                # Ranks must agree to stop on the same step, so a distributed run asks at log steps only.
+                if (logging_step or not world.distributed) and i + 1 < steps_per_epoch and \
+                        distributed.any_rank(interrupted.is_set(), trainer.device):
                     position.seconds = time.perf_counter() - started
-                    _save_checkpoint(checkpoint, model, optimizer, trainer, position, config, history)
+                    if world.main:
+                        _save_checkpoint(checkpoint, model, optimizer, trainer, position, config, history)
                     raise TrainingInterrupted(run_dir, epoch + 1, i + 1)
             seconds = time.perf_counter() - started
             test = evaluate(model, trainer, augmenter, data.test_images, data.test_labels, config.eval_batch_size,
-                            data.num_classes)
-            record = {"epoch": epoch + 1, "train_loss": position.loss_sum.item() / steps_per_epoch,
-                      "train_accuracy": position.correct.item() / (steps_per_epoch * config.batch_size),
+                            data.num_classes, world)
+            sums = torch.stack([position.loss_sum.float(), position.correct.float()])
+            distributed.all_sum(sums)
+            record = {"epoch": epoch + 1, "train_loss": sums[0].item() / (steps_per_epoch * world.size),
+                      "train_accuracy": sums[1].item() / (steps_per_epoch * config.batch_size),
                       "test_loss": test["loss"], "test_accuracy": test["accuracy"], "lr": lr, "seconds": seconds,
                       "images_per_s": steps_per_epoch * config.batch_size / seconds}
             history.append(record)
             position = Position(epoch + 1)
-            _save_checkpoint(checkpoint, model, optimizer, trainer, position, config, history)
-            with open(metrics_path, "a") as f:  # after the checkpoint, which holds the history too
-                f.write(json.dumps(record) + "\n")
+            if world.main:
+                _save_checkpoint(checkpoint, model, optimizer, trainer, position, config, history)
+                with open(metrics_path, "a") as f:  # after the checkpoint, which holds the history too
+                    f.write(json.dumps(record) + "\n")
             reporter.epoch_end(record)
-            if interrupted.is_set() and epoch + 1 < config.epochs:
+            if epoch + 1 < config.epochs and distributed.any_rank(interrupted.is_set(), trainer.device):
                 raise TrainingInterrupted(run_dir, epoch + 1, steps_per_epoch)
 
     if test is None:  # resumed a run that had already finished
         test = evaluate(model, trainer, augmenter, data.test_images, data.test_labels, config.eval_batch_size,
-                        data.num_classes)
+                        data.num_classes, world)
     final = history[-1]
-    save_weights(_unwrap(model, zoo_config), weights, classes=list(data.classes), mean=list(data.mean),
-                 std=list(data.std), dataset=data.name, in_chans=data.channels, input_size=data.input_size,
-                 num_classes=data.num_classes, metrics=final, per_class_accuracy=test["per_class_accuracy"],
-                 parameters=info["parameters"],
-                 trainer=trainer.describe(), run=str(run_dir))
+    if world.main:
+        save_weights(_unwrap(model, zoo_config), weights, classes=list(data.classes), mean=list(data.mean),
+                     std=list(data.std), dataset=data.name, in_chans=data.channels, input_size=data.input_size,
+                     num_classes=data.num_classes, metrics=final, per_class_accuracy=test["per_class_accuracy"],
+                     parameters=info["parameters"], trainer=trainer.describe(), processes=world.size,
+                     run=str(run_dir))
     summary = {"model": config.model, "data": data.name, "epochs": config.epochs, "test_accuracy":
                final["test_accuracy"], "test_loss": final["test_loss"], "seconds": sum(r["seconds"] for r in history),
-               "weights": str(weights), "run_dir": str(run_dir), "parameters": info["parameters"]}
+               "weights": str(weights), "run_dir": str(run_dir), "parameters": info["parameters"],
+               "processes": world.size}
     reporter.finish(summary)
     return summary
 
 
+def _inner(model: torch.nn.Module) -> torch.nn.Module:
+    """The model inside DistributedDataParallel and torch.compile wrappers."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    while True:
+        if isinstance(model, DistributedDataParallel):
+            model = model.module
+        elif isinstance(getattr(model, "_orig_mod", None), torch.nn.Module):
+            model = model._orig_mod
+        else:
+            return model
+
+
 def _unwrap(model: torch.nn.Module, zoo_config: dict[str, Any]) -> torch.nn.Module:
-    inner = getattr(model, "_orig_mod", model)
+    inner = _inner(model)
     inner.zoo_config = zoo_config
     return inner
 
@@ -492,9 +550,8 @@ def _save_checkpoint(path: Path, model, optimizer, trainer: BaseTrainer, positio
 def _load_checkpoint(path: Path, model, optimizer, trainer: BaseTrainer) -> tuple[Position, list[dict[str, Any]]]:
     tensors, document = read_safetensors(path, "checkpoint")
     model_state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
-    target = getattr(model, "_orig_mod", model)
     try:
-        target.load_state_dict(model_state, strict=True)
+        _inner(model).load_state_dict(model_state, strict=True)
     except RuntimeError as exc:
         raise UserError(f"{path} holds weights of another model ({str(exc).splitlines()[0]})") from exc
     optimizer_state: dict[str, Any] = {"state": {}, "param_groups": document["param_groups"]}

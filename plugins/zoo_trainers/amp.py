@@ -11,6 +11,13 @@ from zoo.training import BaseTrainer
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+def cpu_has_fast_bf16() -> bool:
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 class AmpTrainer(BaseTrainer):
     def __init__(self, device: str | None = None, dtype: str | None = None, channels_last: bool = True,
                  compile: bool = False):
@@ -22,12 +29,14 @@ class AmpTrainer(BaseTrainer):
             raise UserError(f"unknown amp dtype {dtype!r}; choose bf16 or fp16")
         if dtype == "fp16" and self.device.type == "cpu":
             raise UserError("fp16 autocast is for CUDA; on a CPU use bf16")
-        self.precision = dtype
+        # A CPU without native bf16 (AVX512-BF16/AMX) emulates it, slower than fp32: stay in fp32 there.
+        self.enabled = self.device.type != "cpu" or cpu_has_fast_bf16()
+        self.precision = dtype if self.enabled else "fp32 (this CPU has no fast bf16)"
         self.dtype = DTYPES[dtype]
         self.scaler = torch.amp.GradScaler("cuda") if dtype == "fp16" else None
 
     def autocast(self):
-        return torch.autocast(self.device.type, dtype=self.dtype)
+        return torch.autocast(self.device.type, dtype=self.dtype, enabled=self.enabled)
 
     def backward_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
         if self.scaler is None:

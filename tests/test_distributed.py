@@ -1,0 +1,52 @@
+"""Data-parallel training through torchrun: 2 CPU processes (gloo) against one process."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import run_zoo
+
+
+def _args(cifar_dir, model: str, out, *extra: str) -> list[str]:
+    return ["train", model, "--data-dir", str(cifar_dir), "--set", "layout=8,M,16,M", "--epochs", "1",
+            "--batch-size", "20", "--aug", "none", "--opt", "sgd-momentum", "--lr", "0.05", "--warmup", "0",
+            "--out", str(out / "w.safetensors"), "--run-dir", str(out / "run"), "--json", *extra]
+
+
+@pytest.mark.parametrize("model, extra", [("vgg", ()), ("vgg_bn", ("--sync-bn",))],
+                         ids=["no batch norm", "SyncBatchNorm"])
+def test_two_processes_match_one_with_the_same_global_batch(cifar_dir, tmp_path, model, extra):
+    single, parallel = tmp_path / "single", tmp_path / "parallel"
+    one = run_zoo(*_args(cifar_dir, model, single, *extra), cwd=tmp_path)
+    assert one.returncode == 0, one.stderr
+    two = run_zoo(*_args(cifar_dir, model, parallel, *extra), "--nproc", "2", cwd=tmp_path, timeout=300)
+    assert two.returncode == 0, two.stderr
+    summary = json.loads(two.stdout)  # printed once, by rank 0
+    assert summary["processes"] == 2
+
+    assert sorted(p.name for p in parallel.iterdir()) == ["run", "w.safetensors"]
+    assert len((parallel / "run" / "metrics.jsonl").read_text().splitlines()) == 1
+    a, b = load_file(single / "w.safetensors"), load_file(parallel / "w.safetensors")
+    assert a.keys() == b.keys() and not any(k.startswith("module.") for k in b)
+    for key in a:
+        torch.testing.assert_close(b[key].float(), a[key].float(), rtol=1e-4, atol=1e-5, msg=key)
+
+    evaluated = json.loads(run_zoo("eval", str(parallel / "w.safetensors"), "--data-dir", str(cifar_dir),
+                                   "--json").stdout)
+    assert evaluated["accuracy"] == pytest.approx(summary["test_accuracy"])
+    assert evaluated["accuracy"] == pytest.approx(json.loads(one.stdout)["test_accuracy"])
+
+
+def test_zoo_train_works_unchanged_under_torchrun(cifar_dir, tmp_path):
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "zoo",
+               *_args(cifar_dir, "vgg", tmp_path)]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["processes"] == 2
+    result = run_zoo(*_args(cifar_dir, "vgg", tmp_path / "odd"), "--batch-size", "15", "--nproc", "2", cwd=tmp_path)
+    assert result.returncode != 0 and "does not split evenly over 2 processes" in result.stderr

@@ -1,0 +1,128 @@
+"""Data-parallel training on torch.distributed: launched by torchrun, gloo on CPU, nccl on CUDA."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from .errors import UserError
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.size > 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def launched_world() -> World:
+    """The world torchrun describes in the environment (a single process without it)."""
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    return World(int(os.environ.get("RANK", "0")), size, int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def init(world: World, device: torch.device) -> None:
+    """Join the process group: nccl for CUDA devices, gloo otherwise."""
+    if world.distributed and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+
+
+def shutdown(world: World, finished: bool) -> None:
+    """Leave the process group. After a finished run, together: a rank that leaves while rank 0
+    still writes the weights aborts gloo. After an error, at once: the others may never arrive."""
+    if world.distributed and dist.is_initialized():
+        if finished:
+            dist.barrier()
+        dist.destroy_process_group()
+
+
+def all_sum(*tensors: torch.Tensor) -> None:
+    """Sum tensors across ranks, in place (nothing to do in a single process)."""
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        for tensor in tensors:
+            dist.all_reduce(tensor)
+
+
+def any_rank(flag: bool, device: torch.device) -> bool:
+    """True on every rank when it is true on any."""
+    if not (dist.is_initialized() and dist.get_world_size() > 1):
+        return flag
+    value = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
+def broadcast(value: Any) -> Any:
+    """Rank 0's value on every rank."""
+    if not (dist.is_initialized() and dist.get_world_size() > 1):
+        return value
+    holder = [value]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
+class CpuSyncBatchNorm(nn.BatchNorm2d):
+    """Batch norm whose batch statistics cover every rank's batch, for CPU (gloo) runs, where
+    torch's SyncBatchNorm is not available. Statistics are summed with an autograd-aware all-reduce."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
+            return super().forward(x)
+        from torch.distributed.nn.functional import all_reduce
+
+        channels = x.shape[1]
+        local = torch.cat([x.sum((0, 2, 3)), (x * x).sum((0, 2, 3)),
+                           x.new_tensor([x.numel() / channels])])
+        total = all_reduce(local)
+        count = total[-1]
+        mean = total[:channels] / count
+        var = total[channels:2 * channels] / count - mean * mean
+        if self.track_running_stats:
+            with torch.no_grad():
+                momentum = self.momentum if self.momentum is not None else 1 / float(self.num_batches_tracked + 1)
+                self.running_mean.mul_(1 - momentum).add_(mean.detach(), alpha=momentum)
+                self.running_var.mul_(1 - momentum).add_(var.detach() * count / (count - 1), alpha=momentum)
+                self.num_batches_tracked += 1
+        shape = (1, channels, 1, 1)
+        y = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+        return y * self.weight.view(shape) + self.bias.view(shape) if self.affine else y
+
+
+def convert_sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
+    """Every BatchNorm2d synchronised across ranks: torch's SyncBatchNorm on accelerators, ours on CPU."""
+    if device.type != "cpu":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    for name, child in model.named_children():
+        if type(child) is nn.BatchNorm2d:
+            synced = CpuSyncBatchNorm(child.num_features, child.eps, child.momentum, child.affine,
+                                      child.track_running_stats)
+            synced.load_state_dict(child.state_dict())
+            setattr(model, name, synced.to(child.weight.device if child.affine else device))
+        else:
+            convert_sync_batchnorm(child, device)
+    return model
+
+
+def wrap(model: nn.Module, world: World, device: torch.device) -> nn.Module:
+    """DistributedDataParallel around the model, on this rank's device."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def split_batch(batch_size: int, world: World) -> int:
+    if batch_size % world.size:
+        raise UserError(f"the batch size {batch_size} does not split evenly over {world.size} processes")
+    return batch_size // world.size
