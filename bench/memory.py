@@ -16,7 +16,7 @@ CHILD = r"""
 import json, resource, sys, tempfile
 from pathlib import Path
 sys.path.insert(0, {bench!r})
-from common import random_cifar, registry_with, lab_loader, lab_train_epoch
+from common import random_cifar, registry_with, lab_evaluate, lab_loader, lab_train_epoch
 import torch
 from zoo.models import create_model
 from zoo.training import RunConfig, train
@@ -25,6 +25,7 @@ if {kind!r} == "lab":
     model = create_model({model!r}, num_classes=10, input_size=32)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     lab_train_epoch(model, lab_loader(data, 128), optimizer, "cpu", max_steps={steps})
+    lab_evaluate(model, data, "cpu", batch_size=512)
 else:
     with tempfile.TemporaryDirectory() as folder:
         train(RunConfig(model={model!r}, data="bench", epochs=1, batch_size=128, trainer={kind!r},
@@ -51,7 +52,7 @@ def main() -> None:
     for kind, label in (("fp32", "zoo train fp32"), ("amp", "zoo train --amp"), ("lab", "lab loop, DataLoader 2 workers")):
         rows.append([label, f"{peak_mib(kind, args.model, args.images, args.steps):,.0f}"])
     print(f"\nPeak RSS of the training process, {args.model} CIFAR shape, batch 128, {args.images:,} images held, "
-          f"{args.steps} steps; {machine()}\n")
+          f"{args.steps} steps, then evaluation of 512 images at batch 512; {machine()}\n")
     print(table(["trainer", "peak RSS of the main process (MiB)"], rows))
     print("\nThe lab loop's two DataLoader workers are separate processes with their own memory, not counted here.")
 

@@ -57,17 +57,17 @@ def main() -> None:
         fp32 = zoo_images_per_s(name, registry, args.steps, args.batch_size, "fp32", args.device)
         amp = zoo_images_per_s(name, registry, args.steps, args.batch_size, "amp", args.device)
         row = [name, f"{lab:,.0f}", f"{fp32:,.0f} ({fp32 / lab:.2f}x)", f"{amp:,.0f} ({amp / lab:.2f}x)"]
-        if args.formats:
-            fp32_cl = zoo_images_per_s(name, registry, args.steps, args.batch_size, "fp32", args.device,
-                                       channels_last=True)
-            amp_contiguous = zoo_images_per_s(name, registry, args.steps, args.batch_size, "amp", args.device,
-                                              channels_last=False)
-            row += [f"{fp32_cl:,.0f}", f"{amp_contiguous:,.0f}"]
+        if args.formats:  # each trainer in the memory format it does not choose by default
+            for trainer, default in (("fp32", args.device == "cpu"), ("amp", True)):
+                other = zoo_images_per_s(name, registry, args.steps, args.batch_size, trainer, args.device,
+                                         channels_last=not default)
+                row.append(f"{other:,.0f}")
         rows.append(row)
         print(f"{name}: done", flush=True)
-    headers = ["model", "lab loop fp32 (img/s)", "zoo train fp32", "zoo train --amp"]
+    fp32_format = "channels_last" if args.device == "cpu" else "contiguous"
+    headers = ["model", "lab loop fp32 (img/s)", f"zoo train fp32 ({fp32_format})", "zoo train --amp (channels_last)"]
     if args.formats:
-        headers += ["zoo fp32 channels_last", "zoo amp contiguous"]
+        headers += [f"zoo fp32 ({'contiguous' if args.device == 'cpu' else 'channels_last'})", "zoo amp (contiguous)"]
     print(f"\nTraining throughput, CIFAR shape, batch {args.batch_size}, {args.steps} steady-state steps; {machine()}\n")
     print(table(headers, rows))
 

@@ -19,7 +19,7 @@ def cpu_has_fast_bf16() -> bool:
 
 
 class AmpTrainer(BaseTrainer):
-    def __init__(self, device: str | None = None, dtype: str | None = None, channels_last: bool = True,
+    def __init__(self, device: str | None = None, dtype: str | None = None, channels_last: bool | None = None,
                  compile: bool = False):
         super().__init__(device, channels_last, compile)
         if dtype is None:
@@ -34,6 +34,9 @@ class AmpTrainer(BaseTrainer):
         self.precision = dtype if self.enabled else "fp32 (this CPU has no fast bf16)"
         self.dtype = DTYPES[dtype]
         self.scaler = torch.amp.GradScaler("cuda") if dtype == "fp16" else None
+
+    def default_channels_last(self) -> bool:
+        return True  # bf16/fp16 convolutions want NHWC on CPUs (oneDNN) and GPUs (tensor cores)
 
     def autocast(self):
         return torch.autocast(self.device.type, dtype=self.dtype, enabled=self.enabled)
