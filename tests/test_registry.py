@@ -161,3 +161,14 @@ def test_cli_survives_a_broken_plugin(plugin_dir):
     assert plugins["broken"]["status"] == "error" and plugins["vgg"]["status"] == "ok"
     result = run_zoo("list", env={**env, "ZOO_STRICT_PLUGINS": "1"})
     assert result.returncode != 0 and "missing dependency" in result.stderr
+
+
+def test_importing_the_factories_does_not_hide_any_hook():
+    # A plugin submodule named like a hook (zoo_optim/optimizers.py) once replaced the hook function.
+    builtins = ("vgg", "resnet", "se", "timm", "datasets", "augment", "optim", "trainers")
+    before = fresh_registry(installed=builtins)
+    for kind in ("arch", "wrapper", "aug", "opt", "sched", "trainer", "data"):
+        for spec in before.items(kind)[:3] + before.items(kind)[-3:]:
+            spec.load()  # imports the plugin's submodules
+    after = fresh_registry(installed=builtins)
+    assert {n: p.provides for n, p in after.plugins.items()} == {n: p.provides for n, p in before.plugins.items()}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from zoo import Optimizer, Scheduler, hookimpl
 
-_O = "zoo_optim.optimizers:"
+_O = "zoo_optim.optim:"
 _S = "zoo_optim.schedules:"
 
 
