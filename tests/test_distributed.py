@@ -50,3 +50,36 @@ def test_zoo_train_works_unchanged_under_torchrun(cifar_dir, tmp_path):
     assert json.loads(result.stdout)["processes"] == 2
     result = run_zoo(*_args(cifar_dir, "vgg", tmp_path / "odd"), "--batch-size", "15", "--nproc", "2", cwd=tmp_path)
     assert result.returncode != 0 and "does not split evenly over 2 processes" in result.stderr
+
+
+def test_a_killed_distributed_run_resumes_with_the_same_processes(tmp_path):
+    import os
+    import signal
+    import time
+
+    from conftest import write_cifar10
+
+    data = write_cifar10(tmp_path / "data", per_batch=400)
+    args = ["train", "vgg", "--data-dir", str(data), "--set", "layout=16,M,32,M", "--epochs", "3", "--batch-size", "20",
+            "--aug", "none", "--opt", "sgd-momentum", "--lr", "0.02", "--warmup", "0", "--json"]
+    full = run_zoo(*args, "--out", str(tmp_path / "full.safetensors"), "--run-dir", str(tmp_path / "full"),
+                   "--nproc", "2", cwd=tmp_path, timeout=300)
+    assert full.returncode == 0, full.stderr
+
+    run = tmp_path / "cut"
+    cut_args = [*args, "--out", str(tmp_path / "cut.safetensors"), "--run-dir", str(run), "--nproc", "2"]
+    process = subprocess.Popen([sys.executable, "-m", "zoo", *cut_args], cwd=tmp_path, start_new_session=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 240
+    while not (run / "metrics.jsonl").exists() or not (run / "metrics.jsonl").read_text().strip():
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.005)
+    os.killpg(process.pid, signal.SIGKILL)  # torchrun and both workers
+    process.wait()
+    assert not (tmp_path / "cut.safetensors").exists()
+
+    resumed = run_zoo(*cut_args, "--resume", str(run), cwd=tmp_path, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = load_file(tmp_path / "full.safetensors"), load_file(tmp_path / "cut.safetensors")
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
