@@ -212,35 +212,26 @@ def write_report(run_dirs: list[Path], out: Path, title: str = "comparison") -> 
 
 
 def plot_runs(runs: list[dict[str, Any]], out: Path, title: str) -> None:
+    """``accuracy.png`` (test accuracy per epoch) and ``loss.png`` (train and test loss), a line per run."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    figure, axis = plt.subplots(figsize=(8, 5), dpi=100)
-    for run in runs:
-        epochs = [r["epoch"] for r in run["metrics"]]
-        axis.plot(epochs, [100 * r["test_accuracy"] for r in run["metrics"]], marker="o", markersize=3,
-                  label=run["name"])
-    axis.set(xlabel="epoch", ylabel="test accuracy (%)", title=f"{title}: test accuracy")
-    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axis.grid(alpha=0.3)
-    axis.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(out / "accuracy.png")
-    plt.close(figure)
+    def draw(file: str, panels: list[tuple[str, str, Callable[[dict[str, Any]], float]]]) -> None:
+        figure, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels) + 2, 5), dpi=100, squeeze=False)
+        for axis, (name, ylabel, value) in zip(axes[0], panels):
+            for run in runs:  # the same colour for a run in every panel
+                axis.plot([r["epoch"] for r in run["metrics"]], [value(r) for r in run["metrics"]], marker="o",
+                          markersize=3, label=run["name"])
+            axis.set(xlabel="epoch", ylabel=ylabel, title=f"{title}: {name}")
+            axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+            axis.grid(alpha=0.3)
+        axes[0][-1].legend(fontsize=8)
+        figure.tight_layout()
+        figure.savefig(out / file)
+        plt.close(figure)
 
-    figure, (train_axis, test_axis) = plt.subplots(1, 2, figsize=(12, 5), dpi=100, sharey=True)
-    for run in runs:
-        epochs = [r["epoch"] for r in run["metrics"]]
-        line, = train_axis.plot(epochs, [r["train_loss"] for r in run["metrics"]], label=run["name"])
-        test_axis.plot(epochs, [r["test_loss"] for r in run["metrics"]], color=line.get_color(), label=run["name"])
-    for axis, split in ((train_axis, "train"), (test_axis, "test")):
-        axis.set(xlabel="epoch", ylabel="loss", title=f"{title}: {split} loss")
-        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axis.grid(alpha=0.3)
-    test_axis.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(out / "loss.png")
-    plt.close(figure)
+    draw("accuracy.png", [("test accuracy", "test accuracy (%)", lambda r: 100 * r["test_accuracy"])])
+    draw("loss.png", [("train loss", "loss", lambda r: r["train_loss"]), ("test loss", "loss", lambda r: r["test_loss"])])
