@@ -111,7 +111,11 @@ class ResNet(nn.Module):
         self.num_stages = len(layers)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(in_ch, num_classes)
+        attention = {id(m) for block in self.modules() if isinstance(block, (BasicBlock, Bottleneck))
+                     and block.se is not None for m in block.se.modules()}
         for m in self.modules():
+            if id(m) in attention:  # attention blocks initialise themselves
+                continue
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
             elif isinstance(m, nn.BatchNorm2d):

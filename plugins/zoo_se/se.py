@@ -10,6 +10,9 @@ from zoo import Architecture, UserError
 from zoo.attention import add_attention
 
 
+GATE_BIAS = 3.0
+
+
 class SqueezeExcite(nn.Module):
     """Global average pool, bottleneck of ``channels // reduction``, sigmoid gate per channel."""
 
@@ -19,6 +22,9 @@ class SqueezeExcite(nn.Module):
         self.fc1 = nn.Conv2d(channels, hidden, 1)
         self.relu = nn.ReLU(inplace=True)
         self.fc2 = nn.Conv2d(hidden, channels, 1)
+        # Gates start near 0.95, not sigmoid(0) = 0.5: thirteen half-gates in a network without
+        # batch norm (se-vgg16) would shrink the signal 8000-fold and it would never train.
+        nn.init.constant_(self.fc2.bias, GATE_BIAS)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         scale = x.mean((2, 3), keepdim=True)

@@ -92,7 +92,12 @@ class VGG(nn.Module):
         else:
             self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
             self.classifier = nn.Linear(channels, num_classes)
+        attention = {id(m) for block in modules if not isinstance(block, (nn.Conv2d, nn.BatchNorm2d, nn.ReLU,
+                                                                        nn.MaxPool2d, nn.LocalResponseNorm))
+                     for m in block.modules()}
         for m in self.modules():
+            if id(m) in attention:  # attention blocks initialise themselves
+                continue
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
                 nn.init.zeros_(m.bias)
