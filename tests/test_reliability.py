@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shlex
 import signal
@@ -26,7 +25,7 @@ from zoo.options import parse_sets
 from zoo.testing import fresh_registry
 from zoo.training import RunConfig, _call, parse_choice, train
 
-from conftest import ROOT, run_zoo, write_cifar10
+from conftest import run_zoo, write_cifar10
 
 TINY = ["--set", "layout=8,M,16,M", "--batch-size", "20", "--epochs", "1"]
 

@@ -115,7 +115,7 @@ def convert_sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
     return model
 
 
-def wrap(model: nn.Module, world: World, device: torch.device) -> nn.Module:
+def wrap(model: nn.Module, device: torch.device) -> nn.Module:
     """DistributedDataParallel around the model, on this rank's device."""
     from torch.nn.parallel import DistributedDataParallel
 

@@ -361,7 +361,7 @@ def _train(config: RunConfig, run: Run, trainer: BaseTrainer, world: World, loca
         model = distributed.convert_sync_batchnorm(model, trainer.device)
     model = trainer.prepare(model)
     if world.distributed:
-        model = distributed.wrap(model, world, trainer.device)
+        model = distributed.wrap(model, trainer.device)
     opt_spec, opt_options = run.opt
     optimizer = _call(opt_spec, model.parameters(), lr=config.lr, weight_decay=config.weight_decay, **opt_options)
     schedule = run.schedule()
