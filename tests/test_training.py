@@ -262,3 +262,26 @@ def test_data_dir_comes_from_the_environment(cifar_dir, tmp_path):
                      "--json", env={"ZOO_DATA_DIR": str(cifar_dir)}, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["data"] == "cifar10"
+
+
+def test_predict_shapes_images_as_training_did(tmp_path):
+    """A Fashion-MNIST model saw 28x28 images zero-padded to 32: predict pads a 28x28 picture the same way, so
+    its answer equals the model's on the training tensor."""
+    from PIL import Image
+
+    weights = tmp_path / "w.safetensors"
+    result = run_zoo("train", "vgg_bn", "--data", "fashion-mnist-sample", "--set", "layout=8,M,16,M", "--epochs", "1",
+                     "--out", str(weights), "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    model = load_model(weights)
+    assert model.zoo_meta["padded_from"] == 28
+    data = zoo.default_registry().get("data", "fashion-mnist-sample").load()()
+    picture = data.test_images[0, 0, 2:30, 2:30].numpy()
+    Image.fromarray(picture).save(tmp_path / "item.png")
+    x = (data.test_images[:1].float() / 255 - 0.2860) / 0.3530
+    with torch.inference_mode():
+        expected = model(x).softmax(1)[0]
+    top = json.loads(run_zoo("predict", str(weights), str(tmp_path / "item.png"), "--top-k", "1", "--json").stdout)
+    best = top[0]["top"][0]
+    assert best["class"] == data.classes[int(expected.argmax())]
+    assert best["probability"] == pytest.approx(float(expected.max()), abs=1e-5)

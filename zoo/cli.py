@@ -332,12 +332,17 @@ def predict_command(weights: str, images: tuple[str, ...], top_k: int, as_json: 
     size, channels, classes = meta["input_size"], meta["in_chans"], meta["classes"]
     if top_k < 1:
         raise UserError(f"--top-k must be positive, got {top_k}")
+    # Shaped as in training: resized to the side the model saw, or to the original side then
+    # zero-padded when the dataset was padded (Fashion-MNIST's 28 in 32).
+    side = meta.get("padded_from") or size
+    margin = (size - side) // 2
     batch = []
     for path in images:
         try:
             with Image.open(path) as img:
-                img = img.convert("L" if channels == 1 else "RGB").resize((size, size), Image.Resampling.BILINEAR)
-                batch.append(np.asarray(img, dtype=np.float32).reshape(size, size, channels))
+                img = img.convert("L" if channels == 1 else "RGB").resize((side, side), Image.Resampling.BILINEAR)
+                array = np.asarray(img, dtype=np.float32).reshape(side, side, channels)
+                batch.append(np.pad(array, ((margin, size - side - margin), (margin, size - side - margin), (0, 0))))
         except (UnidentifiedImageError, OSError) as exc:
             raise UserError(f"{path} is not an image zoo can read ({type(exc).__name__})") from exc
     x = torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2) / 255

@@ -39,6 +39,9 @@ class ImageData:
     classes: Sequence[str]
     mean: Sequence[float]
     std: Sequence[float]
+    # Side of the original images when the reader zero-padded them (Fashion-MNIST: 28 in 32), so
+    # that `zoo predict` pads a new image the same way instead of stretching it.
+    padded_from: int | None = None
 
     def __post_init__(self) -> None:
         for split in ("train", "test"):

@@ -457,6 +457,7 @@ def _train(config: RunConfig, run: Run, trainer: BaseTrainer, world: World, loca
     if world.main:
         save_weights(_unwrap(model, zoo_config), weights, classes=list(data.classes), mean=list(data.mean),
                      std=list(data.std), dataset=data.name, in_chans=data.channels, input_size=data.input_size,
+                     padded_from=data.padded_from,
                      num_classes=data.num_classes, metrics=final, per_class_accuracy=test["per_class_accuracy"],
                      parameters=info["parameters"], trainer=trainer.describe(), processes=world.size,
                      run=str(run_dir))

@@ -158,7 +158,7 @@ def _idx_dataset(name: str, folder: Path) -> ImageData:
         # 28x28 -> 32x32 (as LeNet padded MNIST) so five 2x2 pools of a CIFAR-shape VGG fit.
         return F.pad(images.unsqueeze(1), (2, 2, 2, 2)), labels
 
-    return ImageData(name, *split("train"), *split("t10k"), FASHION_CLASSES, *FASHION_STATS)
+    return ImageData(name, *split("train"), *split("t10k"), FASHION_CLASSES, *FASHION_STATS, padded_from=28)
 
 
 def _idx_file(folder: Path, stem: str) -> Path:
