@@ -4,13 +4,11 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import fnmatch
-import importlib
 import importlib.metadata as metadata
 import os
 import re
 import sys
 from dataclasses import dataclass, field
-from types import ModuleType
 from typing import Any, Callable, Iterable, Mapping
 
 import pluggy
@@ -54,8 +52,8 @@ def _csv_env(env: Mapping[str, str], key: str) -> set[str] | None:
 class Registry:
     """Everything the loaded plugins provide, by kind.
 
-    Build one with :meth:`discover` (entry points) or :meth:`from_plugins` (modules or objects, for
-    tests). Lookups accept a bare ``name`` or a qualified ``plugin:name``.
+    Build one with :meth:`discover` (entry points), or for tests with :func:`zoo.testing.fresh_registry`
+    (chosen modules and installed plugins). Lookups accept a bare ``name`` or a qualified ``plugin:name``.
     """
 
     def __init__(self, strict: bool = False, on_error: Callable[[str], None] | None = None):
@@ -93,17 +91,6 @@ class Registry:
                     registry.plugins.setdefault(ep.name, info)
                     continue
                 registry.load_plugin(info, lambda ep=ep: ep.load())
-        registry.collect()
-        return registry
-
-    @classmethod
-    def from_plugins(cls, plugins: Mapping[str, ModuleType | object | str], strict: bool = True) -> "Registry":
-        """A registry of just these plugins (modules, objects or importable module names)."""
-        registry = cls(strict=strict)
-        for name, plugin in plugins.items():
-            module = plugin if isinstance(plugin, str) else getattr(plugin, "__name__", type(plugin).__name__)
-            info = PluginInfo(name, module)
-            registry.load_plugin(info, lambda p=plugin: importlib.import_module(p) if isinstance(p, str) else p)
         registry.collect()
         return registry
 
