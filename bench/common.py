@@ -15,6 +15,7 @@ import zoo
 from zoo import Dataset, hookimpl
 from zoo.data import ImageData
 from zoo.testing import fresh_registry
+from zoo.training import SilentReporter
 
 BUILTINS = ("vgg", "resnet", "se", "augment", "optim", "trainers", "datasets")
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
@@ -58,16 +59,14 @@ def registry_with(data: ImageData):
     return fresh_registry({"bench": InMemory()}, installed=BUILTINS)
 
 
-class StepClock:
+class StepClock(SilentReporter):
     """A zoo reporter that timestamps progress callbacks, for steady-state images/s."""
 
     def __init__(self):
         self.marks: list[tuple[int, float]] = []
 
-    def start(self, config, info): self.batch = config.batch_size
-    def epoch_start(self, epoch, steps): pass
-    def epoch_end(self, record): pass
-    def finish(self, summary): pass
+    def start(self, config, info):
+        self.batch = config.batch_size
 
     def step(self, done, loss, accuracy, images_per_s):
         self.marks.append((done, time.perf_counter()))

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from zoo.training import SilentReporter
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -66,3 +68,14 @@ def write_cifar10(root: Path, per_batch: int = 20, seed: int = 0) -> Path:
 @pytest.fixture
 def cifar_dir(tmp_path):
     return write_cifar10(tmp_path / "data")
+
+
+class StopAtEpoch(SilentReporter):
+    """Interrupts training as the given epoch (0-based) starts, as Ctrl-C would."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def epoch_start(self, epoch, steps):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt

@@ -12,7 +12,7 @@ from PIL import Image
 from zoo.errors import UserError
 from zoo.experiments import Experiment, run_experiment
 
-from conftest import ROOT, run_zoo
+from conftest import ROOT, StopAtEpoch, run_zoo
 
 TINY = {"model": "vgg_bn", "data": "cifar10", "epochs": 2, "batch_size": 20, "warmup": 0,
         "model_options": {"layout": "8,M,16,M"}, "augs": []}
@@ -57,27 +57,11 @@ def test_a_grid_gives_one_row_per_run_and_plots(cifar_dir, tmp_path):
     assert (tmp_path / "report" / "accuracy.png").stat().st_size > 1000
 
 
-class _StopIn:
-    """Interrupts the given run as its second epoch starts, as Ctrl-C would."""
-
-    def __init__(self, slug: str, target: str):
-        self.stop = slug == target
-
-    def start(self, config, info): pass
-    def step(self, done, loss, accuracy, images_per_s): pass
-    def epoch_end(self, record): pass
-    def finish(self, summary): pass
-
-    def epoch_start(self, epoch, steps):
-        if self.stop and epoch == 1:
-            raise KeyboardInterrupt
-
-
 def test_an_interrupted_comparison_resumes_without_repeating_finished_runs(cifar_dir, tmp_path):
     experiment = Experiment("resume", {**TINY, "data_dir": str(cifar_dir)}, {"lr": [0.01, 0.02, 0.03]})
     out = tmp_path / "out"
     with pytest.raises(KeyboardInterrupt):
-        run_experiment(experiment, out, reporter_factory=lambda slug: _StopIn(slug, "0.02"))
+        run_experiment(experiment, out, reporter_factory=lambda slug: StopAtEpoch(1) if slug == "0.02" else None)
     first = (out / "weights" / "0.01.safetensors").read_bytes()
     half = (out / "runs" / "0.02" / "metrics.jsonl").read_text()
     assert not (out / "weights" / "0.02.safetensors").exists() and not (out / "runs" / "0.03").exists()

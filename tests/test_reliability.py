@@ -23,7 +23,7 @@ from zoo import Scheduler, hookimpl
 from zoo.errors import UserError
 from zoo.options import parse_sets
 from zoo.testing import fresh_registry
-from zoo.training import RunConfig, _call, parse_choice, train
+from zoo.training import RunConfig, SilentReporter, _call, parse_choice, train
 
 from conftest import run_zoo, write_cifar10
 
@@ -244,12 +244,9 @@ def test_a_diverging_loss_stops_the_run_and_keeps_the_last_good_checkpoint(works
     checkpoint = tmp_path / "run" / "checkpoint.safetensors"
     seen = {}
 
-    class Watch:
-        def start(self, config, info): pass
-        def step(self, done, loss, accuracy, images_per_s): pass
-        def finish(self, summary): pass
-        def epoch_end(self, record): seen["bytes"] = checkpoint.read_bytes()
-        def epoch_start(self, epoch, steps): pass
+    class Watch(SilentReporter):
+        def epoch_end(self, record):
+            seen["bytes"] = checkpoint.read_bytes()
 
     with pytest.raises(UserError, match=r"the loss became (nan|inf) in epoch 2, step \d+; the last good checkpoint is"):
         train(config, registry=registry, run_dir=tmp_path / "run", weights=tmp_path / "w.safetensors", reporter=Watch(),

@@ -14,7 +14,7 @@ from zoo.errors import UserError
 from zoo.training import RunConfig, train
 from zoo.weights import load_model
 
-from conftest import run_zoo
+from conftest import StopAtEpoch, run_zoo
 
 TINY_VGG = {"layout": "8,M,16,M", "width": 1.0}
 
@@ -161,28 +161,12 @@ def test_two_equal_runs_give_identical_metrics(cifar_dir, tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-class _StopAtEpoch:
-    """Interrupts training as the given epoch starts, as Ctrl-C would."""
-
-    def __init__(self, epoch: int):
-        self.epoch = epoch
-
-    def start(self, config, info): pass
-    def step(self, done, loss, accuracy, images_per_s): pass
-    def epoch_end(self, record): pass
-    def finish(self, summary): pass
-
-    def epoch_start(self, epoch, steps):
-        if epoch == self.epoch:
-            raise KeyboardInterrupt
-
-
 @pytest.mark.parametrize("opt", ["sgd-nesterov", "adam"])
 def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(cifar_dir, tmp_path, opt):
     config = tiny_config(data_dir=str(cifar_dir), epochs=3, opt=opt, lr=0.01)
     train(config, run_dir=tmp_path / "full", weights=tmp_path / "full.safetensors")
     with pytest.raises(KeyboardInterrupt):
-        train(config, run_dir=tmp_path / "cut", weights=tmp_path / "cut.safetensors", reporter=_StopAtEpoch(2))
+        train(config, run_dir=tmp_path / "cut", weights=tmp_path / "cut.safetensors", reporter=StopAtEpoch(2))
     assert not (tmp_path / "cut.safetensors").exists()
     train(config, resume=tmp_path / "cut")
     assert _comparable(tmp_path / "full") == _comparable(tmp_path / "cut")
