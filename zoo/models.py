@@ -6,7 +6,7 @@ import json
 from typing import Any, Callable
 
 from .errors import UserError
-from .registry import Registry, default_registry
+from .registry import Registry, default_registry, matches
 from .specs import Architecture, Spec
 
 # Options every architecture factory accepts; callers may always pass them.
@@ -15,12 +15,8 @@ STANDARD_OPTIONS = ("num_classes", "in_chans", "input_size")
 
 def list_models(pattern: str | None = None, registry: Registry | None = None) -> list[str]:
     """Model names matching a shell-style ``pattern`` (``'*resnet*'``), naturally sorted."""
-    import fnmatch
-
     names = (registry or default_registry()).model_names()
-    if pattern:
-        names = [n for n in names if fnmatch.fnmatchcase(n.lower(), pattern.lower())]
-    return names
+    return [n for n in names if matches(n, pattern)] if pattern else names
 
 
 def check_options(spec: Spec, factory: Callable[..., Any], options: dict[str, Any], skip: int = 0) -> None:

@@ -198,10 +198,13 @@ class Registry:
         kinds = [kind] if kind else list(KINDS)
         found = [s for k in kinds for s in self.items(k)]
         if pattern:
-            pat = pattern.lower()
-            found = [s for s in found if fnmatch.fnmatchcase(s.name.lower(), pat)
-                     or fnmatch.fnmatchcase(s.qualified_name.lower(), pat)]
+            found = [s for s in found if matches(s.name, pattern) or matches(s.qualified_name, pattern)]
         return found
+
+
+def matches(name: str, pattern: str) -> bool:
+    """Shell-style wildcards (``'*resnet*'``), case-insensitive, as timm's ``list_models``."""
+    return fnmatch.fnmatchcase(name.lower(), pattern.lower())
 
 
 def _unknown(word: str, name: str, candidates: Iterable[str], hint: str) -> str:
