@@ -113,7 +113,8 @@ class Trainer(Spec):
 class Dataset(Spec):
     """``factory(root=..., download=...)`` returns a :class:`zoo.data.ImageData`.
 
-    ``input_size`` and ``channels`` describe its images so models can be shaped without loading it.
+    ``input_size``, ``channels`` and ``num_classes`` describe its images for people and tools reading
+    the registry; training always takes them from the loaded data.
     """
 
     input_size: int = 32
