@@ -325,6 +325,7 @@ def predict_command(weights: str, images: tuple[str, ...], top_k: int, as_json: 
     import torch
     from PIL import Image, UnidentifiedImageError
 
+    from .training import Augmenter
     from .weights import load_model
 
     model = load_model(weights, registry=_registry())
@@ -341,12 +342,12 @@ def predict_command(weights: str, images: tuple[str, ...], top_k: int, as_json: 
         try:
             with Image.open(path) as img:
                 img = img.convert("L" if channels == 1 else "RGB").resize((side, side), Image.Resampling.BILINEAR)
-                array = np.asarray(img, dtype=np.float32).reshape(side, side, channels)
+                array = np.asarray(img, dtype=np.uint8).reshape(side, side, channels)
                 batch.append(np.pad(array, ((margin, size - side - margin), (margin, size - side - margin), (0, 0))))
         except (UnidentifiedImageError, OSError) as exc:
             raise UserError(f"{path} is not an image zoo can read ({type(exc).__name__})") from exc
-    x = torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2) / 255
-    x = (x - torch.tensor(meta["mean"]).view(1, -1, 1, 1)) / torch.tensor(meta["std"]).view(1, -1, 1, 1)
+    normalizer = Augmenter([], False, meta["mean"], meta["std"], len(classes))  # the training normalisation
+    x = normalizer.normalize(torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2))
     with torch.inference_mode():
         probabilities = model(x).softmax(1)
     top = probabilities.topk(min(top_k, len(classes)), dim=1)
