@@ -36,8 +36,9 @@ def summarize(model: nn.Module, input_size: int, in_chans: int, depth: int = 2) 
         return hook
 
     handles = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    # A container above the deepest level (features, layer1) is shown through its children instead.
     handles += [m.register_forward_hook(record(name)) for name, m in shallow.items()
-                if not (len(list(m.children())) and name.count(".") < depth - 1 and _is_container(m))]
+                if not (_is_container(m) and name.count(".") < depth - 1)]
     was_training = model.training
     model.eval()
     try:
