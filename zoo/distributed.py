@@ -1,6 +1,7 @@
 """Data-parallel training on torch.distributed: launched by torchrun, gloo on CPU, nccl on CUDA."""
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +44,9 @@ def shutdown(world: World, finished: bool) -> None:
     """Leave the process group. After a finished run, together: a rank that leaves while rank 0
     still writes the weights aborts gloo. After an error, at once: the others may never arrive."""
     if world.distributed and dist.is_initialized():
+        # DistributedDataParallel sits in reference cycles: collect it now, or it is destroyed after
+        # the process group at exit and gloo aborts the process (seen as exit code -6 under torchrun).
+        gc.collect()
         if finished:
             dist.barrier()
         dist.destroy_process_group()
