@@ -1,11 +1,16 @@
 """Training throughput (images/s over steady-state steps) of CIFAR-shape networks at batch 128:
 the lab's loop vs `zoo train` fp32 vs `zoo train --amp`, measured in the same run.
 
-    python bench/throughput.py [--steps 12] [--models resnet18,vgg16,se-resnet18] [--device cuda]
+    python bench/throughput.py [--steps 12] [--rounds 3] [--models resnet18,vgg16,se-resnet18] [--device cuda]
+
+Each model's setups are measured in turn, and the turn is repeated ``--rounds`` times; the table
+shows the median of each, so a machine that slows down or speeds up during the run (a shared cloud
+CPU does) shifts every column alike instead of the one measured last.
 """
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import torch
@@ -44,6 +49,7 @@ def zoo_images_per_s(name: str, registry, steps: int, batch: int, trainer: str, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--rounds", type=int, default=3, help="Measure every setup this many times; report medians.")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--models", default="resnet18,vgg16,se-resnet18")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -53,22 +59,24 @@ def main() -> None:
     registry = registry_with(data)
     rows = []
     for name in args.models.split(","):
-        lab = lab_images_per_s(name, data, args.steps, args.batch_size, args.device)
-        fp32 = zoo_images_per_s(name, registry, args.steps, args.batch_size, "fp32", args.device)
-        amp = zoo_images_per_s(name, registry, args.steps, args.batch_size, "amp", args.device)
-        row = [name, f"{lab:,.0f}", f"{fp32:,.0f} ({fp32 / lab:.2f}x)", f"{amp:,.0f} ({amp / lab:.2f}x)"]
+        setups = [lambda: lab_images_per_s(name, data, args.steps, args.batch_size, args.device)]
+        setups += [lambda trainer=trainer: zoo_images_per_s(name, registry, args.steps, args.batch_size, trainer,
+                                                            args.device) for trainer in ("fp32", "amp")]
         if args.formats:  # each trainer in the memory format it does not choose by default
-            for trainer, default in (("fp32", args.device == "cpu"), ("amp", True)):
-                other = zoo_images_per_s(name, registry, args.steps, args.batch_size, trainer, args.device,
-                                         channels_last=not default)
-                row.append(f"{other:,.0f}")
-        rows.append(row)
+            setups += [lambda trainer=trainer, default=default: zoo_images_per_s(
+                name, registry, args.steps, args.batch_size, trainer, args.device, channels_last=not default)
+                for trainer, default in (("fp32", args.device == "cpu"), ("amp", True))]
+        rounds = [[measure() for measure in setups] for _ in range(args.rounds)]
+        lab, fp32, amp, *others = [statistics.median(column) for column in zip(*rounds)]
+        rows.append([name, f"{lab:,.0f}", f"{fp32:,.0f} ({fp32 / lab:.2f}x)", f"{amp:,.0f} ({amp / lab:.2f}x)",
+                     *(f"{other:,.0f}" for other in others)])
         print(f"{name}: done", flush=True)
     fp32_format = "channels_last" if args.device == "cpu" else "contiguous"
     headers = ["model", "lab loop fp32 (img/s)", f"zoo train fp32 ({fp32_format})", "zoo train --amp (channels_last)"]
     if args.formats:
         headers += [f"zoo fp32 ({'contiguous' if args.device == 'cpu' else 'channels_last'})", "zoo amp (contiguous)"]
-    print(f"\nTraining throughput, CIFAR shape, batch {args.batch_size}, {args.steps} steady-state steps; {machine()}\n")
+    print(f"\nTraining throughput, CIFAR shape, batch {args.batch_size}, median of {args.rounds} rounds of "
+          f"{args.steps} steady-state steps; {machine()}\n")
     print(table(headers, rows))
 
 
