@@ -185,6 +185,25 @@ def test_amp_trainer_trains_in_bf16_on_cpu(cifar_dir, tmp_path):
     assert 0 <= summary["test_accuracy"] <= 1
 
 
+@pytest.mark.slow
+def test_compiled_training_matches_eager_and_saves_plain_weights(cifar_dir, tmp_path):
+    eager = train(tiny_config(data_dir=str(cifar_dir), epochs=1), run_dir=tmp_path / "e", weights=tmp_path / "e.safetensors")
+    from torch._dynamo.utils import counters
+
+    counters.clear()
+    compiled = train(tiny_config(data_dir=str(cifar_dir), epochs=1, trainer_options={"compile": True}),
+                     run_dir=tmp_path / "c", weights=tmp_path / "c.safetensors")
+    assert counters["stats"]["unique_graphs"] >= 1  # dynamo really compiled the model
+    assert load_model(tmp_path / "c.safetensors").zoo_meta["trainer"]["compile"] is True
+    assert compiled["test_loss"] == pytest.approx(eager["test_loss"], rel=1e-3)
+    from safetensors.torch import load_file
+
+    a, b = load_file(tmp_path / "e.safetensors"), load_file(tmp_path / "c.safetensors")
+    assert a.keys() == b.keys()  # no torch.compile "_orig_mod." prefix
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=1e-3, atol=1e-4)
+
+
 def test_cli_train_eval_predict(cifar_dir, tmp_path):
     weights = tmp_path / "w.safetensors"
     result = run_zoo("train", "vgg_bn", "--data", "cifar10", "--data-dir", str(cifar_dir), "--epochs", "1",
