@@ -134,11 +134,11 @@ def main() -> None:
 
     rows = []
     for shape, count in conv_shapes(args.model, args.batch_size).items():
-        (n, c, h, w), out = shape[0], shape[1]
+        (_, c, h, w), out = shape[0], shape[1]
         fp32 = kernel_speeds(shape, torch.float32)
         bf16 = kernel_speeds(shape, torch.bfloat16)
         rows.append([f"{c}->{out} at {h}x{w}", count, *(f"{v:,.0f}" for v in fp32), *(f"{v:,.0f}" for v in bf16)])
-    print(f"\nConvolution kernels alone (channels_last), GFLOP/s; GEMM: a matrix product of the same size\n")
+    print("\nConvolution kernels alone (channels_last), GFLOP/s; GEMM: a matrix product of the same size\n")
     print(table(["convolution", "times", "fp32 forward", "fp32 grad input", "fp32 grad weight", "fp32 GEMM",
                  "bf16 forward", "bf16 grad input", "bf16 grad weight", "bf16 GEMM"], rows))
 
