@@ -83,3 +83,58 @@ def test_a_killed_distributed_run_resumes_with_the_same_processes(tmp_path):
     a, b = load_file(tmp_path / "full.safetensors"), load_file(tmp_path / "cut.safetensors")
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+def _sync_bn_rank(rank: int, init_file: str, out: str) -> None:
+    """One of two gloo processes: each normalises its half of a batch with CpuSyncBatchNorm."""
+    import gc
+
+    import torch.distributed as dist
+
+    from zoo.distributed import CpuSyncBatchNorm
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    batch, upstream = _sync_bn_batch()
+    results = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        bn = CpuSyncBatchNorm(4)
+        half = batch[rank * 4:(rank + 1) * 4].to(dtype).requires_grad_()
+        y = bn(half)
+        (y.float() * upstream[rank * 4:(rank + 1) * 4]).sum().backward()
+        name = str(dtype).split(".")[1]
+        results.update({f"{name}.y": y.float(), f"{name}.grad": half.grad.float(), f"{name}.weight_grad": bn.weight.grad,
+                        f"{name}.running_var": bn.running_var, f"{name}.dtype": torch.tensor(y.dtype == dtype)})
+    torch.save(results, f"{out}.{rank}")
+    del bn, half, y
+    gc.collect()
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def _sync_bn_batch() -> tuple[torch.Tensor, torch.Tensor]:
+    """Activations with a large mean (100), where E[x^2] - E[x]^2 cancels, and an upstream gradient."""
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(8, 4, 5, 5, generator=g) * 0.5 + 100, torch.randn(8, 4, 5, 5, generator=g)
+
+
+def test_cpu_sync_batchnorm_equals_batch_norm_over_the_whole_batch(tmp_path):
+    import torch.multiprocessing as mp
+
+    mp.spawn(_sync_bn_rank, args=(str(tmp_path / "init"), str(tmp_path / "out")), nprocs=2)
+    ranks = [torch.load(tmp_path / f"out.{rank}") for rank in range(2)]
+    batch, upstream = _sync_bn_batch()
+    for dtype, tolerance in ((torch.float32, 1e-4), (torch.bfloat16, 2e-2)):
+        name = str(dtype).split(".")[1]
+        whole = batch.to(dtype).detach().requires_grad_()  # what one process would normalise
+        reference = torch.nn.BatchNorm2d(4)
+        y = reference(whole)
+        (y.float() * upstream).sum().backward()
+        close = dict(rtol=tolerance, atol=tolerance)
+        torch.testing.assert_close(torch.cat([r[f"{name}.y"] for r in ranks]), y.detach().float(), **close)
+        torch.testing.assert_close(torch.cat([r[f"{name}.grad"] for r in ranks]), whole.grad.float(), **close)
+        # the weight's gradient: each rank holds its half's share, which DDP sums
+        torch.testing.assert_close(ranks[0][f"{name}.weight_grad"] + ranks[1][f"{name}.weight_grad"],
+                                   reference.weight.grad, **close)
+        for r in ranks:
+            torch.testing.assert_close(r[f"{name}.running_var"], reference.running_var, **close)
+            assert r[f"{name}.dtype"]  # output in the input's dtype, as BatchNorm2d's

@@ -77,31 +77,49 @@ def broadcast(value: Any) -> Any:
     return holder[0]
 
 
+class _SumAcrossRanks(torch.autograd.Function):
+    """All-reduce (sum) that autograd can go through: every rank uses the sum, so each input's
+    gradient is the sum of every rank's gradient of it."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        tensor = tensor.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(tensor)
+        return tensor
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(grad)
+        return grad
+
+
 class CpuSyncBatchNorm(nn.BatchNorm2d):
     """Batch norm whose batch statistics cover every rank's batch, for CPU (gloo) runs, where
-    torch's SyncBatchNorm is not available. Statistics are summed with an autograd-aware all-reduce."""
+    torch's SyncBatchNorm is not available. Statistics are computed in fp32 and in two passes (mean,
+    then squared deviations from it): bf16 activations under --amp, or a large mean, would cancel
+    to nothing in a one-pass E[x^2] - E[x]^2."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
-        channels = x.shape[1]
-        local = torch.cat([x.sum((0, 2, 3)), (x * x).sum((0, 2, 3)),
-                           x.new_tensor([x.numel() / channels])])
-        total = all_reduce(local)
+        channels, shape = x.shape[1], (1, x.shape[1], 1, 1)
+        x32 = x.float()
+        total = _SumAcrossRanks.apply(torch.cat([x32.sum((0, 2, 3)), x32.new_tensor([x.numel() / channels])]))
         count = total[-1]
         mean = total[:channels] / count
-        var = total[channels:2 * channels] / count - mean * mean
+        centered = x32 - mean.view(shape)
+        var = _SumAcrossRanks.apply(centered.square().sum((0, 2, 3))) / count
         if self.track_running_stats:
             with torch.no_grad():
                 momentum = self.momentum if self.momentum is not None else 1 / float(self.num_batches_tracked + 1)
                 self.running_mean.mul_(1 - momentum).add_(mean.detach(), alpha=momentum)
                 self.running_var.mul_(1 - momentum).add_(var.detach() * count / (count - 1), alpha=momentum)
                 self.num_batches_tracked += 1
-        shape = (1, channels, 1, 1)
-        y = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
-        return y * self.weight.view(shape) + self.bias.view(shape) if self.affine else y
+        y = centered * torch.rsqrt(var.view(shape) + self.eps)
+        if self.affine:
+            y = y * self.weight.view(shape) + self.bias.view(shape)
+        return y.to(x.dtype)
 
 
 def convert_sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
