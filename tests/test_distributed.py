@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -48,12 +49,55 @@ def test_zoo_train_works_unchanged_under_torchrun(cifar_dir, tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["processes"] == 2
-    result = run_zoo(*_args(cifar_dir, "vgg", tmp_path / "odd"), "--batch-size", "15", "--nproc", "2", cwd=tmp_path)
-    assert result.returncode != 0 and "does not split evenly over 2 processes" in result.stderr
+
+
+def _one_error_line(result: subprocess.CompletedProcess, message: str) -> None:
+    """zoo's contract under --nproc too: exit 2, the error once, no launcher traceback or banner."""
+    assert result.returncode == 2, result.stderr
+    assert [line for line in result.stderr.splitlines() if line.startswith("zoo: error:")] == \
+        [line for line in result.stderr.splitlines() if message in line]
+    assert result.stderr.count(message) == 1 and "Traceback" not in result.stderr and "*****" not in result.stderr
+
+
+def test_user_errors_under_nproc_are_one_line_and_exit_2(cifar_dir, tmp_path):
+    odd = run_zoo(*_args(cifar_dir, "vgg", tmp_path / "odd"), "--batch-size", "15", "--nproc", "2", cwd=tmp_path)
+    _one_error_line(odd, "does not split evenly over 2 processes")
+    diverged = run_zoo(*_args(cifar_dir, "vgg", tmp_path / "nan"), "--lr", "1e12", "--nproc", "2", cwd=tmp_path)
+    _one_error_line(diverged, "the loss became")
+    (tmp_path / "taken").mkdir()  # only rank 0 looks at the disk; the others must stop with it
+    taken = run_zoo(*_args(cifar_dir, "vgg", tmp_path / "x"), "--run-dir", str(tmp_path / "taken"), "--nproc", "2",
+                    cwd=tmp_path)
+    _one_error_line(taken, "exists")
+
+
+def test_ctrl_c_under_nproc_checkpoints_once_and_says_how_to_resume(tmp_path):
+    import shlex
+    import signal
+    import time
+
+    run = tmp_path / "run"
+    args = ["train", "vgg_bn", "--data", "fashion-mnist-sample", "--set", "layout=8,M,16,M", "--epochs", "30",
+            "--limit-train", "1000", "--limit-test", "100", "--batch-size", "20", "--run-dir", str(run),
+            "--out", str(tmp_path / "w.safetensors"), "--nproc", "2"]
+    process = subprocess.Popen([sys.executable, "-m", "zoo", *args], cwd=tmp_path, start_new_session=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not (run / "metrics.jsonl").exists() or not (run / "metrics.jsonl").read_text().strip():
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    os.killpg(process.pid, signal.SIGINT)  # the terminal's Ctrl-C; torchrun passes it on to the workers
+    _, stderr = process.communicate(timeout=240)
+    assert process.returncode == 130, stderr
+    [hint] = [line for line in stderr.splitlines() if "resume with: " in line]
+    again = shlex.split(hint.split("resume with: ")[1])
+    assert again[0] == "zoo" and again[again.index("--nproc") + 1] == "2" and again[-2:] == ["--resume", str(run)]
+    assert "Traceback" not in stderr and not (tmp_path / "w.safetensors").exists()
+    resumed = run_zoo(*again[1:], cwd=tmp_path, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 30
 
 
 def test_a_killed_distributed_run_resumes_with_the_same_processes(tmp_path):
-    import os
     import signal
     import time
 

@@ -14,6 +14,7 @@ from . import __version__
 from .errors import UserError
 
 DEBUG_ENV = "ZOO_DEBUG"
+NPROC_ENV = "ZOO_NPROC"  # set for the workers `zoo train --nproc N` launches
 KIND_CHOICES = ["model", "arch", "wrapper", "aug", "opt", "sched", "trainer", "data"]
 
 
@@ -242,10 +243,10 @@ def train_command(model: str, data: str, data_dir, augs, opt, opt_set, lr, weigh
         summary = train(config, registry=_registry(), run_dir=run_dir, weights=out, resume=resume,
                         overwrite=overwrite, reporter=RichReporter())
     except TrainingInterrupted as exc:
-        again = ["zoo", *sys.argv[1:]] + ([] if resume else ["--resume", str(exc.run_dir)])
-        click.echo(f"zoo: {exc}; resume with: {shlex.join(again)}", err=True)
+        if _speaks_for_all():
+            click.echo(f"zoo: {exc}; {_resume_hint(exc.run_dir, resume)}", err=True)
         sys.exit(130)
-    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 speaks for all
+    if not _speaks_for_all():
         return
     if as_json:
         click.echo(json.dumps(summary, indent=2))
@@ -254,9 +255,28 @@ def train_command(model: str, data: str, data_dir, augs, opt, opt_set, lr, weigh
                    f"({summary['seconds']:.0f}s of training); weights: {summary['weights']}")
 
 
+def _speaks_for_all() -> bool:
+    """Under torchrun every rank reaches the same end (zoo makes errors and Ctrl-C collective), so
+    rank 0 alone prints it."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _resume_hint(run_dir, resuming: bool) -> str:
+    if "WORLD_SIZE" in os.environ and NPROC_ENV not in os.environ:
+        return f"resume with the same torchrun command and --resume {shlex.quote(str(run_dir))}"
+    nproc = ["--nproc", os.environ[NPROC_ENV]] if NPROC_ENV in os.environ else []
+    again = ["zoo", *sys.argv[1:], *nproc] + ([] if resuming else ["--resume", str(run_dir)])
+    return f"resume with: {shlex.join(again)}"
+
+
 def _launch_torchrun(nproc: int) -> None:
-    """Re-run this command under torchrun with ``nproc`` processes, and exit with its status."""
-    import subprocess
+    """Run this command in ``nproc`` processes through torchrun's launcher, in this process, and exit
+    with their status: the workers print their own errors, so the launcher adds no traceback."""
+    import logging
+
+    from torch.distributed import run as torchrun
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
     if nproc < 1:
         raise UserError(f"--nproc must be positive, got {nproc}")
@@ -270,9 +290,22 @@ def _launch_torchrun(nproc: int) -> None:
             skip = True
         elif not arg.startswith("--nproc="):
             args.append(arg)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-               "-m", "zoo", *args]
-    sys.exit(subprocess.call(command))
+    os.environ[NPROC_ENV] = str(nproc)
+    # The cores shared out (torchrun would set 1 per process, with a banner).
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    # After Ctrl-C the workers train on to the next log step (up to 25) and checkpoint: give them time.
+    os.environ.setdefault("TORCH_ELASTIC_SHUTDOWN_TIMEOUT", "600")
+    for name in list(logging.root.manager.loggerDict):  # each sets its own level, so one by one
+        if name.startswith("torch.distributed.elastic"):  # the workers say what happened, in one line
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+    try:
+        torchrun.run(torchrun.parse_args(["--standalone", f"--nproc-per-node={nproc}", "-m", "zoo", *args]))
+    except ChildFailedError as exc:
+        code = exc.get_first_failure()[1].exitcode
+        sys.exit(code if code > 0 else 1)
+    except SignalException:
+        sys.exit(130)
+    sys.exit(0)
 
 
 @cli.command("eval")
@@ -446,7 +479,8 @@ def main() -> None:
     except UserError as exc:
         if os.environ.get(DEBUG_ENV):
             raise
-        click.echo(f"zoo: error: {exc}", err=True)
+        if _speaks_for_all():
+            click.echo(f"zoo: error: {exc}", err=True)
         sys.exit(2)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)

@@ -40,14 +40,14 @@ def init(world: World, device: torch.device) -> None:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
 
 
-def shutdown(world: World, finished: bool) -> None:
-    """Leave the process group. After a finished run, together: a rank that leaves while rank 0
-    still writes the weights aborts gloo. After an error, at once: the others may never arrive."""
+def shutdown(world: World, together: bool) -> None:
+    """Leave the process group. After a finished or interrupted run, together: a rank that leaves
+    while rank 0 still writes aborts gloo. After an error, at once: the others may never arrive."""
     if world.distributed and dist.is_initialized():
         # DistributedDataParallel sits in reference cycles: collect it now, or it is destroyed after
         # the process group at exit and gloo aborts the process (seen as exit code -6 under torchrun).
         gc.collect()
-        if finished:
+        if together:
             dist.barrier()
         dist.destroy_process_group()
 

@@ -330,17 +330,27 @@ def train(config: RunConfig, registry: Registry | None = None, run_dir: str | Pa
     local_batch = distributed.split_batch(config.batch_size, world)
     trainer: BaseTrainer = _call(run.trainer_spec, **_device_for(world, config.trainer_options))
     distributed.init(world, trainer.device)
-    finished = False
+    together = False  # whether every rank ends here at the same point, and can leave the group together
     try:
-        if world.main:
-            run_dir, weights = _paths(config, run_dir, weights, overwrite or resume is not None)
-        run_dir, weights = distributed.broadcast((run_dir, weights))
+        paths: tuple[Path, Path] | UserError | None = None
+        if world.main:  # rank 0 alone looks at the disk; the others learn its answer, or its error
+            try:
+                paths = _paths(config, run_dir, weights, overwrite or resume is not None)
+            except UserError as error:
+                paths = error
+        paths = distributed.broadcast(paths)
+        if isinstance(paths, UserError):
+            raise paths
+        run_dir, weights = paths
         summary = _train(config, run, trainer, world, local_batch, run_dir, weights, resume is not None,
                          reporter if world.main and reporter else SilentReporter(), log_every)
-        finished = True
+        together = True
         return summary
+    except TrainingInterrupted:  # the ranks agree on the step to stop at
+        together = True
+        raise
     finally:
-        distributed.shutdown(world, finished)
+        distributed.shutdown(world, together)
 
 
 def _device_for(world: World, options: dict[str, Any]) -> dict[str, Any]:
@@ -416,7 +426,9 @@ def _train(config: RunConfig, run: Run, trainer: BaseTrainer, world: World, loca
                 position.step = i + 1
                 logging_step = (i + 1) % log_every == 0 or i + 1 == steps_per_epoch
                 if logging_step:  # the only host syncs of the epoch
-                    mean_loss = position.loss_sum.item() / (i + 1)
+                    loss_sum = position.loss_sum.clone()
+                    distributed.all_sum(loss_sum)  # the same mean on every rank: a non-finite one stops all
+                    mean_loss = loss_sum.item() / ((i + 1) * world.size)
                     if not math.isfinite(mean_loss):
                         raise UserError(f"the loss became {mean_loss} in epoch {epoch + 1}, step {i + 1}; "
                                         f"{_last_good(checkpoint)}; try a lower --lr, more --warmup or "
@@ -501,9 +513,9 @@ def _paths(config: RunConfig, run_dir, weights, overwrite: bool) -> tuple[Path, 
         run_dir = Path("runs") / weights.stem
     run_dir = Path(run_dir)
     if not overwrite:
-        for path in (weights, run_dir):
+        for path, option in ((weights, "--out"), (run_dir, "--run-dir")):
             if path.exists():
-                raise UserError(f"{path} exists; choose another --out or pass --overwrite")
+                raise UserError(f"{path} exists; choose another {option} or pass --overwrite")
     for folder in (weights.parent, run_dir.parent):
         try:
             folder.mkdir(parents=True, exist_ok=True)
