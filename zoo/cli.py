@@ -243,10 +243,10 @@ def train_command(model: str, data: str, data_dir, augs, opt, opt_set, lr, weigh
         summary = train(config, registry=_registry(), run_dir=run_dir, weights=out, resume=resume,
                         overwrite=overwrite, reporter=RichReporter())
     except TrainingInterrupted as exc:
-        if _speaks_for_all():
+        if _is_rank0():
             click.echo(f"zoo: {exc}; {_resume_hint(exc.run_dir, resume)}", err=True)
         sys.exit(130)
-    if not _speaks_for_all():
+    if not _is_rank0():
         return
     if as_json:
         click.echo(json.dumps(summary, indent=2))
@@ -255,10 +255,15 @@ def train_command(model: str, data: str, data_dir, augs, opt, opt_set, lr, weigh
                    f"({summary['seconds']:.0f}s of training); weights: {summary['weights']}")
 
 
-def _speaks_for_all() -> bool:
-    """Under torchrun every rank reaches the same end (zoo makes errors and Ctrl-C collective), so
-    rank 0 alone prints it."""
+def _is_rank0() -> bool:
+    """Rank 0 prints for all under torchrun: the ranks finish, and stop for Ctrl-C, together."""
     return os.environ.get("RANK", "0") == "0"
+
+
+def _prints_errors() -> bool:
+    """Under `--nproc` every rank meets the same error (same command, same disk, collective checks),
+    so rank 0 alone prints it; under a torchrun of your own a node may differ, so every rank does."""
+    return _is_rank0() or NPROC_ENV not in os.environ
 
 
 def _resume_hint(run_dir, resuming: bool) -> str:
@@ -479,7 +484,7 @@ def main() -> None:
     except UserError as exc:
         if os.environ.get(DEBUG_ENV):
             raise
-        if _speaks_for_all():
+        if _prints_errors():
             click.echo(f"zoo: error: {exc}", err=True)
         sys.exit(2)
     except click.exceptions.Exit as exc:
