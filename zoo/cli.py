@@ -306,8 +306,9 @@ def _launch_torchrun(nproc: int) -> None:
     try:
         torchrun.run(torchrun.parse_args(["--standalone", f"--nproc-per-node={nproc}", "-m", "zoo", *args]))
     except ChildFailedError as exc:
-        code = exc.get_first_failure()[1].exitcode
-        sys.exit(code if code > 0 else 1)
+        # A worker that stopped on purpose says why (130 Ctrl-C, 2 user error); others may have died of it.
+        codes = {failure.exitcode for failure in exc.failures.values()}
+        sys.exit(next((code for code in (130, 2) if code in codes), 1))
     except SignalException:
         sys.exit(130)
     sys.exit(0)
