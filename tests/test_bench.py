@@ -35,18 +35,51 @@ def number(cell: str) -> float:
     return float(NUMBER.match(cell).group().replace(",", ""))
 
 
+# What each script of bench/gpu.sh gets on top of its CUDA arguments here: the CPU, tiny sizes.
+CPU_OVERRIDES = {
+    "throughput.py": ["--device", "cpu", "--models", "vgg_bn,resnet18", "--steps", "1", "--rounds", "2",
+                      "--batch-size", "8"],
+    "augment.py": ["--device", "cpu", "--batches", "2", "--batch-size", "8"],
+    "startup.py": ["--repeat", "1"],
+}
+
+
+def gpu_script_commands() -> list[tuple[str, list[str]]]:
+    """The benchmark commands of bench/gpu.sh, as (script, arguments)."""
+    commands = []
+    for line in (BENCH / "gpu.sh").read_text().splitlines():
+        words = line.split()
+        if "python" in words and words[words.index("python") + 1].endswith(".py"):
+            at = words.index("python") + 1
+            commands.append((words[at], words[at + 1:]))
+    return commands
+
+
 @pytest.mark.slow
-def test_throughput_compares_the_lab_loop_with_both_trainers():
-    [table] = run_bench("throughput.py", "--models", "vgg_bn,resnet18", "--steps", "1", "--rounds", "2",
-                        "--batch-size", "8", "--formats")
-    assert table[0][:4] == ["model", "lab loop fp32 (img/s)", "zoo train fp32 (channels_last)",
-                            "zoo train --amp (channels_last)"] and len(table[0]) == 6
-    assert [row[0] for row in table[1:]] == ["vgg_bn", "resnet18"]
-    for row in table[1:]:
+def test_the_gpu_script_commands_run_here_on_the_cpu():
+    """Every command of bench/gpu.sh, as written there (argparse keeps the last of a repeated option,
+    so the CPU overrides win), prints its table: a typo would otherwise surface on a rare GPU session."""
+    tables = {script: run_bench(script, *args, *CPU_OVERRIDES[script]) for script, args in gpu_script_commands()}
+    assert set(tables) == set(CPU_OVERRIDES)
+
+    [throughput] = tables["throughput.py"]
+    assert throughput[0][:4] == ["model", "lab loop fp32 (img/s)", "zoo train fp32 (channels_last)",
+                                 "zoo train --amp (channels_last)"] and len(throughput[0]) == 6  # --formats
+    assert [row[0] for row in throughput[1:]] == ["vgg_bn", "resnet18"]
+    for row in throughput[1:]:
         lab, fp32, amp = (number(cell) for cell in row[1:4])
         assert all(value > 0 for value in (lab, fp32, amp, number(row[4]), number(row[5])))
         for cell, value in ((row[2], fp32), (row[3], amp)):  # the ratio of the shown, rounded numbers
             assert float(cell.split("(")[1].rstrip("x)")) == pytest.approx(value / lab, abs=0.02)
+
+    [augment] = tables["augment.py"]
+    assert [row[0] for row in augment[1:]] == ["zoo batched, on the device",
+                                               "torchvision per sample, DataLoader 2 workers",
+                                               "torchvision per sample, DataLoader 0 workers"]
+    assert all(number(row[1]) > 0 for row in augment[1:])
+    [startup] = tables["startup.py"]
+    assert [row[0] for row in startup[1:]][1:4] == ["zoo --help", "zoo list", "zoo plugins"]
+    assert all(number(row[1]) > 0 for row in startup[1:])
 
 
 def test_step_profile_splits_the_step_and_finds_every_convolution():
@@ -61,15 +94,7 @@ def test_step_profile_splits_the_step_and_finds_every_convolution():
 
 
 @pytest.mark.slow
-def test_augment_startup_and_memory_tables():
-    [augment] = run_bench("augment.py", "--batches", "2", "--batch-size", "8")
-    assert [row[0] for row in augment[1:]] == ["zoo batched, on the device",
-                                               "torchvision per sample, DataLoader 2 workers",
-                                               "torchvision per sample, DataLoader 0 workers"]
-    assert all(number(row[1]) > 0 for row in augment[1:])
-    [startup] = run_bench("startup.py", "--repeat", "1")
-    assert [row[0] for row in startup[1:]][1:4] == ["zoo --help", "zoo list", "zoo plugins"]
-    assert all(number(row[1]) > 0 for row in startup[1:])
+def test_memory_table():
     [memory] = run_bench("memory.py", "--images", "256", "--steps", "2")
     peaks = {row[0]: number(row[1]) for row in memory[1:]}
     assert set(peaks) == {"zoo train fp32", "zoo train --amp", "lab loop, DataLoader 2 workers"}
