@@ -204,6 +204,27 @@ def test_compiled_training_matches_eager_and_saves_plain_weights(cifar_dir, tmp_
         torch.testing.assert_close(b[name], a[name], rtol=1e-3, atol=1e-4)
 
 
+def test_on_cpus_small_feature_maps_stay_contiguous_unless_channels_last_is_asked_for():
+    from zoo.training import BaseTrainer, prepare_model
+
+    def formats(trainer):
+        torch.manual_seed(0)
+        model = prepare_model(trainer, zoo.create_model("vgg_bn", layout="8,M,16,M,16,M,16", num_classes=10,
+                                                        input_size=32), (3, 32, 32))
+        convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+        return model, [conv.weight.is_contiguous(memory_format=torch.channels_last) for conv in convs]
+
+    default, chosen = formats(BaseTrainer("cpu")), formats(BaseTrainer("cpu", channels_last=True))
+    # the convolutions see 32x32, 16x16, 8x8 and 4x4 maps: only the last is under 8 pixels
+    assert default[1] == [True, True, True, False] and chosen[1] == [True, True, True, True]
+    assert BaseTrainer("cpu").describe()["contiguous_below"] == 8
+    assert BaseTrainer("cpu", channels_last=True).describe()["contiguous_below"] == 0
+    x = torch.randn(4, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    y = default[0].train()(x)
+    y.sum().backward()  # the contiguous layer trains like the others
+    torch.testing.assert_close(y, chosen[0].train()(x), rtol=1e-4, atol=1e-5)
+
+
 def test_cli_train_eval_predict(cifar_dir, tmp_path):
     weights = tmp_path / "w.safetensors"
     result = run_zoo("train", "vgg_bn", "--data", "cifar10", "--data-dir", str(cifar_dir), "--epochs", "1",

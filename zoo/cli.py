@@ -324,7 +324,7 @@ def _launch_torchrun(nproc: int) -> None:
 def eval_command(weights: str, data: str | None, data_dir, batch_size: int, device, as_json: bool) -> None:
     """Accuracy, loss and per-class accuracy of WEIGHTS on a test set."""
     from .data import data_root
-    from .training import Augmenter, BaseTrainer, evaluate
+    from .training import Augmenter, BaseTrainer, evaluate, prepare_model
     from .weights import load_model
 
     model = load_model(weights, registry=_registry())
@@ -336,7 +336,7 @@ def eval_command(weights: str, data: str | None, data_dir, batch_size: int, devi
         raise UserError(f"{weights} was trained for {meta.get('num_classes')} classes of {meta.get('in_chans')}-channel "
                         f"images; {name} has {dataset.num_classes} classes of {dataset.channels}-channel images")
     trainer = BaseTrainer(device)
-    model = trainer.prepare(model)
+    model = prepare_model(trainer, model, tuple(dataset.test_images.shape[1:]))
     data_on_device = dataset.to(trainer.device)
     augmenter = Augmenter([], False, meta["mean"], meta["std"], dataset.num_classes)
     result = evaluate(model, trainer, augmenter, data_on_device.test_images, data_on_device.test_labels, batch_size,

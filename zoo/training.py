@@ -39,6 +39,10 @@ class BaseTrainer:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.channels_last = self.default_channels_last() if channels_last is None else bool(channels_last)
         self.compile = bool(compile)
+        # Measured on CPUs (docs/benchmarks.md): oneDNN's channels_last convolutions lose to contiguous
+        # ones on feature maps under 8x8. Unless the format was asked for, those layers stay contiguous.
+        chosen = channels_last is None and self.channels_last and self.device.type == "cpu" and not self.compile
+        self.contiguous_below = 8 if chosen else 0
 
     def default_channels_last(self) -> bool:
         """Measured (docs/benchmarks.md): on CPUs channels_last speeds fp32 ResNets up by a third and
@@ -68,7 +72,44 @@ class BaseTrainer:
 
     def describe(self) -> dict[str, Any]:
         return {"device": str(self.device), "precision": self.precision, "channels_last": self.channels_last,
-                "compile": self.compile}
+                "contiguous_below": self.contiguous_below, "compile": self.compile}
+
+
+def prepare_model(trainer: BaseTrainer, model: torch.nn.Module, input_shape: tuple[int, ...]) -> torch.nn.Module:
+    """The trainer's :meth:`~BaseTrainer.prepare`, then small feature maps contiguous where it chose so."""
+    model = trainer.prepare(model)
+    below = getattr(trainer, "contiguous_below", 0)
+    if below:
+        keep_small_maps_contiguous(model, input_shape, below)
+    return model
+
+
+def keep_small_maps_contiguous(model: torch.nn.Module, input_shape: tuple[int, ...], below: int) -> None:
+    """Convolutions whose input is under ``below`` pixels on a side get a contiguous weight and their
+    input made contiguous; the others keep channels_last. Found with one image through the model."""
+    small: list[torch.nn.Module] = []
+
+    def find(conv, args):
+        if min(args[0].shape[-2:]) < below:
+            small.append(conv)
+
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    hooks = [conv.register_forward_pre_hook(find) for conv in convs]
+    training = model.training
+    weight = next(model.parameters())
+    with torch.no_grad():
+        model.eval()  # no batch statistics from the probe
+        model(torch.zeros(1, *input_shape, device=weight.device).contiguous(memory_format=torch.channels_last))
+    model.train(training)
+    for hook in hooks:
+        hook.remove()
+    for conv in small:
+        conv.weight.data = conv.weight.data.contiguous()
+        conv.register_forward_pre_hook(_contiguous_input)
+
+
+def _contiguous_input(conv: torch.nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    return (args[0].contiguous(), *args[1:])
 
 
 @dataclass
@@ -369,7 +410,7 @@ def _train(config: RunConfig, run: Run, trainer: BaseTrainer, world: World, loca
     zoo_config = model.zoo_config
     if config.sync_bn and world.distributed:
         model = distributed.convert_sync_batchnorm(model, trainer.device)
-    model = trainer.prepare(model)
+    model = prepare_model(trainer, model, tuple(data.train_images.shape[1:]))  # before DDP and the optimizer
     if world.distributed:
         model = distributed.wrap(model, trainer.device)
     opt_spec, opt_options = run.opt
