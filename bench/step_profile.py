@@ -8,7 +8,8 @@ left out) and of zoo's fp32 and amp trainers, and splits it into convolutions an
 Its last column is the most a trainer could gain over the lab step if everything but its
 convolutions cost nothing. Table 2 times each convolution shape of the model alone: forward,
 gradient of the input, gradient of the weight, and a matrix product of the same size (the im2col
-GEMM) for comparison.
+GEMM) for comparison, in channels_last; and how long the contiguous format takes relative to it
+(under 1: contiguous is faster, which is why zoo keeps maps under 8x8 contiguous on CPUs).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from common import machine, table
 
 import zoo
 from zoo.models import create_model
+from zoo.training import prepare_model
 
 CONV_FORWARD = {"aten::mkldnn_convolution", "aten::_convolution", "aten::convolution", "aten::conv2d"}
 CONV_BACKWARD = {"aten::convolution_backward"}
@@ -44,7 +46,7 @@ def profile_step(model_name: str, trainer_name: str | None, batch: int, steps: i
             loss.item()
     else:
         trainer = zoo.default_registry().get("trainer", trainer_name).load()(device="cpu")
-        model = trainer.prepare(model)
+        model = prepare_model(trainer, model, tuple(x.shape[1:]))
         x = trainer.prepare_input(x)
 
         def step():
@@ -90,26 +92,30 @@ def milliseconds(fn, repeat: int = 6) -> float:
     return (time.perf_counter() - started) / repeat * 1000
 
 
-def kernel_speeds(shape, dtype: torch.dtype) -> tuple[float, float, float, float]:
-    """GFLOP/s of forward, input gradient, weight gradient (channels_last) and the same-size GEMM."""
+def kernel_times(shape, dtype: torch.dtype, memory_format: torch.memory_format) -> tuple[list[float], float]:
+    """Milliseconds of forward, input gradient and weight gradient, and the GFLOP of each."""
     (n, c, h, w), out, kernel, stride, padding, groups = shape
-    cl = torch.channels_last
-    x = torch.randn(n, c, h, w, dtype=dtype).contiguous(memory_format=cl)
-    weight = torch.randn(out, c // groups, *kernel, dtype=dtype).contiguous(memory_format=cl)
+    x = torch.randn(n, c, h, w, dtype=dtype).contiguous(memory_format=memory_format)
+    weight = torch.randn(out, c // groups, *kernel, dtype=dtype).contiguous(memory_format=memory_format)
     y = F.conv2d(x, weight, None, stride, padding, 1, groups)
     grad = torch.randn_like(y)
-    rows, depth = y.shape[0] * y.shape[2] * y.shape[3], c // groups * kernel[0] * kernel[1]
-    gflop = 2 * rows * depth * out / 1e9
+    gflop = 2 * y.shape[0] * y.shape[2] * y.shape[3] * (c // groups) * kernel[0] * kernel[1] * out / 1e9
 
     def backward(mask):
         return lambda: torch.ops.aten.convolution_backward(grad, x, weight, None, stride, padding, (1, 1), False,
                                                            (0, 0), groups, mask)
 
-    a, b = torch.randn(rows, depth, dtype=dtype), torch.randn(depth, out, dtype=dtype)
-    times = [milliseconds(lambda: F.conv2d(x, weight, None, stride, padding, 1, groups)),
-             milliseconds(backward([True, False, False])), milliseconds(backward([False, True, False])),
-             milliseconds(lambda: a @ b)]
-    return tuple(gflop / t * 1000 for t in times)
+    return [milliseconds(lambda: F.conv2d(x, weight, None, stride, padding, 1, groups)),
+            milliseconds(backward([True, False, False])), milliseconds(backward([False, True, False]))], gflop
+
+
+def gemm_ms(shape, dtype: torch.dtype) -> float:
+    """Milliseconds of the matrix product with the convolution's size (its im2col form)."""
+    (n, c, h, w), out, kernel, stride, padding, groups = shape
+    rows = n * ((h + 2 * padding[0] - kernel[0]) // stride[0] + 1) * ((w + 2 * padding[1] - kernel[1]) // stride[1] + 1)
+    a, b = torch.randn(rows, c // groups * kernel[0] * kernel[1], dtype=dtype), torch.randn(
+        c // groups * kernel[0] * kernel[1], out, dtype=dtype)
+    return milliseconds(lambda: a @ b)
 
 
 def main() -> None:
@@ -135,13 +141,18 @@ def main() -> None:
     rows = []
     for shape, count in conv_shapes(args.model, args.batch_size).items():
         (_, c, h, w), out = shape[0], shape[1]
-        fp32 = kernel_speeds(shape, torch.float32)
-        bf16 = kernel_speeds(shape, torch.bfloat16)
-        rows.append([f"{c}->{out} at {h}x{w}", count, *(f"{v:,.0f}" for v in fp32), *(f"{v:,.0f}" for v in bf16)])
-    print("\nConvolution kernels alone (channels_last), GFLOP/s; GEMM: a matrix product of the same size\n")
+        row = [f"{c}->{out} at {h}x{w}", count]
+        for dtype in (torch.float32, torch.bfloat16):
+            channels_last, gflop = kernel_times(shape, dtype, torch.channels_last)
+            contiguous, _ = kernel_times(shape, dtype, torch.contiguous_format)
+            row += [f"{gflop / ms * 1000:,.0f}" for ms in (*channels_last, gemm_ms(shape, dtype))]
+            row.append(f"{sum(contiguous) / sum(channels_last):.2f}")
+        rows.append(row)
+    print("\nConvolution kernels alone, GFLOP/s in channels_last; GEMM: a matrix product of the same size; "
+          "contiguous / channels_last: time of forward and both gradients in the contiguous format, relative\n")
     print(table(["convolution", "times", "fp32 forward", "fp32 grad input", "fp32 grad weight", "fp32 GEMM",
-                 "bf16 forward", "bf16 grad input", "bf16 grad weight", "bf16 GEMM"], rows))
-
+                 "fp32 contiguous / channels_last", "bf16 forward", "bf16 grad input", "bf16 grad weight",
+                 "bf16 GEMM", "bf16 contiguous / channels_last"], rows))
 
 if __name__ == "__main__":
     main()
