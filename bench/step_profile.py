@@ -68,7 +68,7 @@ def profile_step(model_name: str, trainer_name: str | None, batch: int, steps: i
 
 
 def conv_shapes(model_name: str, batch: int) -> Counter:
-    """(input shape, out channels, kernel, stride, padding) of every Conv2d call, counted."""
+    """(input shape, out channels, kernel, stride, padding, groups) of every Conv2d call, counted."""
     model = create_model(model_name, num_classes=10, input_size=32)
     shapes: Counter = Counter()
 
