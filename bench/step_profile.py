@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
-from common import machine, table
+from common import lab_train_epoch, machine, table
 
 import zoo
 from zoo.models import create_model
@@ -38,12 +38,8 @@ def profile_step(model_name: str, trainer_name: str | None, batch: int, steps: i
     model = create_model(model_name, num_classes=10, input_size=32)
     x, y = torch.randn(batch, 3, 32, 32), torch.randint(0, 10, (batch,))
     if trainer_name is None:
-        def step():
-            optimizer.zero_grad()
-            loss = F.cross_entropy(model(x), y)
-            loss.backward()
-            optimizer.step()
-            loss.item()
+        def step():  # one batch through the benchmarks' one definition of the lab loop
+            lab_train_epoch(model, [(x, y)], optimizer, "cpu")
     else:
         trainer = zoo.default_registry().get("trainer", trainer_name).load()(device="cpu")
         model = prepare_model(trainer, model, tuple(x.shape[1:]))

@@ -77,9 +77,10 @@ def main() -> None:
                      *(f"{other:,.0f}" for other in others)])
         print(f"{name}: done", flush=True)
     cpu = args.device == "cpu"
-    amp_format = "channels_last, maps under 8x8 contiguous" if cpu else "channels_last"  # the trainers' defaults
-    headers = ["model", "lab loop fp32 (img/s)", f"zoo train fp32 ({amp_format if cpu else 'contiguous'})",
-               f"zoo train --amp ({amp_format})"]
+    # The trainers' default memory formats: on CPUs both alike, on CUDA channels_last for amp only.
+    fp32_format, amp_format = (("channels_last, maps under 8x8 contiguous",) * 2 if cpu
+                               else ("contiguous", "channels_last"))
+    headers = ["model", "lab loop fp32 (img/s)", f"zoo train fp32 ({fp32_format})", f"zoo train --amp ({amp_format})"]
     if args.formats:
         headers += [f"zoo fp32 ({'contiguous' if cpu else 'channels_last'})", "zoo amp (contiguous)"]
     if args.compile:
