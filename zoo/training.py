@@ -80,11 +80,11 @@ def prepare_model(trainer: BaseTrainer, model: torch.nn.Module, input_shape: tup
     model = trainer.prepare(model)
     below = getattr(trainer, "contiguous_below", 0)
     if below:
-        keep_small_maps_contiguous(model, input_shape, below)
+        _keep_small_maps_contiguous(model, input_shape, below)
     return model
 
 
-def keep_small_maps_contiguous(model: torch.nn.Module, input_shape: tuple[int, ...], below: int) -> None:
+def _keep_small_maps_contiguous(model: torch.nn.Module, input_shape: tuple[int, ...], below: int) -> None:
     """Convolutions whose input is under ``below`` pixels on a side get a contiguous weight and their
     input made contiguous; the others keep channels_last. Found with one image through the model."""
     small: list[torch.nn.Module] = []
