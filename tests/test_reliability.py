@@ -88,6 +88,11 @@ ERRORS = [
     (["train", "vgg_bn", "--sched", "cosine=3"], "schedule 'cosine' takes no value"),
     (["train", "vgg_bn", "--set", "width"], "bad --set 'width': expected key=value"),
     (["train", "vgg_bn", "--set", "depth=3"], "architecture 'vgg_bn' has no option 'depth'"),
+    # option names are checked before any data is read: here, none could be
+    (["train", "vgg_bn", "--set", "depth=3", "--data-dir", "{root}/empty", "--no-download"],
+     "architecture 'vgg_bn' has no option 'depth'"),
+    (["train", "se-vgg_bn", "--set", "se.redution=4", "--data-dir", "{root}/empty", "--no-download"],
+     "wrapper 'se' has no option 'redution'"),
     (["train", "vgg_bn", "--lr", "-1"], "learning rate must be positive, got -1.0"),
     (["train", "vgg_bn", "--epochs", "0"], "epochs must be a whole number >= 1, got 0"),
     (["train", "vgg_bn", "--set", "width=0"], "width, num_classes and in_chans must be positive"),

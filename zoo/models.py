@@ -34,6 +34,12 @@ def check_options(spec: Spec, factory: Callable[..., Any], options: dict[str, An
         raise UserError(f"{spec.word} {spec.name!r} has no option {', '.join(map(repr, unknown))} (it takes: {takes})")
 
 
+def check_model(name: str, registry: Registry | None = None, **kwargs: Any) -> None:
+    """Refuse an unknown model ``name`` or option names its factories do not take, without building
+    anything (the values are checked when the model is built)."""
+    _plan(name, registry or default_registry(), kwargs)
+
+
 def create_model(name: str, registry: Registry | None = None, **kwargs: Any):
     """Build model ``name`` with architecture options ``kwargs`` (``None`` values are dropped).
 
@@ -41,17 +47,7 @@ def create_model(name: str, registry: Registry | None = None, **kwargs: Any):
     se={"placement": "stage"})``. The model remembers how it was built in ``model.zoo_config``,
     which is what weights files store.
     """
-    registry = registry or default_registry()
-    wrappers, arch = registry.resolve_model(name)
-    options = {k: v for k, v in kwargs.items() if v is not None}
-    wrapper_options = {w.name: options.pop(w.name, None) or {} for w in wrappers}
-    for key, value in wrapper_options.items():
-        if not isinstance(value, dict):
-            raise UserError(f"options of wrapper {key!r} must be a dict, got {value!r}")
-
-    arch_factory = arch.load()
-    standard = {k: options[k] for k in STANDARD_OPTIONS if k in options}
-    check_options(arch, arch_factory, {k: v for k, v in options.items() if k not in standard})
+    wrappers, arch, arch_factory, options, wrapper_options = _plan(name, registry or default_registry(), kwargs)
 
     def build_arch(**extra: Any):
         clash = set(extra) & set(options)
@@ -64,10 +60,7 @@ def create_model(name: str, registry: Registry | None = None, **kwargs: Any):
 
     build: Callable[..., Any] = build_arch
     for wrapper in reversed(wrappers):  # innermost first
-        factory = wrapper.load()
-        opts = wrapper_options[wrapper.name]
-        check_options(wrapper, factory, opts, skip=2)
-        build = _bind(factory, build, arch, opts)
+        build = _bind(wrapper.load(), build, arch, wrapper_options[wrapper.name])
     model = build()
     model.zoo_config = {
         "model": name,
@@ -76,6 +69,22 @@ def create_model(name: str, registry: Registry | None = None, **kwargs: Any):
         "options": json.loads(json.dumps({**options, **{k: v for k, v in wrapper_options.items() if v}}, default=repr)),
     }
     return model
+
+
+def _plan(name: str, registry: Registry, kwargs: dict[str, Any]):
+    """The wrappers and architecture ``name`` stands for, its factory, and the options split between
+    them, every option name checked against the factory that takes it."""
+    wrappers, arch = registry.resolve_model(name)
+    options = {k: v for k, v in kwargs.items() if v is not None}
+    wrapper_options = {w.name: options.pop(w.name, None) or {} for w in wrappers}
+    for key, value in wrapper_options.items():
+        if not isinstance(value, dict):
+            raise UserError(f"options of wrapper {key!r} must be a dict, got {value!r}")
+    arch_factory = arch.load()
+    check_options(arch, arch_factory, {k: v for k, v in options.items() if k not in STANDARD_OPTIONS})
+    for wrapper in wrappers:
+        check_options(wrapper, wrapper.load(), wrapper_options[wrapper.name], skip=2)
+    return wrappers, arch, arch_factory, options, wrapper_options
 
 
 def _bind(factory: Callable[..., Any], inner: Callable[..., Any], arch: Architecture, opts: dict[str, Any]):

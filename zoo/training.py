@@ -19,7 +19,7 @@ from . import distributed
 from .data import ImageData, data_root
 from .distributed import World
 from .errors import UserError
-from .models import check_options, create_model
+from .models import check_model, check_options, create_model
 from .options import parse_value
 from .registry import Registry, default_registry
 from .specs import Spec
@@ -251,7 +251,7 @@ class Run:
             raise UserError(f"learning rate must be positive, got {config.lr}")
         if not (config.weight_decay >= 0 and config.warmup >= 0 and 0 <= config.label_smoothing < 1):
             raise UserError("weight decay and warmup must be >= 0, label smoothing in [0, 1)")
-        registry.resolve_model(config.model)
+        check_model(config.model, registry, **config.model_options)
         opt_spec, opt_options = parse_choice(registry, "opt", config.opt)
         sched_spec, sched_options = parse_choice(registry, "sched", config.sched)
         run = cls(
