@@ -141,6 +141,10 @@ def test_cli_list_and_plugins():
     rows = json.loads(result.stdout)
     names = {r["name"] for r in rows}
     assert {"resnet18", "resnet110", "timm/resnet18"} <= names and "vgg16" not in names
+    fields = {r["name"]: r for r in json.loads(run_zoo("list", "--json", "--kind", "data").stdout)}
+    assert (fields["cifar100"]["num_classes"], fields["fashion-mnist"]["channels"]) == (100, 1)
+    vgg16 = json.loads(run_zoo("list", "vgg16", "--json").stdout)[0]
+    assert vgg16["options"] == {"config": "D", "batch_norm": False} and vgg16["family"] == "vgg"
     assert run_zoo("list", "--kind", "model", "se-*").stdout.split()[:3] == ["se-resnet", "se-resnet18", "se-resnet20"]
     plugins = {p["name"]: p for p in json.loads(run_zoo("plugins", "--json").stdout)}
     assert plugins["vgg"]["status"] == "ok" and "vgg16" in plugins["vgg"]["provides"]["arch"]

@@ -65,11 +65,11 @@ def list_command(pattern: str | None, kind: str | None, as_json: bool) -> None:
         else:
             click.echo("\n".join(names))
         return
-    rows = [{"name": s.name, "kind": s.kind, "plugin": s.plugin, "summary": s.summary}
-            for s in registry.list(kind, pattern)]
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
+    specs = registry.list(kind, pattern)
+    if as_json:  # every field a tool may read: a dataset's image shape, an architecture's bound options
+        click.echo(json.dumps([_spec_record(s) for s in specs], indent=2, default=repr))
         return
+    rows = [{"name": s.name, "kind": s.kind, "plugin": s.plugin, "summary": s.summary} for s in specs]
     # Namespaced catalogues (timm/...) would drown the table: without a pattern, one line each.
     collapsed: Counter[str] = Counter()
     if not pattern:
@@ -92,6 +92,15 @@ def list_command(pattern: str | None, kind: str | None, as_json: bool) -> None:
     console.print(table)
     if not pattern and not kind:
         console.print("\nWrappers compose with architectures by name: se-vgg16, se-resnet50.")
+
+
+def _spec_record(spec) -> dict[str, Any]:
+    import dataclasses
+
+    record = {"name": spec.name, "kind": spec.kind, "plugin": spec.plugin, "summary": spec.summary}
+    record.update((f.name, getattr(spec, f.name)) for f in dataclasses.fields(spec)
+                  if f.name not in record and f.name != "factory")
+    return record
 
 
 @cli.command("plugins")

@@ -114,7 +114,7 @@ class Dataset(Spec):
     """``factory(root=..., download=...)`` returns a :class:`zoo.data.ImageData`.
 
     ``input_size``, ``channels`` and ``num_classes`` describe its images for people and tools reading
-    the registry; training always takes them from the loaded data.
+    the registry (``zoo list --json``); training always takes them from the loaded data.
     """
 
     input_size: int = 32
