@@ -105,6 +105,8 @@ ERRORS = [
     (["train", "vgg_bn", "--data", "fashion-mnist", "--data-dir", "{root}/broken/idx"], "is not a valid idx file"),
     (["eval", "{root}/truncated.safetensors"], "is not a zoo weights file or is truncated/corrupt"),
     (["eval", "{root}/missing.safetensors"], "does not exist"),
+    (["eval", "{root}/good.safetensors", "--batch-size", "0"], "batch size must be a whole number >= 1, got 0"),
+    (["eval", "{root}/good.safetensors", "--trainer", "amq"], "unknown trainer 'amq'; did you mean .*amp"),
     (["eval", "{root}/other-classes.safetensors"], "the weights do not fit 'vgg_bn'"),
     (["train", "vgg_bn", "--lr", "0.3", "--resume", "{root}/run"], "cannot resume .* other lr"),
     (["train", "vgg_bn", "--resume", "{root}/nowhere"], "is not a run folder"),

@@ -225,17 +225,21 @@ def test_on_cpus_small_feature_maps_stay_contiguous_unless_channels_last_is_aske
     torch.testing.assert_close(y, chosen[0].train()(x), rtol=1e-4, atol=1e-5)
 
 
-def test_cli_train_eval_predict(cifar_dir, tmp_path):
+@pytest.mark.parametrize("trainer", ["fp32", "amp"])
+def test_cli_train_eval_predict(cifar_dir, tmp_path, trainer):
     weights = tmp_path / "w.safetensors"
     result = run_zoo("train", "vgg_bn", "--data", "cifar10", "--data-dir", str(cifar_dir), "--epochs", "1",
                      "--batch-size", "20", "--set", "layout=8,M,16,M", "--aug", "crop=2", "--aug", "hflip",
-                     "--sched", "multistep=[1]", "--opt", "sgd-momentum", "--out", str(weights), "--json", cwd=tmp_path)
+                     "--sched", "multistep=[1]", "--opt", "sgd-momentum", "--trainer", trainer, "--out", str(weights),
+                     "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["weights"] == str(weights) and weights.exists()
     assert "epoch   1/1" in result.stderr
     report = json.loads(run_zoo("eval", str(weights), "--data-dir", str(cifar_dir), "--json").stdout)
     assert report["accuracy"] == pytest.approx(summary["test_accuracy"]) and len(report["per_class_accuracy"]) == 10
+    # the same precision and memory formats as the run's own evaluation: the same loss, not a close one
+    assert report["loss"] == pytest.approx(summary["test_loss"], rel=1e-6)
     from PIL import Image
 
     Image.new("RGB", (40, 30), (200, 10, 10)).save(tmp_path / "red.png")

@@ -329,35 +329,40 @@ def _launch_torchrun(nproc: int) -> None:
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Where data lives.")
 @click.option("--batch-size", type=int, default=1024, show_default=True)
 @click.option("--device", help="cpu, cuda (default: cuda if available).")
+@click.option("--trainer", help="Whose precision and memory format to evaluate in (default: the trainer that "
+                                "trained the weights, which reproduces the accuracy it reported).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def eval_command(weights: str, data: str | None, data_dir, batch_size: int, device, as_json: bool) -> None:
+def eval_command(weights: str, data: str | None, data_dir, batch_size: int, device, trainer: str | None,
+                 as_json: bool) -> None:
     """Accuracy, loss and per-class accuracy of WEIGHTS on a test set."""
     from .data import data_root
-    from .training import Augmenter, BaseTrainer, evaluate, prepare_model
+    from .training import Augmenter, evaluate, evaluation_trainer, prepare_model
     from .weights import load_model
 
+    if batch_size < 1:
+        raise UserError(f"batch size must be a whole number >= 1, got {batch_size}")
     model = load_model(weights, registry=_registry())
     meta = model.zoo_meta
+    runner = evaluation_trainer(_registry(), meta.get("trainer", {}), trainer, device)
     name = data or meta.get("dataset")
     spec = _registry().get("data", name)
     dataset = spec.load()(root=data_root(data_dir), download=True)
     if dataset.num_classes != meta.get("num_classes") or dataset.channels != meta.get("in_chans"):
         raise UserError(f"{weights} was trained for {meta.get('num_classes')} classes of {meta.get('in_chans')}-channel "
                         f"images; {name} has {dataset.num_classes} classes of {dataset.channels}-channel images")
-    trainer = BaseTrainer(device)
-    model = prepare_model(trainer, model, tuple(dataset.test_images.shape[1:]))
-    data_on_device = dataset.to(trainer.device)
+    model = prepare_model(runner, model, tuple(dataset.test_images.shape[1:]))
+    data_on_device = dataset.to(runner.device)
     augmenter = Augmenter([], False, meta["mean"], meta["std"], dataset.num_classes)
-    result = evaluate(model, trainer, augmenter, data_on_device.test_images, data_on_device.test_labels, batch_size,
+    result = evaluate(model, runner, augmenter, data_on_device.test_images, data_on_device.test_labels, batch_size,
                       dataset.num_classes)
     report = {"weights": weights, "model": meta["model"], "data": name, "test_images": len(dataset.test_images),
-              "accuracy": result["accuracy"], "loss": result["loss"],
+              "precision": runner.precision, "accuracy": result["accuracy"], "loss": result["loss"],
               "per_class_accuracy": dict(zip(dataset.classes, result["per_class_accuracy"]))}
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
-    click.echo(f"{meta['model']} on {name} ({report['test_images']:,} test images): accuracy {result['accuracy']:.2%}, "
-               f"loss {result['loss']:.4f}")
+    click.echo(f"{meta['model']} on {name} ({report['test_images']:,} test images, {runner.precision}): accuracy "
+               f"{result['accuracy']:.2%}, loss {result['loss']:.4f}")
     for cls, acc in report["per_class_accuracy"].items():
         click.echo(f"  {cls:<20} {acc:7.2%}")
 

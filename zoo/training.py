@@ -394,6 +394,21 @@ def train(config: RunConfig, registry: Registry | None = None, run_dir: str | Pa
         distributed.shutdown(world, together)
 
 
+def _portable(trainer_options: dict[str, Any]) -> dict[str, Any]:
+    """The trainer options that also hold on another machine: not the device, not compilation."""
+    return {k: v for k, v in trainer_options.items() if k not in ("device", "compile")}
+
+
+def evaluation_trainer(registry: Registry, recorded: dict[str, Any], name: str | None = None,
+                       device: str | None = None) -> BaseTrainer:
+    """The trainer that trained some weights (``recorded`` is their metadata's ``trainer``), or the
+    trainer ``name``, on ``device``. The same precision and memory formats reproduce the loss and
+    accuracy the run reported."""
+    recorded_name = recorded.get("name", "fp32")
+    options = _portable(recorded.get("options", {})) if name in (None, recorded_name) else {}
+    return _call(registry.get("trainer", name or recorded_name), device=device, **options)
+
+
 def _device_for(world: World, options: dict[str, Any]) -> dict[str, Any]:
     """Each rank of a CUDA run gets its own GPU unless the user named one."""
     if world.distributed and "device" not in options and torch.cuda.is_available():
@@ -512,7 +527,9 @@ def _train(config: RunConfig, run: Run, trainer: BaseTrainer, world: World, loca
                      std=list(data.std), dataset=data.name, in_chans=data.channels, input_size=data.input_size,
                      padded_from=data.padded_from,
                      num_classes=data.num_classes, metrics=final, per_class_accuracy=test["per_class_accuracy"],
-                     parameters=info["parameters"], trainer=trainer.describe(), processes=world.size,
+                     parameters=info["parameters"], processes=world.size,
+                     trainer={"name": run.trainer_spec.name, "options": _portable(config.trainer_options),
+                              **trainer.describe()},
                      run=str(run_dir))
     summary = {"model": config.model, "data": data.name, "epochs": config.epochs, "test_accuracy":
                final["test_accuracy"], "test_loss": final["test_loss"], "seconds": sum(r["seconds"] for r in history),
