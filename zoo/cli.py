@@ -136,6 +136,9 @@ def build_model(name: str, sets: tuple[str, ...], **standard: Any):
     from .options import parse_sets
 
     options = parse_sets(sets)
+    clash = sorted(set(options) & set(standard))
+    if clash:
+        raise UserError(f"set {clash[0]} with --{clash[0].replace('_', '-')}, not --set")
     for key, value in standard.items():
         if value is not None and value <= 0:
             raise UserError(f"{key.replace('_', '-')} must be positive, got {value}")

@@ -6,6 +6,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .errors import UserError
+
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
@@ -39,13 +41,9 @@ def summarize(model: nn.Module, input_size: int, in_chans: int, depth: int = 2) 
     # A container above the deepest level (features, layer1) is shown through its children instead.
     handles += [m.register_forward_hook(record(name)) for name, m in shallow.items()
                 if not (_is_container(m) and name.count(".") < depth - 1)]
-    was_training = model.training
-    model.eval()
     try:
-        with torch.inference_mode():
-            output = model(torch.zeros(1, in_chans, input_size, input_size))
+        output = forward_one(model, (in_chans, input_size, input_size))
     finally:
-        model.train(was_training)
         for handle in handles:
             handle.remove()
     return {
@@ -60,3 +58,21 @@ def summarize(model: nn.Module, input_size: int, in_chans: int, depth: int = 2) 
 
 def _is_container(module: nn.Module) -> bool:
     return isinstance(module, (nn.Sequential, nn.ModuleList, nn.ModuleDict))
+
+
+def forward_one(model: nn.Module, input_shape: tuple[int, ...]) -> torch.Tensor:
+    """One zero image of ``input_shape`` through ``model`` in eval mode, without gradients, on the
+    model's device. A model that cannot take that input (poolings that shrink it below a pixel, an
+    option checked only in the forward pass) is the user's error: one line, not a traceback."""
+    parameter = next(model.parameters(), None)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return model(torch.zeros(1, *input_shape, device=parameter.device if parameter is not None else None))
+    except (RuntimeError, ValueError) as exc:
+        name = getattr(model, "zoo_config", {}).get("model", type(model).__name__)
+        shape = "x".join(map(str, input_shape))
+        raise UserError(f"{name} cannot take {shape} inputs: {str(exc).strip().splitlines()[0]}") from exc
+    finally:
+        model.train(was_training)

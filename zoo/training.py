@@ -19,10 +19,11 @@ from . import distributed
 from .data import ImageData, data_root
 from .distributed import World
 from .errors import UserError
-from .models import check_model, check_options, create_model
+from .models import STANDARD_OPTIONS, check_model, check_options, create_model
 from .options import parse_value
 from .registry import Registry, default_registry
 from .specs import Spec
+from .summary import forward_one
 from .weights import atomic_save, clean_state_dict, read_safetensors, save_weights
 
 
@@ -76,36 +77,31 @@ class BaseTrainer:
 
 
 def prepare_model(trainer: BaseTrainer, model: torch.nn.Module, input_shape: tuple[int, ...]) -> torch.nn.Module:
-    """The trainer's :meth:`~BaseTrainer.prepare`, then small feature maps contiguous where it chose so."""
+    """Check that an image of ``input_shape`` runs through ``model`` (one clear error if not), then the
+    trainer's :meth:`~BaseTrainer.prepare`, then small feature maps contiguous where it chose so."""
+    small = _convs_on_small_maps(model, input_shape, getattr(trainer, "contiguous_below", 0))
     model = trainer.prepare(model)
-    below = getattr(trainer, "contiguous_below", 0)
-    if below:
-        _keep_small_maps_contiguous(model, input_shape, below)
+    for conv in small:
+        conv.weight.data = conv.weight.data.contiguous()
+        conv.register_forward_pre_hook(_contiguous_input)
     return model
 
 
-def _keep_small_maps_contiguous(model: torch.nn.Module, input_shape: tuple[int, ...], below: int) -> None:
-    """Convolutions whose input is under ``below`` pixels on a side get a contiguous weight and their
-    input made contiguous; the others keep channels_last. Found with one image through the model."""
+def _convs_on_small_maps(model: torch.nn.Module, input_shape: tuple[int, ...], below: int) -> list[torch.nn.Module]:
+    """The convolutions whose input is under ``below`` pixels on a side, found with one image."""
     small: list[torch.nn.Module] = []
 
     def find(conv, args):
         if min(args[0].shape[-2:]) < below:
             small.append(conv)
 
-    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
-    hooks = [conv.register_forward_pre_hook(find) for conv in convs]
-    training = model.training
-    weight = next(model.parameters())
-    with torch.no_grad():
-        model.eval()  # no batch statistics from the probe
-        model(torch.zeros(1, *input_shape, device=weight.device).contiguous(memory_format=torch.channels_last))
-    model.train(training)
-    for hook in hooks:
-        hook.remove()
-    for conv in small:
-        conv.weight.data = conv.weight.data.contiguous()
-        conv.register_forward_pre_hook(_contiguous_input)
+    hooks = [m.register_forward_pre_hook(find) for m in model.modules() if isinstance(m, torch.nn.Conv2d)] if below else []
+    try:
+        forward_one(model, input_shape)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return small
 
 
 def _contiguous_input(conv: torch.nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -251,6 +247,9 @@ class Run:
             raise UserError(f"learning rate must be positive, got {config.lr}")
         if not (config.weight_decay >= 0 and config.warmup >= 0 and 0 <= config.label_smoothing < 1):
             raise UserError("weight decay and warmup must be >= 0, label smoothing in [0, 1)")
+        decided = sorted(set(config.model_options) & set(STANDARD_OPTIONS))
+        if decided:
+            raise UserError(f"the data decides {', '.join(decided)} in training; it is not a model option to set")
         check_model(config.model, registry, **config.model_options)
         opt_spec, opt_options = parse_choice(registry, "opt", config.opt)
         sched_spec, sched_options = parse_choice(registry, "sched", config.sched)
