@@ -120,6 +120,9 @@ ERRORS = [
     (["train", "vgg_bn", "--out", "{root}/good.safetensors"], "good.safetensors exists; choose another --out"),
     (["predict", "{root}/good.safetensors", "{root}/notes.txt"], "notes.txt is not an image zoo can read"),
     (["info", "resnet18", "--num-classes", "0"], "num-classes must be positive"),
+    (["train", "vgg_bn", "--device", "gpu"], "unknown device 'gpu'; use cpu, cuda or cuda:N"),
+    (["eval", "{root}/good.safetensors", "--device", "cuda:99"], r"device 'cuda:99' is not usable here \(.*\); use"),
+    (["compare", "--model", "resnet20", "--augs", "nonee", "--dry-run"], "unknown augmentation 'nonee'"),
 ]
 
 

@@ -460,6 +460,10 @@ def compare_command(experiment, models, aug_sets, opts, lrs, scheds, batch_sizes
     runs = spec.runs(quick)
     console = _console(stderr=True)
     if dry_run:
+        from .training import Run
+
+        for _, _, config in runs:  # the names and options, as a real run checks them first
+            Run.resolve(config, _registry())
         for slug, _, config in runs:
             click.echo(f"{slug}: {config.model} on {config.data}, {config.epochs} epochs, {config.opt} lr {config.lr}, "
                        f"{config.sched}, batch {config.batch_size}, augs {'+'.join(config.augs) or 'none'}")

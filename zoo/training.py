@@ -27,6 +27,23 @@ from .summary import forward_one
 from .weights import atomic_save, clean_state_dict, read_safetensors, save_weights
 
 
+def usable_device(name: str | None) -> torch.device:
+    """The device ``name`` (default: cuda if available, else cpu), or one clear error if this machine
+    cannot use it."""
+    if not name:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"unknown device {name!r}; use cpu, cuda or cuda:N") from None
+    try:
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as exc:  # no driver, no such index, a CPU-only build
+        raise UserError(f"device {name!r} is not usable here ({str(exc).strip().splitlines()[0]}); "
+                        "use --device cpu") from exc
+    return device
+
+
 class BaseTrainer:
     """Runs training steps on one device in fp32: the plain trainer, and the base of others.
 
@@ -37,7 +54,7 @@ class BaseTrainer:
     precision = "fp32"
 
     def __init__(self, device: str | None = None, channels_last: bool | None = None, compile: bool = False):
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = usable_device(device)
         self.channels_last = self.default_channels_last() if channels_last is None else bool(channels_last)
         self.compile = bool(compile)
         # Measured on CPUs (docs/benchmarks.md): oneDNN's channels_last convolutions lose to contiguous
