@@ -620,13 +620,6 @@ def _resume_config(config: RunConfig, run_dir: Path) -> tuple[RunConfig, Path, P
 def _save_checkpoint(path: Path, model, optimizer, trainer: BaseTrainer, position: Position,
                      config: RunConfig, history: list[dict[str, Any]]) -> None:
     tensors = {f"model.{k}": v for k, v in clean_state_dict(model).items()}
-    state = optimizer.state_dict()
-    for index, values in state["state"].items():
-        for key, value in values.items():
-            if isinstance(value, torch.Tensor):
-                tensors[f"optimizer.{index}.{key}"] = value.detach().to("cpu").contiguous().clone()
-    scalars = {str(i): {k: v for k, v in values.items() if not isinstance(v, torch.Tensor)}
-               for i, values in state["state"].items()}
     tensors["rng.cpu"] = torch.get_rng_state()
     if trainer.device.type == "cuda":
         tensors["rng.cuda"] = torch.cuda.get_rng_state(trainer.device)
@@ -634,9 +627,42 @@ def _save_checkpoint(path: Path, model, optimizer, trainer: BaseTrainer, positio
         if getattr(position, name) is not None:
             tensors[f"position.{name}"] = getattr(position, name).detach().to("cpu").contiguous()
     document = {"epoch": position.epoch, "step": position.step, "seconds": position.seconds,
-                "param_groups": state["param_groups"], "optimizer_scalars": scalars, "trainer": trainer.state_dict(),
+                "optimizer": _lift_tensors(optimizer.state_dict(), "optimizer", tensors),
+                "trainer": _lift_tensors(trainer.state_dict(), "trainer", tensors),
                 "model": config.model, "history": history, "zoo_version": __version__}
     atomic_save(tensors, path, {"zoo": json.dumps(document)})
+
+
+def _lift_tensors(value: Any, key: str, tensors: dict[str, torch.Tensor]) -> Any:
+    """``value`` as JSON: each tensor inside moves to ``tensors[key...]``, leaving a reference to it,
+    and dtypes and tuples are marked to come back as they were. Optimizers keep all of these anywhere
+    in their state (timm's lamb, adafactorbv, kron)."""
+    if isinstance(value, torch.Tensor):
+        tensors[key] = value.detach().to("cpu").contiguous().clone()
+        return {"__tensor__": key}
+    if isinstance(value, torch.dtype):
+        return {"__dtype__": str(value).removeprefix("torch.")}
+    if isinstance(value, dict):
+        return {str(k): _lift_tensors(v, f"{key}.{k}", tensors) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_lift_tensors(v, f"{key}.{i}", tensors) for i, v in enumerate(value)]
+    if isinstance(value, tuple):  # kron's random.getstate() must come back a tuple
+        return {"__tuple__": _lift_tensors(list(value), key, tensors)}
+    return value
+
+
+def _restore_tensors(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(value, dict):
+        if "__tensor__" in value:
+            return tensors[value["__tensor__"]]
+        if "__dtype__" in value:
+            return getattr(torch, value["__dtype__"])
+        if "__tuple__" in value:
+            return tuple(_restore_tensors(value["__tuple__"], tensors))
+        return {k: _restore_tensors(v, tensors) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_restore_tensors(v, tensors) for v in value]
+    return value
 
 
 def _load_checkpoint(path: Path, model, optimizer, trainer: BaseTrainer) -> tuple[Position, list[dict[str, Any]]]:
@@ -646,15 +672,18 @@ def _load_checkpoint(path: Path, model, optimizer, trainer: BaseTrainer) -> tupl
         _inner(model).load_state_dict(model_state, strict=True)
     except RuntimeError as exc:
         raise UserError(f"{path} holds weights of another model ({str(exc).splitlines()[0]})") from exc
-    optimizer_state: dict[str, Any] = {"state": {}, "param_groups": document["param_groups"]}
-    for index, scalars in document["optimizer_scalars"].items():
-        optimizer_state["state"][int(index)] = dict(scalars)
-    for key, value in tensors.items():
-        if key.startswith("optimizer."):
-            _, index, name = key.split(".", 2)
-            optimizer_state["state"].setdefault(int(index), {})[name] = value  # load_state_dict places it
-    optimizer.load_state_dict(optimizer_state)
-    trainer.load_state_dict(document.get("trainer", {}))
+    optimizer_state = _restore_tensors(document["optimizer"], tensors)
+    optimizer_state["state"] = {int(index): state for index, state in optimizer_state["state"].items()}
+    optimizer.load_state_dict(optimizer_state)  # places each tensor on its parameter's device
+    # ... but not in its memory format: state made with zeros_like(param) was channels_last, and a
+    # reduction over it (lamb's trust ratio) sums in another order in another format
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            state = optimizer.state.get(param, {})
+            for key, value in state.items():
+                if isinstance(value, torch.Tensor) and value.shape == param.shape:
+                    state[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)
+    trainer.load_state_dict(_restore_tensors(document.get("trainer", {}), tensors))
     torch.set_rng_state(tensors["rng.cpu"])
     if "rng.cuda" in tensors and trainer.device.type == "cuda":
         torch.cuda.set_rng_state(tensors["rng.cuda"], trainer.device)
