@@ -27,11 +27,18 @@ def check_options(spec: Spec, factory: Callable[..., Any], options: dict[str, An
         return
     if any(p.kind is p.VAR_KEYWORD for p in params):
         return
-    known = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-    unknown = sorted(set(options) - known)
+    known = {p.name: p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    unknown = sorted(set(options) - set(known))
     if unknown:
         takes = ", ".join(sorted(k for k in known if not k.startswith("attn_"))) or "no options"
         raise UserError(f"{spec.word} {spec.name!r} has no option {', '.join(map(repr, unknown))} (it takes: {takes})")
+    for name, value in options.items():  # a default of a plain type tells what the option takes
+        default = known[name].default
+        if isinstance(default, bool) and not isinstance(value, bool):
+            raise UserError(f"{spec.word} {spec.name!r}: {name} must be true or false, got {value!r}")
+        if isinstance(default, (int, float)) and not isinstance(default, bool) and (
+                isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise UserError(f"{spec.word} {spec.name!r}: {name} must be a number, got {value!r}")
 
 
 def check_model(name: str, registry: Registry | None = None, **kwargs: Any) -> None:

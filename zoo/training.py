@@ -277,12 +277,25 @@ class Run:
             (sched_spec, {**sched_options, **config.sched_options}),
             registry.get("trainer", config.trainer),
         )
-        run.schedule()  # check the schedule's options now, not after the data is loaded
+        # Options are checked now, not after the data is loaded: the optimizer's names and types
+        # (it needs the parameters to be built), the rest by building them.
+        check_options(opt_spec, opt_spec.load(), run.optimizer_options(), skip=1)
+        run.schedule()
+        run.augmentations()
         return run
+
+    def optimizer_options(self) -> dict[str, Any]:
+        return {"lr": self.config.lr, "weight_decay": self.config.weight_decay, **self.opt[1]}
+
+    def optimizer(self, params) -> torch.optim.Optimizer:
+        return _call(self.opt[0], params, **self.optimizer_options())
 
     def schedule(self) -> Callable[[float], float]:
         spec, options = self.sched
         return _call(spec, epochs=self.config.epochs, **options)
+
+    def augmentations(self) -> list[Callable]:
+        return [_call(spec, **options) for spec, options in self.augs]
 
     def load_data(self) -> ImageData:
         root = data_root(self.config.data_dir)
@@ -444,11 +457,9 @@ def _train(config: RunConfig, run: Run, trainer: BaseTrainer, world: World, loca
     model = prepare_model(trainer, model, tuple(data.train_images.shape[1:]))  # before DDP and the optimizer
     if world.distributed:
         model = distributed.wrap(model, trainer.device)
-    opt_spec, opt_options = run.opt
-    optimizer = _call(opt_spec, model.parameters(), lr=config.lr, weight_decay=config.weight_decay, **opt_options)
+    optimizer = run.optimizer(model.parameters())
     schedule = run.schedule()
-    augs = [_call(spec, **options) for spec, options in run.augs]
-    augmenter = Augmenter(augs, any(spec.mixes_labels for spec, _ in run.augs), data.mean, data.std,
+    augmenter = Augmenter(run.augmentations(), any(spec.mixes_labels for spec, _ in run.augs), data.mean, data.std,
                           data.num_classes)
     steps_per_epoch = len(data.train_images) // config.batch_size
     warmup_steps = config.warmup * steps_per_epoch
