@@ -10,6 +10,7 @@ from torch import nn
 import zoo
 from zoo.errors import UserError
 from zoo.summary import count_parameters, summarize
+from zoo.testing import fresh_registry
 
 from conftest import run_zoo
 
@@ -155,6 +156,17 @@ def test_wrapping_is_refused_twice_and_with_bad_options():
         zoo.create_model("se-resnet18", se={"depth": 3})
 
 
+def test_two_wrappers_for_one_attention_slot_are_refused():
+    class Gate:
+        @zoo.hookimpl
+        def wrappers(self):
+            return [zoo.Wrapper("gate", lambda build, arch: build(attn_layer=nn.Identity, attn_site="block"))]
+
+    registry = fresh_registry({"gate": Gate()}, installed=("resnet", "se"))
+    with pytest.raises(UserError, match="wrappers set attn_layer, attn_site of 'resnet20' twice"):
+        zoo.create_model("gate-se-resnet20", registry=registry)
+
+
 def test_wrapped_state_dict_reloads_into_a_rebuilt_model():
     model = zoo.create_model("se-resnet20", se={"reduction": 4})
     rebuilt = zoo.create_model(model.zoo_config["model"], **model.zoo_config["options"])
@@ -175,6 +187,8 @@ def test_shape_follows_input_size_and_can_be_overridden():
 def test_timm_models_take_classes_and_channels():
     model = zoo.create_model("timm/resnet18", num_classes=3, in_chans=1).eval()
     assert model(torch.randn(1, 1, 32, 32)).shape == (1, 3)
+    vit = zoo.create_model("timm/vit_tiny_patch16_224", num_classes=3, input_size=32).eval()  # built for one size
+    assert vit(torch.randn(1, 3, 32, 32)).shape == (1, 3)
     assert len([n for n in zoo.list_models("timm/*")]) > 1000
 
 

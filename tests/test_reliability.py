@@ -106,6 +106,8 @@ ERRORS = [
     (["info", "vgg16", "--input-size", "8"], "vgg16 cannot take 3x8x8 inputs: .*too small"),
     (["info", "timm/resnet18", "--set", "drop_rate=2"], "timm/resnet18 cannot take 3x224x224 inputs: dropout"),
     (["info", "resnet18", "--set", "input_size=16"], "set input_size with --input-size, not --set"),
+    (["info", "timm/vit_tiny_patch16_224", "--input-size", "32", "--set", "img_size=224"],
+     r"timm/vit_tiny_patch16_224 cannot take 3x32x32 inputs: Input height \(32\) doesn't match model \(224\)"),
     (["train", "vgg_bn", "--lr", "-1"], "learning rate must be positive, got -1.0"),
     (["train", "vgg_bn", "--epochs", "0"], "epochs must be a whole number >= 1, got 0"),
     (["train", "vgg_bn", "--set", "width=0"], "width, num_classes and in_chans must be positive"),

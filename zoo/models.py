@@ -57,9 +57,7 @@ def create_model(name: str, registry: Registry | None = None, **kwargs: Any):
     wrappers, arch, arch_factory, options, wrapper_options = _plan(name, registry or default_registry(), kwargs)
 
     def build_arch(**extra: Any):
-        clash = set(extra) & set(options)
-        if clash:
-            raise UserError(f"wrappers set {', '.join(sorted(clash))} of {arch.name!r} twice; apply only one of them")
+        _refuse_twice(set(extra) & set(options), arch)
         try:
             return arch_factory(**options, **extra)
         except (TypeError, ValueError) as exc:
@@ -95,7 +93,16 @@ def _plan(name: str, registry: Registry, kwargs: dict[str, Any]):
 
 
 def _bind(factory: Callable[..., Any], inner: Callable[..., Any], arch: Architecture, opts: dict[str, Any]):
-    def build(**extra: Any):
-        return factory(lambda **more: inner(**extra, **more), arch, **opts)
+    def build(**outer: Any):
+        def build_inner(**mine: Any):
+            _refuse_twice(set(outer) & set(mine), arch)
+            return inner(**outer, **mine)
+
+        return factory(build_inner, arch, **opts)
 
     return build
+
+
+def _refuse_twice(clash: set[str], arch: Architecture) -> None:
+    if clash:
+        raise UserError(f"wrappers set {', '.join(sorted(clash))} of {arch.name!r} twice; apply only one of them")

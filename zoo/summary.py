@@ -70,7 +70,7 @@ def forward_one(model: nn.Module, input_shape: tuple[int, ...]) -> torch.Tensor:
     try:
         with torch.no_grad():
             return model(torch.zeros(1, *input_shape, device=parameter.device if parameter is not None else None))
-    except (RuntimeError, ValueError) as exc:
+    except (AssertionError, RuntimeError, ValueError) as exc:  # timm checks input sizes with assert
         name = getattr(model, "zoo_config", {}).get("model", type(model).__name__)
         shape = "x".join(map(str, input_shape))
         raise UserError(f"{name} cannot take {shape} inputs: {str(exc).strip().splitlines()[0]}") from exc

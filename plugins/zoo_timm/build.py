@@ -10,10 +10,15 @@ def create(model_name: str, num_classes: int = 1000, in_chans: int = 3, input_si
            pretrained: bool = False, **timm_options):
     """``timm.create_model`` without pretrained weights by default (they need a network).
 
-    ``input_size`` is accepted for the zoo's contract; convolutional timm models adapt to any size.
+    Convolutional timm models adapt to any input size; those built for one size (ViT, Swin, Mixer:
+    ``fixed_input_size`` in timm's pretrained config) are built for ``input_size``, as timm's
+    ``img_size`` option would.
     """
+    config = timm.models.get_pretrained_cfg(model_name)
+    if input_size and config is not None and config.fixed_input_size and "img_size" not in timm_options:
+        timm_options["img_size"] = input_size
     try:
         return timm.create_model(model_name, pretrained=pretrained, num_classes=num_classes, in_chans=in_chans,
                                  **timm_options)
-    except (RuntimeError, TypeError, ValueError) as exc:
+    except (AssertionError, RuntimeError, TypeError, ValueError) as exc:  # timm checks shapes with assert
         raise UserError(f"timm cannot build {model_name!r}: {exc}") from exc
