@@ -282,6 +282,11 @@ def test_imagefolder_reads_a_folder_per_class(tmp_path):
     assert len(data.test_images) == 4
     red = data.train_images[data.train_labels == 1]
     assert red[:, 0].float().mean() > 250 and red[:, 2].float().mean() < 5
+    assert data.std[1] == pytest.approx(1 / 255)  # no green at all: normalised to 0, not to NaN
+    (tmp_path / "pics" / "train" / "green").mkdir()
+    with pytest.raises(UserError, match="class folder.* green in .* hold no images"):
+        zoo.default_registry().get("data", "imagefolder").load()(root=tmp_path / "pics")
+    (tmp_path / "pics" / "train" / "green").rmdir()
     (tmp_path / "pics" / "val" / "red" / "broken.png").write_bytes(b"not a png")
     with pytest.raises(UserError, match="broken.png is not a readable image"):
         zoo.default_registry().get("data", "imagefolder").load()(root=tmp_path / "pics")

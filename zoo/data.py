@@ -82,9 +82,10 @@ class ImageData:
 
 
 def channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:
-    """Per-channel mean and standard deviation of uint8 images, scaled to [0, 1]."""
+    """Per-channel mean and standard deviation of uint8 images, scaled to [0, 1]. A constant channel
+    gets the deviation of one grey level, not 0, which would normalise it to NaN."""
     x = images.float().div_(255).transpose(0, 1).reshape(images.shape[1], -1)
-    return x.mean(1).tolist(), x.std(1).tolist()
+    return x.mean(1).tolist(), x.std(1).clamp(min=1 / 255).tolist()
 
 
 def file_md5(path: Path) -> str:

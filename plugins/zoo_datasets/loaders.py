@@ -227,6 +227,9 @@ def image_folder(root: Path, download: bool = False, image_size: int = 32) -> Im
         return torch.from_numpy(array).permute(0, 3, 1, 2).contiguous(), torch.tensor(labels)
 
     train, test = split(root / "train"), split(test_dir)
+    empty = [cls for label, cls in enumerate(classes) if not (train[1] == label).any()]
+    if empty:  # a class the model could never learn, and an output it would never use
+        raise UserError(f"class folder(s) {', '.join(empty)} in {root / 'train'} hold no images; add some or remove them")
     if train[0].shape[1] != test[0].shape[1]:  # one split in colour, the other gray
         train, test = ((t[0].expand(-1, 3, -1, -1).contiguous(), t[1]) for t in (train, test))
     mean, std = channel_stats(train[0])
