@@ -129,6 +129,10 @@ ERRORS = [
     (["train", "vgg_bn", "--out", "{root}/good.safetensors"], "good.safetensors exists; choose another --out"),
     (["predict", "{root}/good.safetensors", "{root}/notes.txt"], "notes.txt is not an image zoo can read"),
     (["info", "resnet18", "--num-classes", "0"], "num-classes must be positive"),
+    (["train", "vgg_bn", "--eval-batch-size", "0"],
+     r"No such option '--eval-batch-size'\. Did you mean '--batch-size'\? \(see .*zoo train --help\)"),
+    (["list", "--kind", "nope"], r"Invalid value for '--kind': 'nope' is not one of 'model', "),
+    (["report", "{root}/nowhere"], r"Invalid value for 'RUNS\.\.\.': Directory .*nowhere' does not exist"),
     (["train", "vgg_bn", "--device", "gpu"], "unknown device 'gpu'; use cpu, cuda or cuda:N"),
     (["eval", "{root}/good.safetensors", "--device", "cuda:99"], r"device 'cuda:99' is not usable here \(.*\); use"),
     (["compare", "--model", "resnet20", "--augs", "nonee", "--dry-run"], "unknown augmentation 'nonee'"),
@@ -153,6 +157,11 @@ def test_user_errors_are_one_line_exit_2_and_change_nothing(workspace, tmp_path,
     assert "Traceback" not in result.stderr
     assert snapshot(workspace) == before and list(tmp_path.iterdir()) == []
     assert not (tmp_path / "pwned").exists()
+
+
+def test_plain_zoo_prints_the_help():
+    result = run_zoo()
+    assert result.returncode == 0 and "Commands:" in result.stdout and result.stdout == run_zoo("--help").stdout
 
 
 def test_debug_shows_the_traceback(tmp_path):

@@ -30,10 +30,12 @@ def _console(stderr: bool = False):
     return Console(stderr=stderr, highlight=False)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, invoke_without_command=True,
+             no_args_is_help=False)
 @click.version_option(__version__, "--version", prog_name="zoo")
 @click.option("--debug", is_flag=True, help=f"Show tracebacks of errors (or set {DEBUG_ENV}=1).")
-def cli(debug: bool) -> None:
+@click.pass_context
+def cli(context: click.Context, debug: bool) -> None:
     """A model zoo and trainer for VGG, ResNet and Squeeze-and-Excitation networks.
 
     \b
@@ -43,6 +45,8 @@ def cli(debug: bool) -> None:
     """
     if debug:
         os.environ[DEBUG_ENV] = "1"
+    if context.invoked_subcommand is None:  # plain `zoo`: the help, as `zoo --help`
+        click.echo(context.get_help())
 
 
 @cli.command("list")
@@ -500,8 +504,10 @@ def main() -> None:
     except click.exceptions.Abort:
         click.echo("zoo: aborted", err=True)
         sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
+    except click.ClickException as exc:  # a bad flag or argument: one line too, with where to look
+        context = getattr(exc, "ctx", None)
+        hint = f" (see {context.command_path} --help)" if context is not None else ""
+        click.echo(f"zoo: error: {exc.format_message()}{hint}", err=True)
         sys.exit(2 if exc.exit_code in (1, 2) else exc.exit_code)
     except UserError as exc:
         if os.environ.get(DEBUG_ENV):
