@@ -42,8 +42,8 @@ def check_options(spec: Spec, factory: Callable[..., Any], options: dict[str, An
 
 
 def check_model(name: str, registry: Registry | None = None, **kwargs: Any) -> None:
-    """Refuse an unknown model ``name`` or option names its factories do not take, without building
-    anything (the values are checked when the model is built)."""
+    """Refuse an unknown model ``name``, or options its factories do not take or of the wrong type,
+    without building anything (the values are checked when the model is built)."""
     _plan(name, registry or default_registry(), kwargs)
 
 
@@ -78,7 +78,7 @@ def create_model(name: str, registry: Registry | None = None, **kwargs: Any):
 
 def _plan(name: str, registry: Registry, kwargs: dict[str, Any]):
     """The wrappers and architecture ``name`` stands for, its factory, and the options split between
-    them, every option name checked against the factory that takes it."""
+    them, every option checked against the signature of the factory that takes it."""
     wrappers, arch = registry.resolve_model(name)
     options = {k: v for k, v in kwargs.items() if v is not None}
     wrapper_options = {w.name: options.pop(w.name, None) or {} for w in wrappers}
