@@ -120,6 +120,7 @@ ERRORS = [
     (["train", "vgg_bn", "--data", "fashion-mnist", "--data-dir", "{root}/broken/idx"], "is not a valid idx file"),
     (["eval", "{root}/truncated.safetensors"], "is not a zoo weights file or is truncated/corrupt"),
     (["eval", "{root}/missing.safetensors"], "does not exist"),
+    (["eval", "{root}/run/checkpoint.safetensors"], "is a run's checkpoint, for zoo train --resume; use the weights"),
     (["eval", "{root}/good.safetensors", "--batch-size", "0"], "batch size must be a whole number >= 1, got 0"),
     (["eval", "{root}/good.safetensors", "--trainer", "amq"], "unknown trainer 'amq'; did you mean .*amp"),
     (["eval", "{root}/other-classes.safetensors"], "the weights do not fit 'vgg_bn'"),

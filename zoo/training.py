@@ -615,7 +615,8 @@ def _resume_config(config: RunConfig, run_dir: Path) -> tuple[RunConfig, Path, P
     try:
         saved = json.loads((run_dir / "config.json").read_text())
     except (OSError, ValueError) as exc:
-        raise UserError(f"cannot resume: {run_dir} is not a run folder (no readable config.json)") from exc
+        raise UserError(f"cannot resume: {run_dir} is not a run folder (no readable config.json); --resume takes "
+                        "a run folder such as runs/<run>") from exc
     weights = Path(saved.pop("weights"))
     saved.pop("zoo_version", None)
     known = set(RunConfig.__dataclass_fields__)

@@ -86,6 +86,9 @@ def load_model(path: str | os.PathLike, registry=None) -> torch.nn.Module:
     from .models import create_model
 
     tensors, document = read_safetensors(Path(path))
+    if "history" in document:  # what a run writes as it goes: model, optimizer and RNG state
+        raise UserError(f"{path} is a run's checkpoint, for zoo train --resume; use the weights file the run "
+                        "writes when it ends")
     model = create_model(document["model"], registry=registry, **document.get("options", {}))
     try:
         model.load_state_dict(tensors, strict=True)
