@@ -341,7 +341,7 @@ def _launch_torchrun(nproc: int) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def eval_command(weights: str, data: str | None, data_dir, batch_size: int, device, trainer: str | None,
                  as_json: bool) -> None:
-    """Accuracy, loss and per-class accuracy of WEIGHTS on a test set."""
+    """Accuracy, loss and per-class accuracy of WEIGHTS on the whole test set (even if training used --limit-test)."""
     from .data import data_root
     from .training import Augmenter, evaluate, evaluation_trainer, prepare_model
     from .weights import load_model
