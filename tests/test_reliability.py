@@ -47,11 +47,15 @@ def workspace(tmp_path_factory):
     (root / "truncated.safetensors").write_bytes(good[: len(good) // 2])
     header_size = int.from_bytes(good[:8], "little")
     header = json.loads(good[8:8 + header_size])
-    document = json.loads(header["__metadata__"]["zoo"])
-    document["options"]["num_classes"] = 5  # weights of another class count
-    header["__metadata__"]["zoo"] = json.dumps(document)
-    raw = json.dumps(header).encode()
-    (root / "other-classes.safetensors").write_bytes(len(raw).to_bytes(8, "little") + raw + good[8 + header_size:])
+
+    def rewrite_metadata(name: str, change) -> None:
+        document = json.loads(header["__metadata__"]["zoo"])
+        change(document)
+        raw = json.dumps({**header, "__metadata__": {"zoo": json.dumps(document)}}).encode()
+        (root / name).write_bytes(len(raw).to_bytes(8, "little") + raw + good[8 + header_size:])
+
+    rewrite_metadata("other-classes.safetensors", lambda d: d["options"].update(num_classes=5))
+    rewrite_metadata("fp16.safetensors", lambda d: d["trainer"].update(name="amp", options={"dtype": "fp16"}))
     (root / "notes.txt").write_text("not an image")
     broken = root / "broken"
     write_cifar10(broken / "truncated")
@@ -120,6 +124,8 @@ ERRORS = [
     (["train", "vgg_bn", "--data", "fashion-mnist", "--data-dir", "{root}/broken/idx"], "is not a valid idx file"),
     (["eval", "{root}/truncated.safetensors"], "is not a zoo weights file or is truncated/corrupt"),
     (["eval", "{root}/missing.safetensors"], "does not exist"),
+    (["eval", "{root}/fp16.safetensors", "--device", "cpu"],
+     r"fp16 autocast is for CUDA; .* \(the weights were trained with amp \{'dtype': 'fp16'\}; evaluate them with --trainer fp32\)"),
     (["eval", "{root}/run/checkpoint.safetensors"], "is a run's checkpoint, for zoo train --resume; use the weights"),
     (["eval", "{root}/good.safetensors", "--batch-size", "0"], "batch size must be a whole number >= 1, got 0"),
     (["eval", "{root}/good.safetensors", "--trainer", "amq"], "unknown trainer 'amq'; did you mean .*amp"),

@@ -435,7 +435,13 @@ def evaluation_trainer(registry: Registry, recorded: dict[str, Any], name: str |
     accuracy the run reported."""
     recorded_name = recorded.get("name", "fp32")
     options = _portable(recorded.get("options", {})) if name in (None, recorded_name) else {}
-    return _call(registry.get("trainer", name or recorded_name), device=device, **options)
+    try:
+        return _call(registry.get("trainer", name or recorded_name), device=device, **options)
+    except UserError as error:  # fp16 weights from a GPU on a CPU, say
+        if name is not None or not options:
+            raise
+        raise UserError(f"{error} (the weights were trained with {recorded_name} {options}; evaluate them with "
+                        "--trainer fp32)") from error
 
 
 def _device_for(world: World, options: dict[str, Any]) -> dict[str, Any]:
