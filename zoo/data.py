@@ -98,11 +98,15 @@ def file_md5(path: Path) -> str:
 
 def download(url: str, dest: Path, md5: str) -> Path:
     """Fetch ``url`` to ``dest`` with a progress bar, check its MD5, and move it in place atomically.
+    A ``dest`` already there with that MD5 (put there by hand, on a machine without a network) is
+    used as it is.
 
     Raises :class:`UserError` when there is no network or the checksum is wrong.
     """
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
+    if dest.is_file() and file_md5(dest) == md5:
+        return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=dest.parent, prefix=f".{dest.name}.", delete=False) as tmp:
         try:

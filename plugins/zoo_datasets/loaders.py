@@ -88,11 +88,14 @@ def read_cifar_batch(path: Path) -> dict:
 def _cifar(name: str, root: Path, download_missing: bool) -> ImageData:
     info = CIFAR[name]
     folder = root / info["folder"]
-    where = (f"put the '{info['folder']}' folder of {Path(info['url']).name} in {root} (or set --data-dir), or "
+    archive = root / Path(info["url"]).name
+    where = (f"put {archive.name} or its '{info['folder']}' folder in {root} (or set --data-dir), or "
              f"train on the embedded sample with --data fashion-mnist-sample")
-    if not folder.is_dir() and download_missing:
+    if not folder.is_dir() and (download_missing or archive.is_file()):
+        if not download_missing and file_md5(archive) != info["md5"]:
+            raise UserError(f"{archive} is corrupt (its MD5 is not {info['md5']}); delete it and download it again")
         try:
-            archive = download(info["url"], root / Path(info["url"]).name, info["md5"])
+            download(info["url"], archive, info["md5"])  # at once when the archive is here already
         except UserError as exc:
             raise UserError(f"{name} is not in {root} and {exc}; {where}") from exc
         with tarfile.open(archive) as tar:
