@@ -227,6 +227,12 @@ def test_on_cpus_small_feature_maps_stay_contiguous_unless_channels_last_is_aske
     torch.testing.assert_close(y, chosen[0].train()(x), rtol=1e-4, atol=1e-5)
 
 
+def test_the_python_api_trains(cifar_dir, tmp_path):
+    summary = zoo.train(zoo.RunConfig(model="vgg_bn", data="cifar10", data_dir=str(cifar_dir), epochs=1, batch_size=20,
+                                      model_options=TINY_VGG), run_dir=tmp_path / "run", weights=tmp_path / "w.safetensors")
+    assert zoo.load_model(summary["weights"]).zoo_meta["metrics"]["test_accuracy"] == summary["test_accuracy"]
+
+
 @pytest.mark.parametrize("trainer", ["fp32", "amp"])
 def test_cli_train_eval_predict(cifar_dir, tmp_path, trainer):
     weights = tmp_path / "w.safetensors"

@@ -20,6 +20,8 @@ _LAZY = {
     "Registry": "zoo.registry",
     "default_registry": "zoo.registry",
     "ImageData": "zoo.data",
+    "RunConfig": "zoo.training",
+    "train": "zoo.training",
 }
 
 __all__ = [
