@@ -143,6 +143,9 @@ ERRORS = [
     (["train", "vgg_bn", "--device", "gpu"], "unknown device 'gpu'; use cpu, cuda or cuda:N"),
     (["eval", "{root}/good.safetensors", "--device", "cuda:99"], r"device 'cuda:99' is not usable here \(.*\); use"),
     (["compare", "--model", "resnet20", "--augs", "nonee", "--dry-run"], "unknown augmentation 'nonee'"),
+    (["compare"], "nothing to compare: give an experiment file"),
+    (["compare", "--model", "resnet20", "--lr", "0.1", "--lr", "0.1", "--dry-run"],
+     "runs resnet20-0.1 and resnet20-0.1_ would be the same run; a value is given twice"),
 ]
 
 
@@ -164,6 +167,14 @@ def test_user_errors_are_one_line_exit_2_and_change_nothing(workspace, tmp_path,
     assert "Traceback" not in result.stderr
     assert snapshot(workspace) == before and list(tmp_path.iterdir()) == []
     assert not (tmp_path / "pwned").exists()
+
+
+def test_a_comparison_whose_first_run_fails_leaves_nothing_behind(tmp_path):
+    result = run_zoo("compare", "--model", "vgg_bn", "--data", "imagefolder", "--data-dir", str(tmp_path / "none"),
+                     "--out", str(tmp_path / "cmp" / "here"), cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1].startswith("zoo: error: imagefolder needs")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_plain_zoo_prints_the_help():

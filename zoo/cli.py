@@ -134,6 +134,12 @@ def set_option(function):
                              "a wrapper option (se.reduction=8). Repeatable.")(function)
 
 
+def data_dir_option(function):
+    return click.option("--data-dir", type=click.Path(file_okay=False),
+                        help="Where data lives (default $ZOO_DATA_DIR or ~/.cache/zoo/data; for imagefolder, "
+                             "the folder itself).")(function)
+
+
 def build_model(name: str, sets: tuple[str, ...], **standard: Any):
     """The model ``name`` with ``--set`` options and the standard ones that are not None."""
     from .models import create_model
@@ -189,8 +195,7 @@ def info_command(model: str, num_classes: int | None, in_chans: int, input_size:
 @cli.command("train")
 @click.argument("model")
 @click.option("--data", default="cifar10", show_default=True, help="Dataset (zoo list --kind data).")
-@click.option("--data-dir", type=click.Path(file_okay=False), help="Where data lives (default $ZOO_DATA_DIR or "
-              "~/.cache/zoo/data; for imagefolder, the folder itself).")
+@data_dir_option
 @click.option("--aug", "augs", multiple=True, metavar="NAME[=VALUE]",
               help="Augmentation, in order; repeatable (default: crop=4 then hflip; 'none' for none).")
 @click.option("--opt", default="sgd-nesterov", show_default=True, metavar="NAME[=VALUE]", help="Optimizer.")
@@ -333,7 +338,7 @@ def _launch_torchrun(nproc: int) -> None:
 @cli.command("eval")
 @click.argument("weights", type=click.Path())
 @click.option("--data", help="Dataset (default: the one the weights were trained on).")
-@click.option("--data-dir", type=click.Path(file_okay=False), help="Where data lives.")
+@data_dir_option
 @click.option("--batch-size", type=int, default=1024, show_default=True)
 @click.option("--device", help="cpu, cuda (default: cuda if available).")
 @click.option("--trainer", help="Whose precision and memory format to evaluate in (default: the trainer that "
@@ -431,13 +436,14 @@ def predict_command(weights: str, images: tuple[str, ...], top_k: int, as_json: 
 @click.option("--sched", "scheds", multiple=True, help="A schedule; repeatable.")
 @click.option("--batch-size", "batch_sizes", multiple=True, type=int, help="A batch size; repeatable.")
 @click.option("--data", help="Dataset of every run.")
+@data_dir_option
 @click.option("--epochs", type=int, help="Epochs of every run.")
 @click.option("--amp", is_flag=True, help="Mixed precision for every run.")
 @click.option("--quick", is_flag=True, help="The experiment's scale-down: few epochs, a data subset.")
 @click.option("--out", type=click.Path(file_okay=False), help="Output folder (default comparisons/<name>).")
 @click.option("--dry-run", is_flag=True, help="List the runs and stop.")
-def compare_command(experiment, models, aug_sets, opts, lrs, scheds, batch_sizes, data, epochs, amp, quick, out,
-                    dry_run) -> None:
+def compare_command(experiment, models, aug_sets, opts, lrs, scheds, batch_sizes, data, data_dir, epochs, amp, quick,
+                    out, dry_run) -> None:
     """Train a grid of runs one after another and compare them in a table and plots.
 
     EXPERIMENT is a TOML file (see experiments/); options add axes to its grid or make one. Runs
@@ -458,7 +464,10 @@ def compare_command(experiment, models, aug_sets, opts, lrs, scheds, batch_sizes
                          ("batch_size", list(batch_sizes))):
         if values:
             spec.axes[axis] = values
-    for key, value in (("data", data), ("epochs", epochs), ("trainer", "amp" if amp else None)):
+    if not spec.axes and not experiment:
+        raise UserError("nothing to compare: give an experiment file (see experiments/) or values to compare, "
+                        "e.g. --model vgg16_bn --model resnet18")
+    for key, value in (("data", data), ("data_dir", data_dir), ("epochs", epochs), ("trainer", "amp" if amp else None)):
         if value is not None:
             spec.base[key] = value
     runs = spec.runs(quick)

@@ -8,7 +8,7 @@ import itertools
 import json
 import re
 import sys
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -68,7 +68,7 @@ class Experiment:
             if not isinstance(variants, list) or not variants:
                 raise UserError(f"grid axis {axis!r} must be a non-empty list")
             axes.append([(axis, *_variant(axis, v)) for v in variants])
-        result, seen = [], set()
+        result, seen, configs = [], set(), {}
         for combination in itertools.product(*axes) if axes else [()]:
             options = dict(base)
             labels = {}
@@ -85,6 +85,10 @@ class Experiment:
             while slug in seen:
                 slug += "_"
             seen.add(slug)
+            same = configs.setdefault(json.dumps(asdict(config), sort_keys=True), slug)
+            if same != slug:
+                raise UserError(f"experiment {self.name!r}: runs {same} and {slug} would be the same run; "
+                                "a value is given twice")
             result.append((slug, labels, config))
         return result
 
@@ -129,7 +133,6 @@ def run_experiment(experiment: Experiment, out: Path, quick: bool = False, regis
     runs = experiment.runs(quick)
     for _, _, config in runs:  # every name and option checked before the first run starts
         Run.resolve(config, registry)
-    out.mkdir(parents=True, exist_ok=True)
     run_dirs = []
     for slug, labels, config in runs:
         run_dir, weights = out / "runs" / slug, out / "weights" / f"{slug}.safetensors"

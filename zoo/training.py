@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import signal
 import time
 from dataclasses import asdict, dataclass, field
@@ -607,12 +608,19 @@ def _paths(config: RunConfig, run_dir, weights, overwrite: bool) -> tuple[Path, 
         for path, option in ((weights, "--out"), (run_dir, "--run-dir")):
             if path.exists():
                 raise UserError(f"{path} exists; choose another {option} or pass --overwrite")
-    for folder in (weights.parent, run_dir.parent):
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UserError(f"cannot write to {folder}: {exc.strerror}") from exc
+    for folder in (weights.parent, run_dir.parent):  # checked now, made when the run writes there
+        _check_writable(folder)
     return run_dir, weights
+
+
+def _check_writable(folder: Path) -> None:
+    """Whether ``folder`` could be made and written to, without making it: a user error that stops the
+    run must leave nothing behind."""
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        raise UserError(f"cannot write to {folder}: {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write to {folder}: permission denied")
 
 
 def _resume_config(config: RunConfig, run_dir: Path) -> tuple[RunConfig, Path, Path]:
