@@ -96,6 +96,8 @@ ERRORS = [
      "optimizer 'sgd-nesterov': momentum must be a number, got 'abc'"),
     (["train", "vgg_bn", "--opt-set", "momentun=0.5", "--data-dir", "{root}/empty", "--no-download"],
      "optimizer 'sgd-nesterov' has no option 'momentun'"),
+    (["train", "vgg_bn", "--opt", "adam", "--opt-set", "betas=[0.9]", "--data-dir", "{root}/empty", "--no-download"],
+     r"betas must be two numbers in \[0, 1\), e.g. betas=\[0.9,0.999\]; got \[0.9\]"),
     (["train", "resnet20", "--set", "zero_init_residual=1"], "zero_init_residual must be true or false, got 1"),
     (["train", "vgg_bn", "--aug", "hflip=2", "--data-dir", "{root}/empty", "--no-download"], "out of range"),
     (["train", "vgg_bn", "--set", "depth=3"], "architecture 'vgg_bn' has no option 'depth'"),

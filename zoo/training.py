@@ -278,18 +278,16 @@ class Run:
             (sched_spec, {**sched_options, **config.sched_options}),
             registry.get("trainer", config.trainer),
         )
-        # Options are checked now, not after the data is loaded: the optimizer's names and types
-        # (it needs the parameters to be built), the rest by building them.
-        check_options(opt_spec, opt_spec.load(), run.optimizer_options(), skip=1)
+        # Options are checked now, not after the data is loaded, by building what takes them (the
+        # optimizer on a stand-in parameter).
+        run.optimizer([torch.zeros(1, requires_grad=True)])
         run.schedule()
         run.augmentations()
         return run
 
-    def optimizer_options(self) -> dict[str, Any]:
-        return {"lr": self.config.lr, "weight_decay": self.config.weight_decay, **self.opt[1]}
-
     def optimizer(self, params) -> torch.optim.Optimizer:
-        return _call(self.opt[0], params, **self.optimizer_options())
+        spec, options = self.opt
+        return _call(spec, params, lr=self.config.lr, weight_decay=self.config.weight_decay, **options)
 
     def schedule(self) -> Callable[[float], float]:
         spec, options = self.sched

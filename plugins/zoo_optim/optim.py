@@ -13,6 +13,13 @@ def _check(lr: float, weight_decay: float) -> None:
         raise UserError(f"weight decay must be >= 0, got {weight_decay}")
 
 
+def _betas(betas) -> tuple[float, float]:
+    if not (isinstance(betas, (list, tuple)) and len(betas) == 2
+            and all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in betas)):
+        raise UserError(f"betas must be two numbers in [0, 1), e.g. betas=[0.9,0.999]; got {betas!r}")
+    return float(betas[0]), float(betas[1])
+
+
 def sgd(params, lr: float, weight_decay: float = 0.0, momentum: float = 0.0, nesterov: bool = False,
         dampening: float = 0.0):
     _check(lr, weight_decay)
@@ -24,12 +31,12 @@ def sgd(params, lr: float, weight_decay: float = 0.0, momentum: float = 0.0, nes
 
 def adam(params, lr: float, weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
     _check(lr, weight_decay)
-    return torch.optim.Adam(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
+    return torch.optim.Adam(params, lr=lr, betas=_betas(betas), eps=eps, weight_decay=weight_decay)
 
 
 def adamw(params, lr: float, weight_decay: float = 0.01, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
     _check(lr, weight_decay)
-    return torch.optim.AdamW(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
+    return torch.optim.AdamW(params, lr=lr, betas=_betas(betas), eps=eps, weight_decay=weight_decay)
 
 
 def rmsprop(params, lr: float, weight_decay: float = 0.0, alpha: float = 0.99, momentum: float = 0.0,
