@@ -7,6 +7,7 @@ import math
 import os
 import signal
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -279,8 +280,10 @@ class Run:
             registry.get("trainer", config.trainer),
         )
         # Options are checked now, not after the data is loaded, by building what takes them (the
-        # optimizer on a stand-in parameter).
-        run.optimizer([torch.zeros(1, requires_grad=True)])
+        # optimizer on a stand-in parameter, quietly: its warnings come with the real one).
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            run.optimizer([torch.zeros(1, requires_grad=True)])
         run.schedule()
         run.augmentations()
         return run
