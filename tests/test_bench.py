@@ -71,8 +71,10 @@ def test_the_gpu_script_commands_run_here_on_the_cpu():
     for row in throughput[1:]:
         lab, fp32, amp = (number(cell) for cell in row[1:4])
         assert all(value > 0 for value in (lab, fp32, amp, number(row[4]), number(row[5])))
-        for cell, value in ((row[2], fp32), (row[3], amp)):  # the ratio of the shown, rounded numbers
-            assert float(cell.split("(")[1].rstrip("x)")) == pytest.approx(value / lab, abs=0.02)
+        for cell, value in ((row[2], fp32), (row[3], amp)):
+            # the ratio of the unrounded numbers, shown to two decimals: within what rounding allows
+            ratio = float(cell.split("(")[1].rstrip("x)"))
+            assert (value - 0.5) / (lab + 0.5) - 0.005 <= ratio <= (value + 0.5) / (lab - 0.5) + 0.005
 
     [augment] = tables["augment.py"]
     assert [row[0] for row in augment[1:]] == ["zoo batched, on the device",
