@@ -455,7 +455,7 @@ def compare_command(experiment, models, aug_sets, opts, lrs, scheds, batch_sizes
     """
     from pathlib import Path
 
-    from .experiments import Experiment, run_experiment
+    from .experiments import Experiment, checked_runs, run_experiment
     from .reporting import RichReporter
 
     spec = Experiment.from_toml(Path(experiment)) if experiment else Experiment("comparison")
@@ -470,19 +470,14 @@ def compare_command(experiment, models, aug_sets, opts, lrs, scheds, batch_sizes
     for key, value in (("data", data), ("data_dir", data_dir), ("epochs", epochs), ("trainer", "amp" if amp else None)):
         if value is not None:
             spec.base[key] = value
-    runs = spec.runs(quick)
     console = _console(stderr=True)
     if dry_run:
-        from .training import Run
-
-        for _, _, config in runs:  # the names and options, as a real run checks them first
-            Run.resolve(config, _registry())
-        for slug, _, config in runs:
+        for slug, _, config in checked_runs(spec, quick, _registry()):
             click.echo(f"{slug}: {config.model} on {config.data}, {config.epochs} epochs, {config.opt} lr {config.lr}, "
                        f"{config.sched}, batch {config.batch_size}, augs {'+'.join(config.augs) or 'none'}")
         return
     folder = Path(out) if out else Path("comparisons") / (spec.name + ("-quick" if quick else ""))
-    console.print(f"{len(runs)} runs -> {folder}")
+    console.print(f"{len(spec.runs(quick))} runs -> {folder}")
     rows = run_experiment(spec, folder, quick, registry=_registry(), reporter_factory=lambda slug: RichReporter(),
                           on_skip=lambda slug: console.print(f"{slug}: finished before, skipped"))
     from .experiments import markdown_table

@@ -121,6 +121,16 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.+=-]+", "_", text).strip("_")[:120] or "run"
 
 
+def checked_runs(experiment: Experiment, quick: bool = False, registry=None) -> list[tuple[str, dict[str, str], RunConfig]]:
+    """The experiment's runs, every name and option of each checked, as before the first run starts."""
+    from .training import Run
+
+    runs = experiment.runs(quick)
+    for _, _, config in runs:
+        Run.resolve(config, registry)
+    return runs
+
+
 def run_experiment(experiment: Experiment, out: Path, quick: bool = False, registry=None,
                    reporter_factory: Callable[[str], Any] | None = None,
                    on_skip: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
@@ -128,11 +138,9 @@ def run_experiment(experiment: Experiment, out: Path, quick: bool = False, regis
 
     A run is finished when its weights file exists; one with a run folder but no weights is resumed.
     """
-    from .training import Run, train
+    from .training import train
 
-    runs = experiment.runs(quick)
-    for _, _, config in runs:  # every name and option checked before the first run starts
-        Run.resolve(config, registry)
+    runs = checked_runs(experiment, quick, registry)
     run_dirs = []
     for slug, labels, config in runs:
         run_dir, weights = out / "runs" / slug, out / "weights" / f"{slug}.safetensors"
