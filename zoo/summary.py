@@ -1,4 +1,5 @@
-"""What ``zoo info`` reports: parameters, multiply-adds, output shape and a layer table."""
+"""What ``zoo info`` reports (parameters, multiply-adds, output shape, a layer table), and the one-image
+probe (``forward_one``) with which training and evaluation check that a model takes its input."""
 from __future__ import annotations
 
 from typing import Any
