@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import http.server
+import json
 import os
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -79,3 +82,58 @@ class StopAtEpoch(SilentReporter):
     def epoch_start(self, epoch, steps):
         if epoch == self.epoch:
             raise KeyboardInterrupt
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):
+        pass
+
+
+@pytest.fixture
+def server(tmp_path, monkeypatch):
+    """A folder, and the URL under which an HTTP server on localhost serves it. ``server.requests``
+    lists every path asked for, so a test can prove that nothing was fetched."""
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    folder = tmp_path / "served"
+    folder.mkdir()
+    requests: list[str] = []
+
+    class Handler(QuietHandler):
+        def __init__(self, *args):
+            super().__init__(*args, directory=str(folder))
+
+        def send_head(self):
+            requests.append(self.path)
+            return super().send_head()
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield ServedFolder(folder, f"http://127.0.0.1:{httpd.server_port}/", requests)
+    httpd.shutdown()
+    httpd.server_close()
+
+
+class ServedFolder(tuple):
+    """(folder, url), unpackable as before, with the requests the server saw."""
+
+    def __new__(cls, folder: Path, url: str, requests: list[str]):
+        served = super().__new__(cls, (folder, url))
+        served.folder, served.url, served.requests = folder, url, requests
+        return served
+
+
+def rewrite_metadata(source: Path, target: Path, change=None, raw: str | None = None) -> Path:
+    """A copy of the safetensors file ``source`` whose zoo metadata is ``change(document)`` (or the
+    text ``raw``), tensors untouched: what an attacker hands to zoo."""
+    data = source.read_bytes()
+    size = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + size])
+    if raw is None:
+        document = json.loads(header["__metadata__"]["zoo"])
+        result = change(document)
+        raw = json.dumps(document if result is None else result)
+    header["__metadata__"] = {"zoo": raw}
+    encoded = json.dumps(header).encode()
+    encoded += b" " * (-len(encoded) % 8)
+    target.write_bytes(len(encoded).to_bytes(8, "little") + encoded + data[8 + size:])
+    return target

@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import hashlib
-import http.server
 import shutil
 import tarfile
-import threading
 
 import pytest
 
@@ -14,25 +12,6 @@ from zoo.data import download, file_md5
 from zoo.errors import UserError
 
 from conftest import write_cifar10
-
-
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format, *args):
-        pass
-
-
-@pytest.fixture
-def server(tmp_path, monkeypatch):
-    """A folder, and the URL under which an HTTP server on localhost serves it."""
-    monkeypatch.setenv("no_proxy", "127.0.0.1")
-    folder = tmp_path / "served"
-    folder.mkdir()
-    httpd = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), lambda *args: QuietHandler(*args, directory=str(folder)))
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield folder, f"http://127.0.0.1:{httpd.server_port}/"
-    httpd.shutdown()
-    httpd.server_close()
 
 
 def test_download_checks_the_md5_and_leaves_no_partial_file(server, tmp_path):

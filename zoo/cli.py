@@ -349,12 +349,13 @@ def eval_command(weights: str, data: str | None, data_dir, batch_size: int, devi
     """Accuracy, loss and per-class accuracy of WEIGHTS on the whole test set (even if training used --limit-test)."""
     from .data import data_root
     from .training import Augmenter, evaluate, evaluation_trainer, prepare_model
-    from .weights import load_model
+    from .weights import load_model, require_fields
 
     if batch_size < 1:
         raise UserError(f"batch size must be a whole number >= 1, got {batch_size}")
     model = load_model(weights, registry=_registry())
     meta = model.zoo_meta
+    require_fields(meta, weights, "num_classes", "in_chans", "mean", "std", *(() if data else ("dataset",)))
     runner = evaluation_trainer(_registry(), meta.get("trainer", {}), trainer, device)
     name = data or meta.get("dataset")
     spec = _registry().get("data", name)
@@ -391,10 +392,11 @@ def predict_command(weights: str, images: tuple[str, ...], top_k: int, as_json: 
     from PIL import Image, UnidentifiedImageError
 
     from .training import Augmenter
-    from .weights import load_model
+    from .weights import load_model, require_fields
 
     model = load_model(weights, registry=_registry())
     meta = model.zoo_meta
+    require_fields(meta, weights, "input_size", "in_chans", "classes", "mean", "std")
     size, channels, classes = meta["input_size"], meta["in_chans"], meta["classes"]
     if top_k < 1:
         raise UserError(f"--top-k must be positive, got {top_k}")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 from typing import Any, Callable
 
 from .errors import UserError
@@ -41,6 +42,67 @@ def check_options(spec: Spec, factory: Callable[..., Any], options: dict[str, An
             raise UserError(f"{spec.word} {spec.name!r}: {name} must be a number, got {value!r}")
 
 
+# Bounds on what a file may set: no option of a real model is larger, and nothing read from a file
+# may make zoo allocate or loop without bound before the weights are checked against it.
+FILE_NUMBER_LIMIT = 1 << 20
+FILE_TEXT_LIMIT = 4096
+FILE_LIST_LIMIT = 1024
+
+
+def check_file_options(spec: Spec, factory: Callable[..., Any], options: Any, skip: int = 0,
+                       source: str = "the file") -> None:
+    """Refuse options read from a file (weights, checkpoint) unless each is a name the factory declares
+    in its signature (or the plugin lists in ``safe_kwargs``), not one the plugin marks unsafe (it
+    fetches or reads files) nor an attention slot (wrappers fill those), with a plain value of the
+    default's type: nothing from a file may download, read a path or run code."""
+    if not isinstance(options, dict):
+        raise UserError(f"{source}: options of {spec.word} {spec.name!r} must be a table, got {_short(options)}")
+    try:
+        params = list(inspect.signature(factory).parameters.values())[skip:]
+    except (TypeError, ValueError):
+        params = []
+    declared = {p.name: p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    for name, value in options.items():
+        bound = name in spec.options and name not in STANDARD_OPTIONS  # decided by the model's name
+        if bound or name in spec.unsafe_options or name.startswith("attn_") or (
+                name not in declared and name not in spec.safe_kwargs):
+            raise UserError(f"{source} sets option {name!r} of {spec.word} {spec.name!r}, which a file may not set "
+                            "(only options the plugin declares safe); refused")
+        problem = _plain_problem(value)
+        default = declared[name].default if name in declared else None
+        if problem is None:
+            if isinstance(default, bool) and not isinstance(value, bool):
+                problem = "must be true or false"
+            elif isinstance(default, (int, float)) and not isinstance(default, bool) and (
+                    isinstance(value, bool) or not isinstance(value, (int, float))):
+                problem = "must be a number"
+            elif isinstance(default, str) and not isinstance(value, str):
+                problem = "must be text"
+        if problem:
+            raise UserError(f"{source}: option {name} of {spec.word} {spec.name!r} {problem}, got {_short(value)}")
+
+
+def _plain_problem(value: Any, nested: bool = False) -> str | None:
+    """Why ``value`` is not a plain option value (a bounded number, text, or a flat list of them)."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        ok = math.isfinite(value) and abs(value) <= FILE_NUMBER_LIMIT
+        return None if ok else f"must be a finite number within +-{FILE_NUMBER_LIMIT}"
+    if isinstance(value, str):
+        return None if len(value) <= FILE_TEXT_LIMIT else f"is longer than {FILE_TEXT_LIMIT} characters"
+    if isinstance(value, list) and not nested:
+        if len(value) > FILE_LIST_LIMIT:
+            return f"is a list longer than {FILE_LIST_LIMIT}"
+        return next((p for p in (_plain_problem(v, True) for v in value) if p), None)
+    return "must be a number, text, true/false or a flat list of them"
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def check_model(name: str, registry: Registry | None = None, **kwargs: Any) -> None:
     """Refuse an unknown model ``name``, or options its factories do not take or of the wrong type,
     without building anything (the values are checked when the model is built)."""
@@ -54,7 +116,8 @@ def create_model(name: str, registry: Registry | None = None, **kwargs: Any):
     se={"placement": "stage"})``. The model remembers how it was built in ``model.zoo_config``,
     which is what weights files store.
     """
-    wrappers, arch, arch_factory, options, wrapper_options = _plan(name, registry or default_registry(), kwargs)
+    registry = registry or default_registry()
+    wrappers, arch, arch_factory, options, wrapper_options = _plan(name, registry, kwargs)
 
     def build_arch(**extra: Any):
         _refuse_twice(set(extra) & set(options), arch)
@@ -71,9 +134,32 @@ def create_model(name: str, registry: Registry | None = None, **kwargs: Any):
         "model": name,
         "architecture": arch.qualified_name,
         "wrappers": [w.qualified_name for w in wrappers],
+        "plugins": {p: getattr(registry.plugins.get(p), "version", "") for p in {arch.plugin, *(w.plugin for w in wrappers)}},
         "options": json.loads(json.dumps({**options, **{k: v for k, v in wrapper_options.items() if v}}, default=repr)),
     }
     return model
+
+
+def model_from_metadata(document: dict[str, Any], path: Any, registry: Registry | None = None) -> Callable[[], Any]:
+    """A function building the model a weights file's (checked) metadata describes, after every option
+    passed :func:`check_file_options`. A missing plugin is named, as the metadata records it."""
+    registry = registry or default_registry()
+    try:
+        wrappers, arch = registry.resolve_model(document["model"])
+    except UserError as error:
+        recorded = [document.get("architecture", ""), *document.get("wrappers", [])]
+        missing = sorted({name.partition(":")[0] for name in recorded if ":" in name} - set(registry.plugins))
+        if missing:
+            raise UserError(f"{path} was made with plugin {', '.join(map(repr, missing))}, which is not installed "
+                            f"here (model {document['model']!r}); install it to use these weights") from error
+        raise
+    options = dict(document.get("options", {}))
+    source = f"{path}"
+    for wrapper in wrappers:
+        check_file_options(wrapper, wrapper.load(), options.get(wrapper.name, {}), skip=2, source=source)
+    arch_options = {k: v for k, v in options.items() if k not in {w.name for w in wrappers}}
+    check_file_options(arch, arch.load(), arch_options, source=source)
+    return lambda: create_model(document["model"], registry=registry, **options)
 
 
 def _plan(name: str, registry: Registry, kwargs: dict[str, Any]):

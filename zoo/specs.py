@@ -28,6 +28,11 @@ class Spec:
     options: Mapping[str, Any] = field(default_factory=dict)
     param: str = ""
     plugin: str = ""
+    # A weights file may set only options the factory names in its signature, of plain types. These
+    # two fields adjust that: options that fetch, read or name files (timm's ``pretrained``) are never
+    # taken from a file, and options a ``**kwargs`` factory forwards are refused unless listed here.
+    unsafe_options: tuple[str, ...] = ()
+    safe_kwargs: tuple[str, ...] = ()
     kind: ClassVar[str] = ""
     word: ClassVar[str] = ""  # the kind in prose, for messages
 

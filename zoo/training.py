@@ -21,7 +21,7 @@ from . import distributed
 from .data import ImageData, data_root
 from .distributed import World
 from .errors import UserError
-from .models import STANDARD_OPTIONS, check_model, check_options, create_model
+from .models import STANDARD_OPTIONS, check_file_options, check_model, check_options, create_model
 from .options import parse_value
 from .registry import Registry, default_registry
 from .specs import Spec
@@ -437,8 +437,10 @@ def evaluation_trainer(registry: Registry, recorded: dict[str, Any], name: str |
     accuracy the run reported."""
     recorded_name = recorded.get("name", "fp32")
     options = _portable(recorded.get("options", {})) if name in (None, recorded_name) else {}
+    spec = registry.get("trainer", name or recorded_name)
+    check_file_options(spec, spec.load(), options, source="the weights' trainer")
     try:
-        return _call(registry.get("trainer", name or recorded_name), device=device, **options)
+        return _call(spec, device=device, **options)
     except UserError as error:  # fp16 weights from a GPU on a CPU, say
         if name is not None or not options:
             raise

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -44,32 +45,126 @@ def atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str
     return path
 
 
-def read_safetensors(path: Path, what: str = "weights") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Tensors and the decoded zoo metadata of a file we wrote; a clear error for anything else."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{what} file {path} does not exist")
-    try:
-        tensors = load_file(path)
-        from safetensors import safe_open
+def parse_json(text: str | bytes, what: str) -> Any:
+    """JSON from a file we did not necessarily write: no NaN or Infinity, no nesting deep enough to
+    exhaust the stack; one clear error otherwise."""
+    def refuse(constant: str) -> Any:
+        raise ValueError(f"{constant} is not a number")
 
+    try:
+        return json.loads(text, parse_constant=refuse)
+    except RecursionError:
+        raise UserError(f"{what} is nested too deeply to be zoo's") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UserError(f"{what} is not valid JSON ({str(exc).splitlines()[0][:80]})") from None
+
+
+def regular_file(path: Path, what: str) -> Path:
+    """``path`` if it is a regular file: a FIFO or a device would block or never end when read."""
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        raise UserError(f"{what} file {path} does not exist") from None
+    if not stat.S_ISREG(mode):
+        raise UserError(f"{what} file {path} is not a regular file")
+    return path
+
+
+def read_header(path: Path, what: str = "weights") -> tuple[dict[str, tuple[int, ...]], dict[str, Any]]:
+    """The tensor shapes and the decoded zoo metadata of a safetensors file, without reading its tensors."""
+    from safetensors import safe_open
+
+    path = regular_file(path, what)
+    try:
         with safe_open(path, "pt") as f:
             metadata = f.metadata() or {}
-        document = json.loads(metadata[META_KEY])
-    except (SafetensorError, OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+            shapes = {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise UserError(f"{path} is not a zoo {what} file or is truncated/corrupt ({type(exc).__name__})") from exc
-    return tensors, document
+    if META_KEY not in metadata:
+        raise UserError(f"{path} is a safetensors file without zoo's metadata; zoo cannot rebuild its model")
+    document = parse_json(metadata[META_KEY], f"the metadata of {path}")
+    if not isinstance(document, dict):
+        raise UserError(f"the metadata of {path} is not a table")
+    return shapes, document
+
+
+def read_tensors(path: Path, what: str = "weights") -> dict[str, torch.Tensor]:
+    try:
+        return load_file(regular_file(path, what))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise UserError(f"{path} is not a zoo {what} file or is truncated/corrupt ({type(exc).__name__})") from exc
+
+
+def read_safetensors(path: Path, what: str = "weights") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Tensors and the decoded zoo metadata of a file we wrote; a clear error for anything else."""
+    _, document = read_header(path, what)
+    return read_tensors(path, what), document
 
 
 def read_metadata(path: Path) -> dict[str, Any]:
-    """The zoo metadata of a weights file, without reading its tensors."""
-    from safetensors import safe_open
+    """The checked zoo metadata of a weights file, without reading its tensors."""
+    document = read_header(path)[1]
+    check_document(document, path)
+    return document
 
-    try:
-        with safe_open(Path(path), "pt") as f:
-            return json.loads((f.metadata() or {})[META_KEY])
-    except (SafetensorError, OSError, ValueError, KeyError) as exc:
-        raise UserError(f"{path} is not a zoo weights file or is truncated/corrupt ({type(exc).__name__})") from exc
+
+def check_document(document: dict[str, Any], path: Path) -> None:
+    """Refuse weights metadata of the wrong shape with one clear line: what the rest of zoo reads from
+    it (sizes, classes, normalisation) is then of the right type and within bounds."""
+    def bad(field: str, expected: str) -> UserError:
+        return UserError(f"{path}: metadata field {field!r} must be {expected}")
+
+    def integer(field: str, low: int, high: int) -> None:
+        value = document.get(field)
+        if value is not None and (type(value) is not int or not low <= value <= high):
+            raise bad(field, f"a whole number in {low}..{high}")
+
+    if "history" in document:  # what a run writes as it goes: model, optimizer and RNG state
+        raise UserError(f"{path} is a run's checkpoint, for zoo train --resume; use the weights file the run "
+                        "writes when it ends")
+    if not isinstance(document.get("model"), str) or not 0 < len(document["model"]) <= 256:
+        raise bad("model", "a model name")
+    if not isinstance(document.get("options", {}), dict):
+        raise bad("options", "a table")
+    for field in ("architecture", "dataset"):
+        if field in document and not isinstance(document[field], str):
+            raise bad(field, "text")
+    if not isinstance(document.get("wrappers", []), list) or not all(
+            isinstance(w, str) for w in document.get("wrappers", [])):
+        raise bad("wrappers", "a list of names")
+    integer("in_chans", 1, 64)
+    integer("input_size", 1, 8192)
+    integer("num_classes", 1, 100_000)
+    integer("padded_from", 1, document.get("input_size") or 8192)
+    classes = document.get("classes")
+    if classes is not None:
+        if not isinstance(classes, list) or not classes or len(classes) > 100_000 or not all(
+                isinstance(c, str) and len(c) <= 1000 for c in classes):
+            raise bad("classes", "a list of class names")
+        if document.get("num_classes", len(classes)) != len(classes):
+            raise bad("num_classes", f"the number of classes ({len(classes)})")
+    for field, low in (("mean", -1e6), ("std", 1e-12)):
+        values = document.get(field)
+        if values is None:
+            continue
+        if not isinstance(values, list) or len(values) != document.get("in_chans", len(values)) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and low <= v <= 1e6 for v in values):
+            raise bad(field, "one number per channel" + (", each positive" if field == "std" else ""))
+    for field in ("trainer", "metrics", "plugins"):
+        if not isinstance(document.get(field, {}), dict):
+            raise bad(field, "a table")
+    trainer = document.get("trainer", {})
+    if not isinstance(trainer.get("name", ""), str) or not isinstance(trainer.get("options", {}), dict):
+        raise bad("trainer", "a table with a name and options")
+
+
+def require_fields(document: dict[str, Any], path: Path, *fields: str) -> None:
+    """Refuse weights without the data fields a command needs (a file saved by hand may lack them)."""
+    missing = [f for f in fields if f not in document]
+    if missing:
+        raise UserError(f"{path} does not record {', '.join(missing)}; it was not written by zoo train")
 
 
 def save_weights(model: torch.nn.Module, path: str | os.PathLike, **info: Any) -> Path:
@@ -82,17 +177,47 @@ def save_weights(model: torch.nn.Module, path: str | os.PathLike, **info: Any) -
 
 
 def load_model(path: str | os.PathLike, registry=None) -> torch.nn.Module:
-    """Rebuild the model saved in ``path`` and load its weights; ``model.zoo_meta`` holds the metadata."""
-    from .models import create_model
+    """Rebuild the model saved in ``path`` and load its weights; ``model.zoo_meta`` holds the metadata.
 
-    tensors, document = read_safetensors(Path(path))
-    if "history" in document:  # what a run writes as it goes: model, optimizer and RNG state
-        raise UserError(f"{path} is a run's checkpoint, for zoo train --resume; use the weights file the run "
-                        "writes when it ends")
-    model = create_model(document["model"], registry=registry, **document.get("options", {}))
+    The file is untrusted: its metadata is checked (:func:`check_document`), the model is built only
+    from options its plugins declare safe to take from a file, and the tensors' shapes are compared
+    with a model built on the meta device before anything is allocated. Nothing is fetched or written.
+    """
+    from .models import model_from_metadata
+
+    path = Path(path)
+    shapes, document = read_header(path)
+    check_document(document, path)
+    build = model_from_metadata(document, path, registry)
+    expected = _meta_shapes(build)
+    if expected is not None and expected != shapes:
+        raise UserError(f"{path}: the weights do not fit {document['model']!r} ({_shape_difference(expected, shapes)})")
+    model = build()
     try:
-        model.load_state_dict(tensors, strict=True)
+        model.load_state_dict(read_tensors(path), strict=True)
     except RuntimeError as exc:
         raise UserError(f"{path}: the weights do not fit {document['model']!r} ({str(exc).splitlines()[0]})") from exc
     model.zoo_meta = document
     return model.eval()
+
+
+def _meta_shapes(build) -> dict[str, tuple[int, ...]] | None:
+    """The state-dict shapes of the model ``build()`` makes, built on the meta device (no memory); None
+    for a model that cannot be built there (some factories read tensor values while building)."""
+    try:
+        with torch.device("meta"):
+            model = build()
+    except UserError:
+        raise
+    except Exception:  # noqa: BLE001 - the real build then checks the file, as it always did
+        return None
+    return {key: tuple(t.shape) for key, t in model.state_dict().items()}
+
+
+def _shape_difference(expected: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]]) -> str:
+    missing, extra = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
+    if missing or extra:
+        return (f"missing {len(missing)} tensors, e.g. {missing[0]}" if missing else
+                f"{len(extra)} unexpected tensors, e.g. {extra[0]}")
+    key = next(k for k in expected if expected[k] != found[k])
+    return f"{key} is {list(found[key])} in the file, {list(expected[key])} in the model"

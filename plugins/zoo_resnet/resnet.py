@@ -11,6 +11,10 @@ from zoo import UserError
 
 AttnLayer = Callable[[int], nn.Module]
 
+# Far beyond any trained ResNet (ResNet-1202 has 600 blocks), near enough to refuse a typo or a
+# crafted file before it allocates.
+MAX_STAGES, MAX_BLOCKS, MAX_CHANNELS = 8, 2000, 16384
+
 
 class PadShortcut(nn.Module):
     """The paper's option A: subsample and pad channels with zeros; no parameters."""
@@ -163,8 +167,12 @@ def resnet(
     layers = [layers] if isinstance(layers, int) else list(layers)
     if not layers or any(not isinstance(n, int) or n < 1 for n in layers):
         raise UserError(f"layers must be positive block counts per stage, got {layers!r}")
+    if len(layers) > MAX_STAGES or sum(layers) > MAX_BLOCKS:
+        raise UserError(f"layers {layers!r}: at most {MAX_STAGES} stages and {MAX_BLOCKS} blocks in all")
     if not width > 0 or not isinstance(base_channels, int) or base_channels < 1 or num_classes < 1 or in_chans < 1:
         raise UserError("width, base_channels (an integer), num_classes and in_chans must be positive")
+    if width * base_channels * 2 ** (len(layers) - 1) > MAX_CHANNELS:
+        raise UserError(f"width {width} and base_channels {base_channels} give more than {MAX_CHANNELS} channels")
     if shortcut not in ("conv", "pad"):
         raise UserError(f"unknown shortcut {shortcut!r}; choose conv or pad")
     if attn_site != "block":

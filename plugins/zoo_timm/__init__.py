@@ -22,10 +22,15 @@ def timm_model_names() -> list[str]:
     return sorted(names)
 
 
+# timm options a weights file may set: they change the network, never what it reads or fetches
+# (pretrained, checkpoint_path, pretrained_cfg_overlay and cache_dir are refused from files).
+TIMM_FILE_OPTIONS = ("drop_rate", "drop_path_rate", "drop_block_rate", "global_pool", "img_size")
+
+
 @hookimpl
 def architectures():
     return [
         Architecture(f"timm/{name}", "zoo_timm.build:create", "timm model", options={"model_name": name},
-                     family="timm")
+                     family="timm", unsafe_options=("pretrained",), safe_kwargs=TIMM_FILE_OPTIONS)
         for name in timm_model_names()
     ]

@@ -19,12 +19,16 @@ LAYOUTS = {
     "D": "64,64,M,128,128,M,256,256,256,M,512,512,512,M,512,512,512,M",
     "E": "64,64,M,128,128,M,256,256,256,256,M,512,512,512,512,M,512,512,512,512,M",
 }
+# Far beyond the paper's networks, near enough to refuse a typo or a crafted file before it allocates.
+MAX_LAYERS, MAX_CHANNELS, MAX_KERNEL, MAX_WIDTH = 256, 16384, 15, 16
 _CONV = re.compile(r"^(\d+)(?:k(\d+))?$")
 
 
 def parse_layout(layout: str | Sequence[int | str]) -> list[tuple[str, int, int]]:
     """``"64,M,256k1"`` -> ``[("conv", 64, 3), ("pool", 0, 0), ("conv", 256, 1)]``."""
     tokens = layout.split(",") if isinstance(layout, str) else list(layout)
+    if len(tokens) > MAX_LAYERS:
+        raise UserError(f"a VGG layout of {len(tokens)} layers; at most {MAX_LAYERS}")
     parsed = []
     for token in tokens:
         text = str(token).strip()
@@ -34,8 +38,9 @@ def parse_layout(layout: str | Sequence[int | str]) -> list[tuple[str, int, int]
             parsed.append(("lrn", 0, 0))
         elif match := _CONV.match(text):
             channels, kernel = int(match[1]), int(match[2] or 3)
-            if channels <= 0 or kernel <= 0 or kernel % 2 == 0:
-                raise UserError(f"bad VGG layer {text!r}: channels > 0 and an odd kernel size")
+            if not (0 < channels <= MAX_CHANNELS and 0 < kernel <= MAX_KERNEL and kernel % 2):
+                raise UserError(f"bad VGG layer {text!r}: 1 to {MAX_CHANNELS} channels and an odd kernel size "
+                                f"up to {MAX_KERNEL}")
             parsed.append(("conv", channels, kernel))
         else:
             raise UserError(f"bad VGG layer {text!r}: use 64 (3x3 conv), 256k1 (1x1 conv), M (max-pool) or LRN")
@@ -137,8 +142,8 @@ def vgg(
     shape = shape or ("cifar" if input_size <= 64 else "imagenet")
     if shape not in ("cifar", "imagenet"):
         raise UserError(f"unknown shape {shape!r}; choose cifar or imagenet")
-    if width <= 0 or num_classes <= 0 or in_chans <= 0:
-        raise UserError("width, num_classes and in_chans must be positive")
+    if not 0 < width <= MAX_WIDTH or num_classes <= 0 or in_chans <= 0:
+        raise UserError(f"width must be in (0, {MAX_WIDTH}], num_classes and in_chans positive")
     if not 0 <= dropout < 1:
         raise UserError(f"dropout must be in [0, 1), got {dropout}")
     return VGG(parse_layout(layout), batch_norm, num_classes, in_chans, shape == "imagenet", width, dropout,
