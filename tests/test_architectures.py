@@ -205,4 +205,4 @@ def test_info_command_reports_parameters_and_multiply_adds():
     text = run_zoo("info", "vgg11", "--input-size", "32").stdout
     assert "multiply-adds" in text and "parameters     9,733,480" in text  # 1000 classes
     result = run_zoo("info", "vgg16", "--set", "width=-1")
-    assert result.returncode == 2 and result.stderr.strip() == "zoo: error: width, num_classes and in_chans must be positive"
+    assert result.returncode == 2 and result.stderr.strip() == "zoo: error: width must be in (0, 16], num_classes and in_chans positive"

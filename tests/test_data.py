@@ -24,7 +24,7 @@ def test_download_checks_the_md5_and_leaves_no_partial_file(server, tmp_path):
         download(url + "a.bin", dest, "0" * 32)
     with pytest.raises(UserError, match="cannot download .*missing.bin"):
         download(url + "missing.bin", dest, md5)
-    assert list(dest.parent.iterdir()) == []
+    assert not dest.parent.exists()  # the folder the failed download made is gone, with no partial file
     assert download(url + "a.bin", dest, md5) == dest and dest.read_bytes() == payload
     (folder / "a.bin").unlink()  # a file already in place with the right MD5 needs no network
     assert download(url + "a.bin", dest, md5) == dest
@@ -53,3 +53,49 @@ def test_cifar10_is_downloaded_or_taken_from_an_archive_put_there_by_hand(server
     (corrupt / archive.name).write_bytes(b"not a tar.gz")
     with pytest.raises(UserError, match="cifar-10-python.tar.gz is corrupt .*delete it and download it again"):
         load(root=corrupt, download=False)
+
+
+def test_fashion_mnist_is_downloaded_when_missing(server, tmp_path, monkeypatch):
+    import gzip
+
+    from zoo_datasets import loaders
+
+    folder, url = server
+    sample = loaders.SAMPLE
+    for name in loaders.FASHION_FILES:  # the embedded sample's files, served as the published ones
+        shutil.copy(sample / name, folder / name)
+    monkeypatch.setattr(loaders, "FASHION_URL", url)
+    monkeypatch.setattr(loaders, "DEBIAN_FASHION", tmp_path / "no-debian")
+    monkeypatch.setattr(loaders, "FASHION_FILES", {n: file_md5(folder / n) for n in loaders.FASHION_FILES})
+    data = loaders.fashion_mnist(tmp_path / "data")
+    assert data.name == "fashion-mnist" and len(data.train_images) == 5000
+    assert sorted(p.name for p in (tmp_path / "data" / "fashion-mnist").iterdir()) == sorted(loaders.FASHION_FILES)
+    assert len(gzip.open(tmp_path / "data" / "fashion-mnist" / "t10k-labels-idx1-ubyte.gz").read()) == 1008
+
+
+def test_a_failed_download_leaves_no_folders(server, tmp_path, monkeypatch):
+    from zoo_datasets import loaders
+
+    folder, url = server
+    monkeypatch.setattr(loaders, "FASHION_URL", url)
+    monkeypatch.setattr(loaders, "DEBIAN_FASHION", tmp_path / "no-debian")
+    with pytest.raises(UserError, match="cannot download"):
+        loaders.fashion_mnist(tmp_path / "data" / "deep")
+    assert not (tmp_path / "data").exists()
+
+
+def test_an_idx_gzip_bomb_stops_at_the_size_its_header_announces(tmp_path):
+    import gzip
+
+    from zoo_datasets.loaders import read_idx
+
+    bomb = tmp_path / "bomb.gz"
+    with gzip.open(bomb, "wb") as f:
+        f.write((2051).to_bytes(4, "big") + (10).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2)
+        f.write(b"\0" * (100 << 20))  # 100 MB of zeros where 7,840 bytes belong
+    with pytest.raises(UserError, match="more bytes of data for shape"):
+        read_idx(bomb)
+    huge = tmp_path / "huge"
+    huge.write_bytes((2051).to_bytes(4, "big") + (10**9).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2)
+    with pytest.raises(UserError, match="beyond any image dataset"):
+        read_idx(huge)

@@ -50,8 +50,16 @@ def test_third_party_plugin_is_discovered_and_builds(plugin_dir):
     ("from zoo import hookimpl\n@hookimpl\ndef architecture():\n    return []", "unknown hook 'architecture'"),
     ("from zoo import Wrapper, hookimpl\n@hookimpl\ndef wrappers():\n    return [Wrapper('a-b', 'x:y')]",
      "wrapper name with '-'"),
+    ("import sys\nsys.exit(0)", "failed to load: SystemExit"),
+    ("def architectures():\n    return []", "architectures() is not decorated with @zoo.hookimpl"),
+    ("import time\nfrom zoo import hookimpl\n@hookimpl\ndef architectures():\n    time.sleep(3600)",
+     "architectures() did not finish within 2 s"),
+    ("import time\ntime.sleep(3600)", "did not finish within 2 s"),
 ])
-def test_broken_plugin_is_reported_and_the_rest_works(plugin_dir, source, message):
+def test_broken_plugin_is_reported_and_the_rest_works(plugin_dir, monkeypatch, source, message):
+    from zoo import registry as registry_module
+
+    monkeypatch.setattr(registry_module, "PLUGIN_SECONDS", 2)
     make_plugin_dist(plugin_dir, "zoo-good", "good_plugin_b", TINY.format(name="goodnet"), entry_point="good")
     module = f"broken_{abs(hash(source)) % 10**8}"
     make_plugin_dist(plugin_dir, "zoo-broken", module, source, entry_point="broken")
@@ -163,8 +171,10 @@ def test_cli_survives_a_broken_plugin(plugin_dir):
     assert len(warnings) == 1 and "broken" in warnings[0] and "missing dependency" in warnings[0]
     plugins = {p["name"]: p for p in json.loads(run_zoo("plugins", "--json", env=env).stdout)}
     assert plugins["broken"]["status"] == "error" and plugins["vgg"]["status"] == "ok"
-    result = run_zoo("list", env={**env, "ZOO_STRICT_PLUGINS": "1"})
-    assert result.returncode != 0 and "missing dependency" in result.stderr
+    for command in ("list", "plugins"):
+        result = run_zoo(command, env={**env, "ZOO_STRICT_PLUGINS": "1"})
+        assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+        assert result.stderr.startswith("zoo: error: plugin 'broken'") and "missing dependency" in result.stderr
 
 
 def test_importing_the_factories_does_not_hide_any_hook():
@@ -176,3 +186,37 @@ def test_importing_the_factories_does_not_hide_any_hook():
             spec.load()  # imports the plugin's submodules
     after = fresh_registry(installed=builtins)
     assert {n: p.provides for n, p in after.plugins.items()} == {n: p.provides for n, p in before.plugins.items()}
+
+
+def test_plugins_cannot_spoil_stdout_nor_replace_a_built_in(plugin_dir):
+    make_plugin_dist(plugin_dir, "zoo-noisy", "noisy_plugin", "print('hello from a plugin')\n" +
+                     TINY.format(name="noisynet"), entry_point="noisy")
+    make_plugin_dist(plugin_dir, "zoo-impostor", "impostor_plugin", TINY.format(name="vgg16"), entry_point="vgg")
+    env = {"PYTHONPATH": str(plugin_dir)}
+    result = run_zoo("list", "--json", "--kind", "arch", env=env)
+    names = {(r["name"], r["plugin"]) for r in json.loads(result.stdout)}  # valid JSON despite the print
+    assert ("noisynet", "noisy") in names and ("vgg16", "vgg") in names
+    assert "hello from a plugin" in result.stderr
+    plugins = {p["name"]: p for p in json.loads(run_zoo("plugins", "--json", env=env).stdout)}
+    assert plugins["vgg"]["distribution"] == "cnn-zoo" and plugins["vgg"]["status"] == "ok"
+    assert plugins["vgg (zoo-impostor)"]["status"] == "error"
+
+
+def test_a_factory_that_fails_names_its_plugin_and_item_in_one_line(plugin_dir):
+    source = """
+        from zoo import Architecture, hookimpl
+
+        def build(num_classes=10, in_chans=3, input_size=32):
+            raise RuntimeError("bug in the plugin")
+
+        @hookimpl
+        def architectures():
+            return [Architecture("typonet", "typo_plugin_mod:bulid"), Architecture("buggynet", build)]
+    """
+    make_plugin_dist(plugin_dir, "zoo-typo", "typo_plugin_mod", source, entry_point="typo")
+    env = {"PYTHONPATH": str(plugin_dir)}
+    for name, message in (("typonet", "cannot import its factory 'typo_plugin_mod:bulid' (AttributeError"),
+                          ("buggynet", "its factory raised (RuntimeError: bug in the plugin)")):
+        result = run_zoo("info", name, env=env)
+        assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+        assert f"plugin 'typo', architecture '{name}': {message}" in result.stderr

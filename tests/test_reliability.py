@@ -75,6 +75,11 @@ def workspace(tmp_path_factory):
         with gzip.open(fashion / f"{name}.gz", "wb") as f:
             f.write((2051 if "images" in name else 2049).to_bytes(4, "big") + (10).to_bytes(4, "big") + b"\x00" * 20)
     (root / "a-file").write_text("in the way")
+    (root / "huge.toml").write_text("[grid]\n" + "".join(f"a{i} = [{{lr = 0.{j + 1}}}" + "".join(
+        f", {{lr = 0.{j + 1}{k}}}" for k in range(9)) + "]\n" for i, j in zip(range(11), range(11))))
+    (root / "deep.toml").write_text("a = " + "[" * 5000 + "]" * 5000 + "\n")
+    (root / "odd.toml").write_text("[base]\nmodel = 'vgg_bn'\nlr = 1979-05-27\n")
+    (root / "inf.toml").write_text("[base]\nmodel = 'vgg_bn'\nmodel_options = {width = inf}\n")
     return root
 
 
@@ -116,7 +121,7 @@ ERRORS = [
      r"timm/vit_tiny_patch16_224 cannot take 3x32x32 inputs: Input height \(32\) doesn't match model \(224\)"),
     (["train", "vgg_bn", "--lr", "-1"], "learning rate must be positive, got -1.0"),
     (["train", "vgg_bn", "--epochs", "0"], "epochs must be a whole number >= 1, got 0"),
-    (["train", "vgg_bn", "--set", "width=0"], "width, num_classes and in_chans must be positive"),
+    (["train", "vgg_bn", "--set", "width=0"], r"width must be in \(0, 16\], num_classes and in_chans positive"),
     (["train", "resnet20", "--set", "width=-2"], "width, base_channels .* must be positive"),
     (["train", "vgg_bn", "--batch-size", "100000"], "batch size 100000 is larger than the 100 training images"),
     (["train", "vgg_bn", "--data-dir", "{root}/empty", "--no-download"], "cifar10 not found"),
@@ -146,6 +151,16 @@ ERRORS = [
     (["eval", "{root}/good.safetensors", "--device", "cuda:99"], r"device 'cuda:99' is not usable here \(.*\); use"),
     (["compare", "--model", "resnet20", "--augs", "nonee", "--dry-run"], "unknown augmentation 'nonee'"),
     (["compare"], "nothing to compare: give an experiment file"),
+    (["train", "vgg_bn", "--set", "width=1e999"], "width must be a finite number, got inf"),
+    (["train", "vgg_bn", "--device", "meta"], "device 'meta' cannot train or evaluate"),
+    (["train", "vgg_bn", "--seed", str(2**64)], r"seed must be in 0..2\*\*63-1"),
+    (["train", "vgg_bn", "--nproc", "1000"], "--nproc 1000 is more than the"),
+    (["train", "vgg_bn", "--out", "x" * 300 + ".safetensors"], "is too long for a file name"),
+    (["train", "vgg_bn", "--data-dir", "{root}/a-file"], r"--data-dir .*a-file is not a folder"),
+    (["compare", "{root}/huge.toml", "--dry-run"], "is a grid of 100,000,000,000 runs; at most 10,000"),
+    (["compare", "{root}/deep.toml", "--dry-run"], "is not valid TOML|nested too deeply"),
+    (["compare", "{root}/odd.toml", "--dry-run"], r"option lr must be float, got datetime"),
+    (["compare", "{root}/inf.toml", "--dry-run"], "width must be a finite number, got inf"),
     (["compare", "--model", "resnet20", "--lr", "0.1", "--lr", "0.1", "--dry-run"],
      "runs resnet20-0.1 and resnet20-0.1_ would be the same run; a value is given twice"),
 ]

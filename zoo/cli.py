@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from . import __version__
-from .errors import UserError
+from .errors import PluginError, UserError
 
 DEBUG_ENV = "ZOO_DEBUG"
 NPROC_ENV = "ZOO_NPROC"  # set for the workers `zoo train --nproc N` launches
@@ -306,6 +306,12 @@ def _launch_torchrun(nproc: int) -> None:
 
     if nproc < 1:
         raise UserError(f"--nproc must be positive, got {nproc}")
+    import torch
+
+    units = torch.cuda.device_count() or os.cpu_count() or 1
+    if nproc > units:  # more processes than GPUs (or cores) cannot run, and forking them can fail half-way
+        raise UserError(f"--nproc {nproc} is more than the {units} {'GPUs' if torch.cuda.device_count() else 'CPU cores'} "
+                        "of this machine")
     if "RANK" in os.environ:
         raise UserError("--nproc launches torchrun itself; under torchrun, leave it out")
     args, skip = [], False
@@ -391,6 +397,9 @@ def predict_command(weights: str, images: tuple[str, ...], top_k: int, as_json: 
     import torch
     from PIL import Image, UnidentifiedImageError
 
+    from pathlib import Path
+
+    from .data import open_image
     from .training import Augmenter
     from .weights import load_model, require_fields
 
@@ -407,7 +416,7 @@ def predict_command(weights: str, images: tuple[str, ...], top_k: int, as_json: 
     batch = []
     for path in images:
         try:
-            with Image.open(path) as img:
+            with open_image(Path(path)) as img:
                 img = img.convert("L" if channels == 1 else "RGB").resize((side, side), Image.Resampling.BILINEAR)
                 array = np.asarray(img, dtype=np.uint8).reshape(side, side, channels)
                 batch.append(np.pad(array, ((margin, size - side - margin), (margin, size - side - margin), (0, 0))))
@@ -480,8 +489,14 @@ def compare_command(experiment, models, aug_sets, opts, lrs, scheds, batch_sizes
         return
     folder = Path(out) if out else Path("comparisons") / (spec.name + ("-quick" if quick else ""))
     console.print(f"{len(spec.runs(quick))} runs -> {folder}")
-    rows = run_experiment(spec, folder, quick, registry=_registry(), reporter_factory=lambda slug: RichReporter(),
-                          on_skip=lambda slug: console.print(f"{slug}: finished before, skipped"))
+    from .training import TrainingInterrupted
+
+    try:
+        rows = run_experiment(spec, folder, quick, registry=_registry(), reporter_factory=lambda slug: RichReporter(),
+                              on_skip=lambda slug: console.print(f"{slug}: finished before, skipped"))
+    except TrainingInterrupted as exc:
+        click.echo(f"zoo: {exc}; run the same zoo compare again to continue", err=True)
+        sys.exit(130)
     from .experiments import markdown_table
 
     click.echo(markdown_table(rows))
@@ -492,11 +507,16 @@ def compare_command(experiment, models, aug_sets, opts, lrs, scheds, batch_sizes
 @click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--out", type=click.Path(file_okay=False), default="report", show_default=True)
 @click.option("--title", default="comparison", show_default=True)
-def report_command(runs, out, title) -> None:
+@click.option("--overwrite", is_flag=True, help="Replace a report already in --out.")
+def report_command(runs, out, title, overwrite) -> None:
     """Redraw the results table and plots from existing run folders."""
     from pathlib import Path
 
-    from .experiments import markdown_table, write_report
+    from .experiments import REPORT_FILES, markdown_table, write_report
+
+    existing = [name for name in REPORT_FILES if (Path(out) / name).exists()]
+    if existing and not overwrite:
+        raise UserError(f"{out} already holds a report ({', '.join(existing)}); choose another --out or pass --overwrite")
 
     rows = write_report([Path(r) for r in runs], Path(out), title)
     click.echo(markdown_table(rows))
@@ -507,7 +527,7 @@ def main() -> None:
     """Entry point: user errors are one line and exit code 2, never a traceback."""
     try:
         cli.main(standalone_mode=False)
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("zoo: aborted", err=True)
         sys.exit(130)
     except click.ClickException as exc:  # a bad flag or argument: one line too, with where to look
@@ -515,7 +535,7 @@ def main() -> None:
         hint = f" (see {context.command_path} --help)" if context is not None else ""
         click.echo(f"zoo: error: {exc.format_message()}{hint}", err=True)
         sys.exit(2 if exc.exit_code in (1, 2) else exc.exit_code)
-    except UserError as exc:
+    except (UserError, PluginError) as exc:  # PluginError: a broken plugin under ZOO_STRICT_PLUGINS=1
         if os.environ.get(DEBUG_ENV):
             raise
         if _prints_errors():

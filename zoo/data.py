@@ -1,6 +1,7 @@
 """Datasets held whole in memory as uint8 tensors, and the helpers dataset plugins share."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -14,6 +15,7 @@ from typing import Sequence
 import torch
 
 from .errors import UserError
+from .weights import regular_file
 
 DATA_DIR_ENV = "ZOO_DATA_DIR"
 
@@ -21,10 +23,33 @@ DATA_DIR_ENV = "ZOO_DATA_DIR"
 def data_root(data_dir: str | os.PathLike | None = None) -> Path:
     """Where datasets live: ``--data-dir``, else ``$ZOO_DATA_DIR``, else ``~/.cache/zoo/data``."""
     if data_dir:
-        return Path(data_dir).expanduser()
-    if os.environ.get(DATA_DIR_ENV):
-        return Path(os.environ[DATA_DIR_ENV]).expanduser()
-    return Path.home() / ".cache" / "zoo" / "data"
+        root, source = Path(data_dir).expanduser(), "--data-dir"
+    elif os.environ.get(DATA_DIR_ENV):
+        root, source = Path(os.environ[DATA_DIR_ENV]).expanduser(), f"${DATA_DIR_ENV}"
+    else:
+        root, source = Path.home() / ".cache" / "zoo" / "data", "the default data folder"
+    if root.exists() and not root.is_dir():
+        raise UserError(f"{source} {root} is not a folder")
+    return root
+
+
+MAX_IMAGE_PIXELS = 64_000_000  # larger images are refused as decompression bombs, not decoded
+
+
+def open_image(path: Path):
+    """A PIL image from a regular file (a FIFO would block forever), refusing decompression bombs."""
+    import warnings
+
+    from PIL import Image
+
+    regular_file(path, "image")
+    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            return Image.open(path)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise UserError(f"{path} is too large an image ({exc})") from None
 
 
 @dataclass
@@ -103,11 +128,22 @@ def download(url: str, dest: Path, md5: str) -> Path:
 
     Raises :class:`UserError` when there is no network or the checksum is wrong.
     """
-    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
-
     if dest.is_file() and file_md5(dest) == md5:
         return dest
+    made = [p for p in (dest.parent, *dest.parent.parents) if not p.exists()]
     dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return _fetch(url, dest, md5)
+    except BaseException:
+        for folder in made:  # a failed download leaves no folders behind
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+
+
+def _fetch(url: str, dest: Path, md5: str) -> Path:
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
     with tempfile.NamedTemporaryFile(dir=dest.parent, prefix=f".{dest.name}.", delete=False) as tmp:
         try:
             with urllib.request.urlopen(url, timeout=30) as response:

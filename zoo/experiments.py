@@ -6,6 +6,7 @@ import csv
 import io
 import itertools
 import json
+import math
 import re
 import sys
 from dataclasses import asdict, dataclass, field, fields
@@ -14,7 +15,7 @@ from typing import Any, Callable
 
 from .errors import UserError
 from .training import RunConfig
-from .weights import read_metadata
+from .weights import read_metadata, regular_file
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -22,6 +23,8 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 CONFIG_FIELDS = {f.name for f in fields(RunConfig)}
+REPORT_FILES = ("results.md", "results.csv", "accuracy.png", "loss.png")
+MAX_RUNS = 10_000  # a grid larger than this is a mistake, not a plan
 COLUMNS = ["run", "network", "epochs", "batch size", "lr", "optimizer", "schedule", "augmentation",
            "test accuracy", "best test accuracy", "time (s)", "images/s", "parameters"]
 
@@ -42,17 +45,23 @@ class Experiment:
 
     @classmethod
     def from_toml(cls, path: Path) -> "Experiment":
+        text = regular_file(Path(path), "experiment").read_bytes()
+        if len(text) > 1 << 20:
+            raise UserError(f"{path} is larger than an experiment file could be (1 MB)")
         try:
-            document = tomllib.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise UserError(f"experiment file {path} does not exist") from None
+            document = tomllib.loads(text.decode())
+        except RecursionError:
+            raise UserError(f"{path} is nested too deeply to be an experiment") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise UserError(f"{path} is not valid TOML: {exc}") from exc
         unknown = set(document) - {"name", "description", "base", "grid", "quick"}
         if unknown:
             raise UserError(f"{path}: unknown sections {', '.join(sorted(unknown))} (use name, description, base, "
                             f"grid, quick)")
-        experiment = cls(str(document.get("name", Path(path).stem)), dict(document.get("base", {})),
+        for section in ("base", "grid", "quick"):
+            if not isinstance(document.get(section, {}), dict):
+                raise UserError(f"{path}: [{section}] must be a table")
+        experiment = cls(_slug(str(document.get("name", Path(path).stem))), dict(document.get("base", {})),
                          dict(document.get("grid", {})), dict(document.get("quick", {})),
                          str(document.get("description", "")))
         experiment.runs()  # validate now
@@ -67,6 +76,10 @@ class Experiment:
         for axis, variants in self.axes.items():
             if not isinstance(variants, list) or not variants:
                 raise UserError(f"grid axis {axis!r} must be a non-empty list")
+        size = math.prod(len(v) for v in self.axes.values())
+        if size > MAX_RUNS:
+            raise UserError(f"experiment {self.name!r} is a grid of {size:,} runs; at most {MAX_RUNS:,}")
+        for axis, variants in self.axes.items():
             axes.append([(axis, *_variant(axis, v)) for v in variants])
         result, seen, configs = [], set(), {}
         for combination in itertools.product(*axes) if axes else [()]:
@@ -118,7 +131,8 @@ def _label(value: Any) -> str:
 
 
 def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.+=-]+", "_", text).strip("_")[:120] or "run"
+    """A name safe as one path component: no separators, no leading dot (so never ``..``)."""
+    return re.sub(r"[^A-Za-z0-9_.+=-]+", "_", text).strip("_.")[:120] or "run"
 
 
 def checked_runs(experiment: Experiment, quick: bool = False, registry=None) -> list[tuple[str, dict[str, str], RunConfig]]:

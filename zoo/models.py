@@ -6,7 +6,7 @@ import json
 import math
 from typing import Any, Callable
 
-from .errors import UserError
+from .errors import PluginError, UserError
 from .registry import Registry, default_registry, matches
 from .specs import Architecture, Spec
 
@@ -21,7 +21,10 @@ def list_models(pattern: str | None = None, registry: Registry | None = None) ->
 
 
 def check_options(spec: Spec, factory: Callable[..., Any], options: dict[str, Any], skip: int = 0) -> None:
-    """Refuse options the factory does not take, naming the ones it does."""
+    """Refuse options the factory does not take, naming the ones it does, and infinite numbers."""
+    for name, value in options.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UserError(f"{spec.word} {spec.name!r}: {name} must be a finite number, got {value!r}")
     try:
         params = list(inspect.signature(factory).parameters.values())[skip:]
     except (TypeError, ValueError):
@@ -125,6 +128,10 @@ def create_model(name: str, registry: Registry | None = None, **kwargs: Any):
             return arch_factory(**options, **extra)
         except (TypeError, ValueError) as exc:
             raise UserError(f"cannot build {arch.name!r} with {options}: {exc}") from exc
+        except (UserError, PluginError, MemoryError):
+            raise
+        except Exception as exc:  # a bug in the plugin: name it, in one line
+            raise arch.failure("its factory raised", exc) from exc
 
     build: Callable[..., Any] = build_arch
     for wrapper in reversed(wrappers):  # innermost first

@@ -1,6 +1,7 @@
 """Discovery of plugins through entry points, fault isolation, and name resolution."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import fnmatch
@@ -8,6 +9,7 @@ import importlib.metadata as metadata
 import os
 import re
 import sys
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
@@ -17,6 +19,7 @@ from . import hookspecs
 from .errors import PluginError, UserError
 from .specs import KINDS, Architecture, Spec, Wrapper
 
+DISTRIBUTION = "cnn-zoo"  # the package that ships zoo and its built-in plugins
 ENV_SELECT = "ZOO_PLUGINS"  # comma-separated plugin names: load only these
 ENV_DISABLE = "ZOO_DISABLE_PLUGINS"  # comma-separated plugin names: never import these
 ENV_STRICT = "ZOO_STRICT_PLUGINS"  # "1": a plugin error raises instead of being reported
@@ -77,7 +80,11 @@ class Registry:
         registry = cls(strict=env.get(ENV_STRICT, "") not in ("", "0"), on_error=on_error)
         selected, disabled = _csv_env(env, ENV_SELECT), _csv_env(env, ENV_DISABLE) or set()
         seen_dists: set[str] = set()
-        for dist in metadata.distributions(path=sys.path if path is None else path):
+        # zoo's own plugins first: an outside entry point with a built-in plugin's name is then the one
+        # refused, whatever order the path lists them in.
+        found = sorted(metadata.distributions(path=sys.path if path is None else path),
+                       key=lambda d: (d.metadata["Name"] or "").lower() != DISTRIBUTION)
+        for dist in found:
             dist_name = dist.metadata["Name"] or "?"
             if dist_name.lower() in seen_dists:  # the same install found twice on the path
                 continue
@@ -112,18 +119,21 @@ class Registry:
             return
         self.plugins[info.name] = info
         try:
-            plugin = load()
+            plugin = _isolated(load, f"importing {info.module}")
             self._check_hook_names(plugin)
             self._pm.register(plugin, name=info.name)
-        except Exception as exc:  # a broken plugin is reported, never fatal to the rest
+        except (Exception, SystemExit) as exc:  # a broken plugin is reported, never fatal to the rest
             self._fail(info, f"failed to load: {type(exc).__name__}: {exc}", exc)
 
     def _check_hook_names(self, plugin: object) -> None:
-        # pluggy accepts a misspelt hook silently; say so instead.
+        # pluggy accepts a misspelt hook, or a hook without @hookimpl, silently; say so instead.
+        hooks = hookspecs.HOOK_OF_KIND.values()
         for attr in dir(plugin):
             opts = self._pm.parse_hookimpl_opts(plugin, attr)
-            if opts is not None and attr not in hookspecs.HOOK_OF_KIND.values():
-                raise PluginError(f"unknown hook {attr!r} (known: {', '.join(hookspecs.HOOK_OF_KIND.values())})")
+            if opts is not None and attr not in hooks:
+                raise PluginError(f"unknown hook {attr!r} (known: {', '.join(hooks)})")
+            if opts is None and attr in hooks and callable(getattr(plugin, attr, None)):
+                raise PluginError(f"{attr}() is not decorated with @zoo.hookimpl, so zoo would never call it")
 
     def collect(self) -> None:
         """Call every plugin's hooks one by one, so one failure cannot abort the others."""
@@ -132,8 +142,8 @@ class Registry:
             for impl in getattr(self._pm.hook, hook_name).get_hookimpls():
                 info = self.plugins[impl.plugin_name]
                 try:
-                    specs = list(impl.function())
-                except Exception as exc:
+                    specs = _isolated(lambda: list(impl.function()), f"{hook_name}()")
+                except (Exception, SystemExit) as exc:
                     self._fail(info, f"hook {hook_name}() raised {type(exc).__name__}: {exc}", exc)
                     continue
                 for spec in specs:
@@ -200,6 +210,32 @@ class Registry:
         if pattern:
             found = [s for s in found if matches(s.name, pattern) or matches(s.qualified_name, pattern)]
         return found
+
+
+PLUGIN_SECONDS = float(os.environ.get("ZOO_PLUGIN_TIMEOUT", "20"))  # per import and per hook call
+
+
+def _isolated(function: Callable[[], Any], what: str) -> Any:
+    """``function()`` with what it prints sent to stderr (stdout holds answers such as ``--json``),
+    given :data:`PLUGIN_SECONDS` to finish: a plugin that hangs is reported and left behind in a
+    daemon thread, so that ``zoo list`` still answers."""
+    outcome: dict[str, Any] = {}
+
+    def call() -> None:
+        try:
+            outcome["value"] = function()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller as it is
+            outcome["error"] = exc
+
+    with contextlib.redirect_stdout(sys.stderr):
+        worker = threading.Thread(target=call, daemon=True, name=f"zoo plugin: {what}")
+        worker.start()
+        worker.join(PLUGIN_SECONDS)
+    if worker.is_alive():
+        raise PluginError(f"{what} did not finish within {PLUGIN_SECONDS:g} s")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 def matches(name: str, pattern: str) -> bool:

@@ -36,6 +36,13 @@ class Spec:
     kind: ClassVar[str] = ""
     word: ClassVar[str] = ""  # the kind in prose, for messages
 
+    def failure(self, what: str, exc: BaseException) -> Exception:
+        """The one-line error for a plugin's item that fails: names the plugin and the item."""
+        from .errors import PluginError
+
+        return PluginError(f"plugin {self.plugin!r}, {self.word} {self.name!r}: {what} "
+                           f"({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''})")
+
     @property
     def qualified_name(self) -> str:
         return f"{self.plugin}:{self.name}"
@@ -45,9 +52,12 @@ class Spec:
         target: Any = self.factory
         if not callable(target):
             module_name, _, attr = target.partition(":")
-            target = importlib.import_module(module_name)
-            for part in attr.split("."):
-                target = getattr(target, part)
+            try:
+                target = importlib.import_module(module_name)
+                for part in attr.split("."):
+                    target = getattr(target, part)
+            except Exception as exc:  # a typo in the plugin's "module:attr", or its import failing
+                raise self.failure(f"cannot import its factory {self.factory!r}", exc) from exc
         return functools.partial(target, **self.options) if self.options else target
 
 

@@ -20,13 +20,13 @@ from . import __version__
 from . import distributed
 from .data import ImageData, data_root
 from .distributed import World
-from .errors import UserError
+from .errors import PluginError, UserError
 from .models import STANDARD_OPTIONS, check_file_options, check_model, check_options, create_model
 from .options import parse_value
 from .registry import Registry, default_registry
 from .specs import Spec
 from .summary import forward_one
-from .weights import atomic_save, clean_state_dict, read_safetensors, save_weights
+from .weights import atomic_save, atomic_write_text, clean_state_dict, parse_json, read_header, read_safetensors, regular_file, save_weights
 
 
 def usable_device(name: str | None) -> torch.device:
@@ -38,6 +38,8 @@ def usable_device(name: str | None) -> torch.device:
         device = torch.device(name)
     except RuntimeError:
         raise UserError(f"unknown device {name!r}; use cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda", "mps", "xpu"):  # meta, say: tensors without data cannot train
+        raise UserError(f"device {name!r} cannot train or evaluate; use cpu, cuda or cuda:N")
     try:
         torch.empty(0, device=device)
     except (RuntimeError, AssertionError) as exc:  # no driver, no such index, a CPU-only build
@@ -54,6 +56,7 @@ class BaseTrainer:
     """
 
     precision = "fp32"
+    skips_overflow = False  # whether a step with a non-finite loss is skipped (fp16 loss scaling) not applied
 
     def __init__(self, device: str | None = None, channels_last: bool | None = None, compile: bool = False):
         self.device = usable_device(device)
@@ -216,6 +219,10 @@ def _call(spec: Spec, *args: Any, **options: Any) -> Any:
         return factory(*args, **options)
     except (TypeError, ValueError) as exc:
         raise UserError(f"{spec.word} {spec.name!r}: {exc}") from exc
+    except (UserError, PluginError, MemoryError):
+        raise
+    except Exception as exc:  # a bug in the plugin: name it, in one line
+        raise spec.failure("its factory raised", exc) from exc
 
 
 class Augmenter:
@@ -262,9 +269,12 @@ class Run:
         for name, value in (("train_limit", config.train_limit), ("test_limit", config.test_limit)):
             if value is not None and value < 1:
                 raise UserError(f"{name} must be positive, got {value}")
+        if not 0 <= config.seed < 2**63:
+            raise UserError(f"seed must be in 0..2**63-1, got {config.seed}")
         if not (config.lr > 0 and math.isfinite(config.lr)):
             raise UserError(f"learning rate must be positive, got {config.lr}")
-        if not (config.weight_decay >= 0 and config.warmup >= 0 and 0 <= config.label_smoothing < 1):
+        if not (0 <= config.weight_decay < math.inf and 0 <= config.warmup < math.inf
+                and 0 <= config.label_smoothing < 1):
             raise UserError("weight decay and warmup must be >= 0, label smoothing in [0, 1)")
         decided = sorted(set(config.model_options) & set(STANDARD_OPTIONS))
         if decided:
@@ -344,7 +354,10 @@ class Position:
     order: torch.Tensor | None = None
     loss_sum: torch.Tensor | None = None
     correct: torch.Tensor | None = None
+    skipped: torch.Tensor | None = None  # steps whose loss overflowed (fp16), which the trainer skipped
     seconds: float = 0.0
+    skipped_before: float = 0.0  # skipped steps up to the last log step (all ranks)
+    logged_step: int = 0
 
 
 class TrainingInterrupted(Exception):
@@ -397,7 +410,7 @@ def train(config: RunConfig, registry: Registry | None = None, run_dir: str | Pa
     on its share of every batch and only rank 0 reports and writes."""
     world = distributed.launched_world()
     if resume is not None:
-        config, run_dir, weights = _resume_config(config, Path(resume))
+        config, run_dir, weights = _resume_config(config, Path(resume), weights)
     run = Run.resolve(config, registry)
     local_batch = distributed.split_batch(config.batch_size, world)
     trainer: BaseTrainer = _call(run.trainer_spec, **_device_for(world, config.trainer_options))
@@ -413,9 +426,11 @@ def train(config: RunConfig, registry: Registry | None = None, run_dir: str | Pa
         paths = distributed.broadcast(paths)
         if isinstance(paths, UserError):
             raise paths
+        named_by_zoo = resume is None and run_dir is None and weights is None
         run_dir, weights = paths
         summary = _train(config, run, trainer, world, local_batch, run_dir, weights, resume is not None,
-                         reporter if world.main and reporter else SilentReporter(), log_every)
+                         reporter if world.main and reporter else SilentReporter(), log_every,
+                         overwrite=overwrite, named_by_zoo=named_by_zoo)
         together = True
         return summary
     except TrainingInterrupted:  # the ranks agree on the step to stop at
@@ -456,7 +471,8 @@ def _device_for(world: World, options: dict[str, Any]) -> dict[str, Any]:
 
 
 def _train(config: RunConfig, run: Run, trainer: BaseTrainer, world: World, local_batch: int, run_dir: Path,
-           weights: Path, resuming: bool, reporter: Reporter, log_every: int) -> dict[str, Any]:
+           weights: Path, resuming: bool, reporter: Reporter, log_every: int, overwrite: bool = False,
+           named_by_zoo: bool = False) -> dict[str, Any]:
     torch.manual_seed(config.seed)  # the same on every rank: one permutation, split between them
     data = run.load_data().to(trainer.device)
     model = create_model(config.model, registry=run.registry, num_classes=data.num_classes, in_chans=data.channels,
@@ -478,13 +494,15 @@ def _train(config: RunConfig, run: Run, trainer: BaseTrainer, world: World, loca
     metrics_path = run_dir / "metrics.jsonl"
     position, history = Position(), []
     if resuming and checkpoint.exists():
-        position, history = _load_checkpoint(checkpoint, model, optimizer, trainer)
-    elif world.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(json.dumps(
+        position, history = _load_checkpoint(checkpoint, model, optimizer, trainer, config, steps_per_epoch,
+                                             len(data.train_images))
+    elif world.main:  # a new run, or one resumed before its first checkpoint: from an empty folder
+        run_dir, weights = _claim_run_dir(run_dir, weights, overwrite or resuming, named_by_zoo)
+        checkpoint, metrics_path = run_dir / checkpoint.name, run_dir / metrics_path.name
+        atomic_write_text(run_dir / "config.json", json.dumps(
             {**asdict(config), "weights": str(weights), "zoo_version": __version__}, indent=2))
     if world.main:
-        metrics_path.write_text("".join(json.dumps(r) + "\n" for r in history))
+        atomic_write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in history))
 
     info = {"run_dir": str(run_dir), "weights": str(weights), "parameters": sum(p.numel() for p in model.parameters()),
             "train_images": len(data.train_images), "test_images": len(data.test_images), "processes": world.size,
@@ -498,7 +516,7 @@ def _train(config: RunConfig, run: Run, trainer: BaseTrainer, world: World, loca
             model.train()
             if position.order is None:  # a new epoch, not one resumed half-way
                 position = Position(epoch, 0, torch.randperm(len(data.train_images), device=trainer.device),
-                                    torch.zeros((), device=trainer.device), torch.zeros((), device=trainer.device))
+                                    *(torch.zeros((), device=trainer.device) for _ in range(3)))
             started = time.perf_counter() - position.seconds
             lr = config.lr
             for i in range(position.step, steps_per_epoch):
@@ -514,18 +532,26 @@ def _train(config: RunConfig, run: Run, trainer: BaseTrainer, world: World, loca
                     loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
                 optimizer.zero_grad(set_to_none=True)
                 trainer.backward_step(loss, optimizer)
-                position.loss_sum += loss.detach()
+                finite = torch.isfinite(loss.detach())  # an fp16 overflow the trainer skips is not divergence
+                position.loss_sum += torch.where(finite, loss.detach(), 0.0)
+                position.skipped += ~finite
                 position.correct += (logits.detach().argmax(1) == (y.argmax(1) if y.dim() == 2 else y)).sum()
                 position.step = i + 1
                 logging_step = (i + 1) % log_every == 0 or i + 1 == steps_per_epoch
                 if logging_step:  # the only host syncs of the epoch
-                    loss_sum = position.loss_sum.clone()
-                    distributed.all_sum(loss_sum)  # the same mean on every rank: a non-finite one stops all
-                    mean_loss = loss_sum.item() / ((i + 1) * world.size)
-                    if not math.isfinite(mean_loss):
-                        raise UserError(f"the loss became {mean_loss} in epoch {epoch + 1}, step {i + 1}; "
+                    sums = torch.stack([position.loss_sum, position.skipped.float()])
+                    distributed.all_sum(sums)  # the same on every rank: a divergence stops all
+                    loss_sum, skipped = sums.tolist()
+                    counted = (i + 1) * world.size - skipped
+                    mean_loss = loss_sum / counted if counted else math.inf
+                    window = (i + 1 - position.logged_step) * world.size
+                    # A trainer that skips overflowed steps has diverged only when it skipped a whole window.
+                    if (skipped - position.skipped_before >= window >= min(10, log_every) * world.size
+                            if trainer.skips_overflow else skipped > 0):
+                        raise UserError(f"the loss became infinite or NaN in epoch {epoch + 1}, step {i + 1}; "
                                         f"{_last_good(checkpoint)}; try a lower --lr, more --warmup or "
                                         f"gradient-friendlier --amp settings")
+                    position.skipped_before, position.logged_step = skipped, i + 1
                     elapsed = time.perf_counter() - started
                     reporter.step(i + 1, mean_loss, position.correct.item() / ((i + 1) * local_batch),
                                   (i + 1) * config.batch_size / elapsed)
@@ -539,18 +565,24 @@ def _train(config: RunConfig, run: Run, trainer: BaseTrainer, world: World, loca
             seconds = time.perf_counter() - started
             test = evaluate(model, trainer, augmenter, data.test_images, data.test_labels, config.eval_batch_size,
                             data.num_classes, world)
-            sums = torch.stack([position.loss_sum.float(), position.correct.float()])
+            sums = torch.stack([position.loss_sum.float(), position.correct.float(), position.skipped.float()])
             distributed.all_sum(sums)
-            record = {"epoch": epoch + 1, "train_loss": sums[0].item() / (steps_per_epoch * world.size),
+            counted = max(1.0, steps_per_epoch * world.size - sums[2].item())
+            record = {"epoch": epoch + 1, "train_loss": sums[0].item() / counted,
                       "train_accuracy": sums[1].item() / (steps_per_epoch * config.batch_size),
                       "test_loss": test["loss"], "test_accuracy": test["accuracy"], "lr": lr, "seconds": seconds,
-                      "images_per_s": steps_per_epoch * config.batch_size / seconds}
+                      "images_per_s": steps_per_epoch * config.batch_size / seconds,
+                      **({"skipped_steps": int(sums[2].item())} if sums[2].item() else {})}
             history.append(record)
             position = Position(epoch + 1)
             if world.main:
                 _save_checkpoint(checkpoint, model, optimizer, trainer, position, config, history)
-                with open(metrics_path, "a") as f:  # after the checkpoint, which holds the history too
-                    f.write(json.dumps(record) + "\n")
+                try:
+                    with open(metrics_path, "a") as f:  # after the checkpoint, which holds the history too
+                        f.write(json.dumps(record) + "\n")
+                except OSError as exc:
+                    raise UserError(f"cannot write {metrics_path}: {exc.strerror or exc}; "
+                                    f"{_last_good(checkpoint)}") from exc
             reporter.epoch_end(record)
             if epoch + 1 < config.epochs and distributed.any_rank(interrupted.is_set(), trainer.device):
                 raise TrainingInterrupted(run_dir, epoch + 1, steps_per_epoch)
@@ -560,7 +592,7 @@ def _train(config: RunConfig, run: Run, trainer: BaseTrainer, world: World, loca
                         data.num_classes, world)
     final = history[-1]
     if world.main:
-        save_weights(_unwrap(model, zoo_config), weights, classes=list(data.classes), mean=list(data.mean),
+        _save_weights_of_run(_unwrap(model, zoo_config), weights, run_dir, overwrite or resuming, classes=list(data.classes), mean=list(data.mean),
                      std=list(data.std), dataset=data.name, in_chans=data.channels, input_size=data.input_size,
                      padded_from=data.padded_from,
                      num_classes=data.num_classes, metrics=final, per_class_accuracy=test["per_class_accuracy"],
@@ -574,6 +606,25 @@ def _train(config: RunConfig, run: Run, trainer: BaseTrainer, world: World, loca
                "processes": world.size}
     reporter.finish(summary)
     return summary
+
+
+def _save_weights_of_run(model: torch.nn.Module, weights: Path, run_dir: Path, replace: bool, **info: Any) -> None:
+    """The run's weights where it was asked to write them; if another run took that file meanwhile,
+    in the run folder, so that an hour of training is never lost."""
+    _check_finite(model.state_dict(), run_dir / "checkpoint.safetensors", "the end", "the last")
+    try:
+        save_weights(model, weights, replace=replace, **info)
+    except FileExistsError:
+        kept = save_weights(model, run_dir / "weights.safetensors", **info)
+        raise UserError(f"{weights} was written by another run meanwhile and is left as it is; this run's weights "
+                        f"are in {kept}") from None
+
+
+def _check_finite(state: dict[str, torch.Tensor], checkpoint: Path, epoch: int, step: int) -> None:
+    """Never write non-finite weights: a run that diverged stops with what it last saved."""
+    if not all(bool(torch.isfinite(t).all()) for t in state.values() if t.is_floating_point()):
+        raise UserError(f"the weights became infinite or NaN by epoch {epoch}, step {step}: the run diverged; "
+                        f"{_last_good(checkpoint)}; try a lower --lr, more --warmup or less --wd")
 
 
 def _inner(model: torch.nn.Module) -> torch.nn.Module:
@@ -596,17 +647,19 @@ def _unwrap(model: torch.nn.Module, zoo_config: dict[str, Any]) -> torch.nn.Modu
 
 
 def _paths(config: RunConfig, run_dir, weights, overwrite: bool) -> tuple[Path, Path]:
+    """The run folder and weights file of a new run, absolute, checked but not made: a user error that
+    stops the run must leave nothing behind. Default names are claimed when the run starts writing."""
     if run_dir is None and weights is None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         name = _unique_name(f"{config.model.replace(':', '_').replace('/', '_')}-{config.data}-{stamp}",
                             (Path("runs"), ""), (Path("weights"), ".safetensors"))
-        return Path("runs") / name, Path("weights") / f"{name}.safetensors"
+        run_dir, weights = Path("runs") / name, Path("weights") / f"{name}.safetensors"
     if weights is None:
         weights = Path("weights") / f"{Path(run_dir).name}.safetensors"
-    weights = Path(weights)
-    if run_dir is None:
-        run_dir = Path("runs") / weights.stem
-    run_dir = Path(run_dir)
+    weights = Path(weights).absolute()
+    run_dir = (Path("runs") / weights.stem if run_dir is None else Path(run_dir)).absolute()
+    for path in (weights, run_dir):
+        _check_name_lengths(path)
     if not overwrite:
         for path, option in ((weights, "--out"), (run_dir, "--run-dir")):
             if path.exists():
@@ -614,6 +667,55 @@ def _paths(config: RunConfig, run_dir, weights, overwrite: bool) -> tuple[Path, 
     for folder in (weights.parent, run_dir.parent):  # checked now, made when the run writes there
         _check_writable(folder)
     return run_dir, weights
+
+
+def _check_name_lengths(path: Path) -> None:
+    """Refuse now a name the file system would refuse after an hour of training."""
+    for part in path.parts:
+        if len(os.fsencode(part)) + len(".checkpoint.safetensors.XXXXXXXX.tmp") > 255:
+            raise UserError(f"the name {part[:40]}... is too long for a file name ({len(os.fsencode(part))} bytes)")
+
+
+ZOO_RUN_FILES = ("config.json", "metrics.jsonl", "checkpoint.safetensors")
+
+
+def _claim_run_dir(run_dir: Path, weights: Path, overwrite: bool, named_by_zoo: bool) -> tuple[Path, Path]:
+    """Make the run folder, atomically, so that two runs never share one. A default name taken since
+    the run started moves on to the next free one; a folder given with --overwrite is emptied of
+    zoo's files (and refused if it holds others)."""
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    base, n = run_dir.name, 1
+    while True:
+        try:
+            run_dir.mkdir()
+            return run_dir, weights
+        except FileExistsError:
+            if named_by_zoo:
+                n += 1
+                run_dir = run_dir.with_name(f"{base}-{n}")
+                weights = weights.with_name(f"{base}-{n}.safetensors")
+                continue
+            if not overwrite:
+                raise UserError(f"{run_dir} exists (another run made it); choose another --run-dir or pass "
+                                "--overwrite") from None
+            _empty_run_dir(run_dir)
+            return run_dir, weights
+
+
+def _empty_run_dir(run_dir: Path) -> None:
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir} is not a folder; choose another --run-dir")
+    entries = list(run_dir.iterdir())
+    foreign = [p.name for p in entries if p.name not in ZOO_RUN_FILES and not _is_temporary(p)]
+    if foreign:
+        raise UserError(f"--overwrite: {run_dir} holds files zoo did not write ({', '.join(sorted(foreign)[:3])}); "
+                        "choose another --run-dir")
+    for path in entries:
+        path.unlink()
+
+
+def _is_temporary(path: Path) -> bool:
+    return path.name.startswith(".") and path.name.endswith(".tmp")
 
 
 def _check_writable(folder: Path) -> None:
@@ -626,33 +728,51 @@ def _check_writable(folder: Path) -> None:
         raise UserError(f"cannot write to {folder}: permission denied")
 
 
-def _resume_config(config: RunConfig, run_dir: Path) -> tuple[RunConfig, Path, Path]:
+def _resume_config(config: RunConfig, run_dir: Path, weights: str | Path | None) -> tuple[RunConfig, Path, Path]:
     if run_dir.is_file():
         run_dir = run_dir.parent
+    run_dir = run_dir.absolute()
     try:
-        saved = json.loads((run_dir / "config.json").read_text())
-    except (OSError, ValueError) as exc:
+        saved = parse_json(regular_file(run_dir / "config.json", "run config").read_text(), f"{run_dir}/config.json")
+        if not isinstance(saved, dict) or not isinstance(saved.get("weights"), str):
+            raise UserError(f"{run_dir}/config.json is not a run's config")
+    except (UserError, OSError) as exc:
         raise UserError(f"cannot resume: {run_dir} is not a run folder (no readable config.json); --resume takes "
                         "a run folder such as runs/<run>") from exc
-    weights = Path(saved.pop("weights"))
-    saved.pop("zoo_version", None)
+    recorded = Path(saved.pop("weights"))
+    if not recorded.is_absolute():  # written before paths were recorded whole: runs/<run> beside weights/
+        if run_dir.parent.name != "runs":
+            raise UserError(f"cannot tell where {run_dir} writes its weights ({recorded}, relative); resume it from "
+                            "the folder it was started in")
+        recorded = run_dir.parent.parent / recorded
+    if weights is not None and Path(weights).absolute() != recorded:
+        raise UserError(f"{run_dir} writes its weights to {recorded}; resume it without --out")
+    for key in ("zoo_version", "versions"):
+        saved.pop(key, None)
     known = set(RunConfig.__dataclass_fields__)
-    previous = RunConfig(**{k: v for k, v in saved.items() if k in known})
+    try:
+        previous = RunConfig(**{k: v for k, v in saved.items() if k in known})
+    except TypeError as exc:
+        raise UserError(f"cannot resume: {run_dir}/config.json is damaged ({exc})") from exc
     differ = [k for k in known if k not in RunConfig.RESUMABLE_CHANGES
               and json.dumps(getattr(previous, k)) != json.dumps(getattr(config, k))]
     if differ:
         raise UserError(f"cannot resume {run_dir}: it was run with other {', '.join(sorted(differ))} "
                         f"(e.g. {differ[0]}={getattr(previous, differ[0])!r})")
-    return config, run_dir, weights
+    if recorded.exists() and read_header(recorded)[1].get("run") != str(run_dir):
+        raise UserError(f"{recorded} was not written by {run_dir}; zoo will not replace it")
+    return config, run_dir, recorded
 
 
 def _save_checkpoint(path: Path, model, optimizer, trainer: BaseTrainer, position: Position,
                      config: RunConfig, history: list[dict[str, Any]]) -> None:
-    tensors = {f"model.{k}": v for k, v in clean_state_dict(model).items()}
+    state = clean_state_dict(model)
+    _check_finite(state, path, position.epoch + (position.step == 0), position.step or "the last")
+    tensors = {f"model.{k}": v for k, v in state.items()}
     tensors["rng.cpu"] = torch.get_rng_state()
     if trainer.device.type == "cuda":
         tensors["rng.cuda"] = torch.cuda.get_rng_state(trainer.device)
-    for name in ("order", "loss_sum", "correct"):
+    for name in ("order", "loss_sum", "correct", "skipped"):
         if getattr(position, name) is not None:
             tensors[f"position.{name}"] = getattr(position, name).detach().to("cpu").contiguous()
     document = {"epoch": position.epoch, "step": position.step, "seconds": position.seconds,
@@ -685,7 +805,10 @@ def _restore_tensors(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
         if "__tensor__" in value:
             return tensors[value["__tensor__"]]
         if "__dtype__" in value:
-            return getattr(torch, value["__dtype__"])
+            dtype = getattr(torch, str(value["__dtype__"]), None)
+            if not isinstance(dtype, torch.dtype):
+                raise ValueError(f"{value['__dtype__']!r} is not a dtype")
+            return dtype
         if "__tuple__" in value:
             return tuple(_restore_tensors(value["__tuple__"], tensors))
         return {k: _restore_tensors(v, tensors) for k, v in value.items()}
@@ -694,16 +817,32 @@ def _restore_tensors(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return value
 
 
-def _load_checkpoint(path: Path, model, optimizer, trainer: BaseTrainer) -> tuple[Position, list[dict[str, Any]]]:
+def _load_checkpoint(path: Path, model, optimizer, trainer: BaseTrainer, config: RunConfig, steps_per_epoch: int,
+                     train_images: int) -> tuple[Position, list[dict[str, Any]]]:
+    """Restore a run from its checkpoint. A checkpoint is untrusted like any file: every field is
+    checked, and anything that does not fit this run is one clear error."""
     tensors, document = read_safetensors(path, "checkpoint")
+    try:
+        position, history = _checked_position(document, tensors, config, steps_per_epoch, train_images)
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise UserError(f"{path} is not a checkpoint of this run, or it is corrupt ({type(exc).__name__}: "
+                        f"{str(exc)[:80]})") from exc
     model_state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
     try:
         _inner(model).load_state_dict(model_state, strict=True)
     except RuntimeError as exc:
         raise UserError(f"{path} holds weights of another model ({str(exc).splitlines()[0]})") from exc
-    optimizer_state = _restore_tensors(document["optimizer"], tensors)
-    optimizer_state["state"] = {int(index): state for index, state in optimizer_state["state"].items()}
-    optimizer.load_state_dict(optimizer_state)  # places each tensor on its parameter's device
+    try:
+        optimizer_state = _restore_tensors(document["optimizer"], tensors)
+        optimizer_state["state"] = {int(index): state for index, state in optimizer_state["state"].items()}
+        optimizer.load_state_dict(optimizer_state)  # places each tensor on its parameter's device
+        trainer.load_state_dict(_restore_tensors(document.get("trainer", {}), tensors))
+        torch.set_rng_state(tensors["rng.cpu"])
+        if "rng.cuda" in tensors and trainer.device.type == "cuda":
+            torch.cuda.set_rng_state(tensors["rng.cuda"], trainer.device)
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError, AttributeError) as exc:
+        raise UserError(f"{path}: the optimizer or random state does not fit this run, or it is corrupt "
+                        f"({type(exc).__name__}: {str(exc).strip()[:80]})") from exc
     # ... but not in its memory format: state made with zeros_like(param) was channels_last, and a
     # reduction over it (lamb's trust ratio) sums in another order in another format
     for group in optimizer.param_groups:
@@ -712,12 +851,33 @@ def _load_checkpoint(path: Path, model, optimizer, trainer: BaseTrainer) -> tupl
             for key, value in state.items():
                 if isinstance(value, torch.Tensor) and value.shape == param.shape:
                     state[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)
-    trainer.load_state_dict(_restore_tensors(document.get("trainer", {}), tensors))
-    torch.set_rng_state(tensors["rng.cpu"])
-    if "rng.cuda" in tensors and trainer.device.type == "cuda":
-        torch.cuda.set_rng_state(tensors["rng.cuda"], trainer.device)
-    position = Position(int(document["epoch"]), int(document.get("step", 0)), seconds=document.get("seconds", 0.0))
-    if position.step:
-        position.order, position.loss_sum, position.correct = (
-            tensors[f"position.{name}"].to(trainer.device) for name in ("order", "loss_sum", "correct"))
-    return position, document["history"]
+    if position.order is not None:
+        position.order, position.loss_sum, position.correct, position.skipped = (
+            t.to(trainer.device) for t in (position.order, position.loss_sum, position.correct, position.skipped))
+    return position, history
+
+
+def _checked_position(document: dict[str, Any], tensors: dict[str, torch.Tensor], config: RunConfig,
+                      steps_per_epoch: int, train_images: int) -> tuple[Position, list[dict[str, Any]]]:
+    epoch, step, seconds, history = document["epoch"], document.get("step", 0), document.get("seconds", 0.0), \
+        document["history"]
+    if type(epoch) is not int or not 0 <= epoch <= config.epochs:
+        raise ValueError(f"epoch {epoch!r} is not in 0..{config.epochs}")
+    if type(step) is not int or not 0 <= step < steps_per_epoch:
+        raise ValueError(f"step {step!r} is not in 0..{steps_per_epoch - 1}")
+    if not isinstance(seconds, (int, float)) or not 0 <= seconds < 1e9:
+        raise ValueError(f"seconds {seconds!r}")
+    if not isinstance(history, list) or len(history) != epoch or not all(isinstance(r, dict) for r in history):
+        raise ValueError(f"a history of {epoch} epochs")
+    if document.get("model") != config.model:
+        raise ValueError(f"it is a checkpoint of {document.get('model')!r}")
+    position = Position(epoch, step, seconds=float(seconds))
+    if step:
+        order = tensors["position.order"]
+        if order.dtype != torch.int64 or tuple(order.shape) != (train_images,) or not torch.equal(
+                order.sort().values, torch.arange(train_images)):
+            raise ValueError(f"the sample order is not a permutation of the {train_images} training images")
+        position.order, position.loss_sum, position.correct, position.skipped = (
+            order, tensors["position.loss_sum"].reshape(()), tensors["position.correct"].reshape(()),
+            tensors.get("position.skipped", torch.zeros(())).reshape(()))
+    return position, history

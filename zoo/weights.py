@@ -1,10 +1,13 @@
 """Weights and checkpoints as safetensors: tensors plus JSON metadata, written atomically, no pickle."""
 from __future__ import annotations
 
+import contextlib
+import glob
 import json
 import os
 import stat
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,7 @@ from . import __version__
 from .errors import UserError
 
 META_KEY = "zoo"  # the JSON document in a weights file's metadata
+STALE_SECONDS = 3600  # a temporary file this old was left by a killed write, not one in progress
 
 
 def clean_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -28,20 +32,44 @@ def clean_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return state
 
 
-def atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> Path:
-    """Write to a temporary file beside ``path``, then rename: a crash leaves the old file intact."""
+def atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str], replace: bool = True) -> Path:
+    """Write a safetensors file atomically (see :func:`atomic_write`)."""
+    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata), replace)
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def atomic_write(path: Path, write, replace: bool = True) -> Path:
+    """``write(tmp)`` to a temporary file beside ``path``, then move it in place: a crash or a full disk
+    leaves the old file (or none), never a partial one. Without ``replace`` an existing ``path`` is
+    never replaced, even one that appeared while writing (FileExistsError). The file gets the mode the umask gives."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):  # left by a killed write, long ago
+        with contextlib.suppress(OSError):
+            if time.time() - stale.stat().st_mtime > STALE_SECONDS:
+                stale.unlink()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        save_file(tensors, tmp, metadata=metadata)
+        write(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's (and a writer's) 0600 would hide the file from others
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+        if replace:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)  # fails if path exists: no run replaces another's file
+    except FileExistsError:
+        raise  # the caller decides where the file goes instead
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    finally:
         Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 
@@ -167,13 +195,14 @@ def require_fields(document: dict[str, Any], path: Path, *fields: str) -> None:
         raise UserError(f"{path} does not record {', '.join(missing)}; it was not written by zoo train")
 
 
-def save_weights(model: torch.nn.Module, path: str | os.PathLike, **info: Any) -> Path:
-    """Save ``model`` with what rebuilds it (its ``zoo_config``) and ``info`` (classes, metrics, ...)."""
+def save_weights(model: torch.nn.Module, path: str | os.PathLike, replace: bool = True, **info: Any) -> Path:
+    """Save ``model`` with what rebuilds it (its ``zoo_config``) and ``info`` (classes, metrics, ...);
+    without ``replace``, an existing file is an error, never overwritten."""
     config = getattr(model, "zoo_config", None)
     if config is None:
         raise UserError("this model was not built by zoo.create_model, so it cannot be rebuilt from its weights")
     document = {"zoo_version": __version__, **config, **info}
-    return atomic_save(clean_state_dict(model), Path(path), {META_KEY: json.dumps(document)})
+    return atomic_save(clean_state_dict(model), Path(path), {META_KEY: json.dumps(document)}, replace)
 
 
 def load_model(path: str | os.PathLike, registry=None) -> torch.nn.Module:

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from zoo import ImageData, UserError
-from zoo.data import channel_stats, download, file_md5
+from zoo.data import channel_stats, download, file_md5, regular_file
 
 CIFAR = {
     "cifar10": dict(
@@ -72,7 +72,7 @@ class _BatchUnpickler(pickle.Unpickler):
 def read_cifar_batch(path: Path) -> dict:
     """One CIFAR python batch, read without running any code it might carry."""
     try:
-        with open(path, "rb") as f:
+        with open(regular_file(path, "CIFAR batch"), "rb") as f:
             batch = _BatchUnpickler(f, encoding="bytes").load()
     except FileNotFoundError:
         raise
@@ -109,9 +109,12 @@ def _cifar(name: str, root: Path, download_missing: bool) -> ImageData:
         for file in files:
             batch = read_cifar_batch(folder / file)
             try:
-                data = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+                data = batch[b"data"]
+                if not isinstance(data, np.ndarray) or data.dtype != np.uint8:  # a cast would wrap or round
+                    raise ValueError(f"data of type {getattr(data, 'dtype', type(data).__name__)}, not uint8")
+                data = data.reshape(-1, 3, 32, 32)
                 label = np.asarray(batch[info["labels"]], dtype=np.int64)
-            except (KeyError, ValueError) as exc:
+            except (KeyError, ValueError, TypeError, OverflowError) as exc:
                 raise UserError(f"{folder / file} is not a complete CIFAR batch ({exc})") from exc
             if len(data) != len(label):
                 raise UserError(f"{folder / file} has {len(data)} images but {len(label)} labels")
@@ -133,22 +136,29 @@ def cifar100(root: Path, download: bool = True) -> ImageData:
     return _cifar("cifar100", root, download)
 
 
+IDX_MAX_IMAGES, IDX_MAX_SIDE = 10_000_000, 1024  # bounds read from the header before the data
+
+
 def read_idx(path: Path) -> np.ndarray:
-    """An idx file (gzip or raw): uint8 images (N, H, W) or labels (N,)."""
+    """An idx file (gzip or raw): uint8 images (N, H, W) or labels (N,). The header's sizes are checked
+    before the data is read, and no more than they announce is decompressed (a gzip bomb stops there)."""
     opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with opener(path, "rb") as f:
-            raw = f.read()
-        magic, count = struct.unpack(">II", raw[:8])
-        if magic == 2049:
-            dims, offset = (count,), 8
-        elif magic == 2051:
-            dims, offset = (count, *struct.unpack(">II", raw[8:16])), 16
-        else:
-            raise ValueError(f"magic number {magic}")
-        array = np.frombuffer(raw, np.uint8, offset=offset)
-        if array.size != int(np.prod(dims)):
-            raise ValueError(f"{array.size} bytes of data for shape {dims}")
+        with opener(regular_file(path, "idx"), "rb") as f:
+            magic, count = struct.unpack(">II", f.read(8))
+            if magic == 2049:
+                dims: tuple[int, ...] = (count,)
+            elif magic == 2051:
+                dims = (count, *struct.unpack(">II", f.read(8)))
+            else:
+                raise ValueError(f"magic number {magic}")
+            if count > IDX_MAX_IMAGES or any(side > IDX_MAX_SIDE for side in dims[1:]):
+                raise ValueError(f"a header announcing shape {dims}, beyond any image dataset")
+            size = int(np.prod(dims))
+            raw = f.read(size + 1)
+        array = np.frombuffer(raw, np.uint8)
+        if array.size != size:
+            raise ValueError(f"{'more' if array.size > size else array.size} bytes of data for shape {dims}")
     except (OSError, EOFError, struct.error, ValueError, gzip.BadGzipFile) as exc:
         raise UserError(f"{path} is not a valid idx file ({exc}); it may be truncated") from exc
     return array.reshape(dims)
@@ -173,12 +183,16 @@ def _idx_file(folder: Path, stem: str) -> Path:
 
 def fashion_mnist(root: Path, download: bool = True) -> ImageData:
     """From ``root/fashion-mnist``, else Debian's ``dataset-fashion-mnist``, else downloaded."""
+    return _fashion_mnist(root, download_missing=download)
+
+
+def _fashion_mnist(root: Path, download_missing: bool) -> ImageData:
     folder = root / "fashion-mnist"
     have = lambda f: all((f / name).is_file() for name in FASHION_FILES)  # noqa: E731
     if not have(folder) and have(DEBIAN_FASHION):
         folder = DEBIAN_FASHION
     elif not have(folder):
-        if not download:
+        if not download_missing:
             raise UserError(f"fashion-mnist not found: put its four idx .gz files in {folder}, or install Debian's "
                             f"dataset-fashion-mnist, or use --data fashion-mnist-sample")
         for name, md5 in FASHION_FILES.items():
@@ -199,6 +213,8 @@ def image_folder(root: Path, download: bool = False, image_size: int = 32) -> Im
     """``root/train/<class>/*.png`` and ``root/test/<class>/*`` (or ``val/``), resized to ``image_size``."""
     from PIL import Image, UnidentifiedImageError
 
+    from zoo.data import open_image
+
     test_dir = next((root / d for d in ("test", "val") if (root / d).is_dir()), None)
     if not (root / "train").is_dir() or test_dir is None:
         raise UserError(f"imagefolder needs {root}/train/<class>/ and {root}/test/<class>/ (or val/); "
@@ -215,7 +231,7 @@ def image_folder(root: Path, download: bool = False, image_size: int = 32) -> Im
                 if file.suffix.lower() not in IMAGE_SUFFIXES:
                     continue
                 try:
-                    with Image.open(file) as img:
+                    with open_image(file) as img:
                         img = img.convert("L" if img.mode in ("1", "L", "I;16") else "RGB")
                         modes.add(img.mode)
                         img = img.resize((image_size, image_size), Image.Resampling.BILINEAR)
@@ -229,6 +245,9 @@ def image_folder(root: Path, download: bool = False, image_size: int = 32) -> Im
         array = np.stack([np.repeat(i, channels // i.shape[-1], axis=-1) for i in images])
         return torch.from_numpy(array).permute(0, 3, 1, 2).contiguous(), torch.tensor(labels)
 
+    unknown = sorted(d.name for d in test_dir.iterdir() if d.is_dir() and d.name not in classes)
+    if unknown:  # their images would be dropped and the accuracy measured without them
+        raise UserError(f"class folder(s) {', '.join(unknown[:5])} in {test_dir} are not in {root / 'train'}")
     train, test = split(root / "train"), split(test_dir)
     empty = [cls for label, cls in enumerate(classes) if not (train[1] == label).any()]
     if empty:  # a class the model could never learn, and an output it would never use

@@ -34,6 +34,7 @@ class AmpTrainer(BaseTrainer):
         self.precision = dtype if self.enabled else "fp32 (this CPU has no fast bf16)"
         self.dtype = DTYPES[dtype]
         self.scaler = torch.amp.GradScaler("cuda") if dtype == "fp16" else None
+        self.skips_overflow = self.scaler is not None
 
     def default_channels_last(self) -> bool:
         return True  # bf16/fp16 convolutions want NHWC on CPUs (oneDNN) and GPUs (tensor cores)
