@@ -137,3 +137,23 @@ def rewrite_metadata(source: Path, target: Path, change=None, raw: str | None = 
     encoded += b" " * (-len(encoded) % 8)
     target.write_bytes(len(encoded).to_bytes(8, "little") + encoded + data[8 + size:])
     return target
+
+
+REQUIRE_DATA_ENV = "ZOO_REQUIRE_DATA"  # set by .ci/run, which installs the data: a skip is then a failure
+
+
+@pytest.fixture
+def real_fashion_mnist() -> Path:
+    """The folder of the real Fashion-MNIST; without it the test is skipped with how to get it (and
+    fails where ``ZOO_REQUIRE_DATA=1`` says the data must be there)."""
+    from zoo.data import data_root
+    from zoo_datasets.loaders import DEBIAN_FASHION, FASHION_FILES
+
+    for folder in (data_root() / "fashion-mnist", DEBIAN_FASHION):
+        if all((folder / name).is_file() for name in FASHION_FILES):
+            return folder
+    reason = ("needs the real Fashion-MNIST: sudo apt-get install dataset-fashion-mnist (Debian/Ubuntu), or its "
+              f"four idx .gz files in {data_root() / 'fashion-mnist'}")
+    if os.environ.get(REQUIRE_DATA_ENV):
+        pytest.fail(reason)
+    pytest.skip(reason)

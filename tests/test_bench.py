@@ -106,7 +106,7 @@ def test_memory_table():
 
 
 @pytest.mark.slow
-def test_time_to_accuracy_on_real_fashion_mnist():
+def test_time_to_accuracy_on_real_fashion_mnist(real_fashion_mnist):
     tables = run_bench("time_to_accuracy.py", "--epochs", "1", "--target", "0.6")
     rows = tables[0][1:]
     assert [row[0].split(" (")[0] for row in rows] == ["zoo train --amp", "lab loop"]

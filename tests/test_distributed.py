@@ -13,19 +13,23 @@ from safetensors.torch import load_file
 from conftest import run_zoo
 
 
-def _args(cifar_dir, model: str, out, *extra: str) -> list[str]:
+def _args(cifar_dir, model: str, out, *extra: str, augs: tuple[str, ...] = ("none",)) -> list[str]:
     return ["train", model, "--data-dir", str(cifar_dir), "--set", "layout=8,M,16,M", "--epochs", "1",
-            "--batch-size", "20", "--aug", "none", "--opt", "sgd-momentum", "--lr", "0.05", "--warmup", "0",
-            "--out", str(out / "w.safetensors"), "--run-dir", str(out / "run"), "--json", *extra]
+            "--batch-size", "20", *(a for aug in augs for a in ("--aug", aug)), "--opt", "sgd-momentum", "--lr", "0.05",
+            "--warmup", "0", "--out", str(out / "w.safetensors"), "--run-dir", str(out / "run"), "--json", *extra]
 
 
-@pytest.mark.parametrize("model, extra", [("vgg", ()), ("vgg_bn", ("--sync-bn",))],
-                         ids=["no batch norm", "SyncBatchNorm"])
-def test_two_processes_match_one_with_the_same_global_batch(cifar_dir, tmp_path, model, extra):
+@pytest.mark.parametrize("model, extra, augs", [
+    ("vgg", (), ("none",)),
+    ("vgg_bn", ("--sync-bn",), ("none",)),
+    # every rank draws the whole batch's crops and flips, as one process does, then takes its part
+    ("vgg_bn", ("--sync-bn",), ("crop=4", "hflip")),
+], ids=["no batch norm", "SyncBatchNorm", "augmented"])
+def test_two_processes_match_one_with_the_same_global_batch(cifar_dir, tmp_path, model, extra, augs):
     single, parallel = tmp_path / "single", tmp_path / "parallel"
-    one = run_zoo(*_args(cifar_dir, model, single, *extra), cwd=tmp_path)
+    one = run_zoo(*_args(cifar_dir, model, single, *extra, augs=augs), cwd=tmp_path)
     assert one.returncode == 0, one.stderr
-    two = run_zoo(*_args(cifar_dir, model, parallel, *extra), "--nproc", "2", cwd=tmp_path, timeout=300)
+    two = run_zoo(*_args(cifar_dir, model, parallel, *extra, augs=augs), "--nproc", "2", cwd=tmp_path, timeout=300)
     assert two.returncode == 0, two.stderr
     summary = json.loads(two.stdout)  # printed once, by rank 0
     assert summary["processes"] == 2

@@ -43,9 +43,10 @@ def test_a_grid_gives_one_row_per_run_and_plots(cifar_dir, tmp_path):
     rows = list(csv.DictReader((tmp_path / "out" / "results.csv").open()))
     assert [r["run"] for r in rows] == ["none-0.01", "none-0.05", "crop=2+hflip-0.01", "crop=2+hflip-0.05"]
     assert {r["augmentation"] for r in rows} == {"none", "crop=2+hflip"} and rows[1]["lr"] == "0.05"
-    assert all(r["epochs"] == "1/1" and r["test accuracy"].endswith("%") and r["parameters"] for r in rows)
+    assert all(r["epochs"] == r["planned epochs"] == "1" and 0 <= float(r["test accuracy"]) <= 1
+               and int(r["parameters"]) > 0 and r["dataset"] == "cifar10" for r in rows)
     markdown = (tmp_path / "out" / "results.md").read_text()
-    assert markdown.count("\n| none-0.0") == 2 and "| network | epochs | batch size | lr | optimizer |" in markdown
+    assert markdown.count("\n| none-0.0") == 2 and "| dataset | network | epochs | planned epochs | batch size | lr | optimizer |" in markdown
     for name in ("accuracy.png", "loss.png"):
         with Image.open(tmp_path / "out" / name) as image:
             assert image.format == "PNG" and image.size[0] >= 800

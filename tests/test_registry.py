@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 
 import pytest
 
@@ -190,16 +191,17 @@ def test_importing_the_factories_does_not_hide_any_hook():
 
 def test_plugins_cannot_spoil_stdout_nor_replace_a_built_in(plugin_dir):
     make_plugin_dist(plugin_dir, "zoo-noisy", "noisy_plugin", "print('hello from a plugin')\n" +
-                     TINY.format(name="noisynet"), entry_point="noisy")
+                     textwrap.dedent(TINY.format(name="noisynet")), entry_point="noisy")
     make_plugin_dist(plugin_dir, "zoo-impostor", "impostor_plugin", TINY.format(name="vgg16"), entry_point="vgg")
     env = {"PYTHONPATH": str(plugin_dir)}
     result = run_zoo("list", "--json", "--kind", "arch", env=env)
     names = {(r["name"], r["plugin"]) for r in json.loads(result.stdout)}  # valid JSON despite the print
     assert ("noisynet", "noisy") in names and ("vgg16", "vgg") in names
     assert "hello from a plugin" in result.stderr
-    plugins = {p["name"]: p for p in json.loads(run_zoo("plugins", "--json", env=env).stdout)}
-    assert plugins["vgg"]["distribution"] == "cnn-zoo" and plugins["vgg"]["status"] == "ok"
-    assert plugins["vgg (zoo-impostor)"]["status"] == "error"
+    named_vgg = {p["distribution"]: p for p in json.loads(run_zoo("plugins", "--json", env=env).stdout)
+                 if p["name"] == "vgg"}
+    assert named_vgg["cnn-zoo"]["status"] == "ok" and named_vgg["cnn-zoo"]["provides"]["arch"]
+    assert named_vgg["zoo-impostor"]["status"] == "error" and "already used by cnn-zoo" in named_vgg["zoo-impostor"]["errors"][0]
 
 
 def test_a_factory_that_fails_names_its_plugin_and_item_in_one_line(plugin_dir):
@@ -220,3 +222,23 @@ def test_a_factory_that_fails_names_its_plugin_and_item_in_one_line(plugin_dir):
         result = run_zoo("info", name, env=env)
         assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
         assert f"plugin 'typo', architecture '{name}': {message}" in result.stderr
+
+
+def test_a_plugin_with_a_built_in_name_breaks_no_default(plugin_dir, cifar_dir, tmp_path):
+    source = """
+        from zoo import Augmentation, Optimizer, Scheduler, Trainer, Dataset, hookimpl
+
+        @hookimpl
+        def augmentations():
+            return [Augmentation("hflip", "os:getcwd"), Augmentation("crop", "os:getcwd")]
+
+        @hookimpl
+        def optimizers():
+            return [Optimizer("sgd-nesterov", "os:getcwd")]
+    """
+    make_plugin_dist(plugin_dir, "zoo-twin", "twin_names_plugin", source, entry_point="twin")
+    result = run_zoo("train", "vgg_bn", "--data-dir", str(cifar_dir), "--set", "layout=8,M", "--epochs", "1",
+                     "--batch-size", "20", "--json", env={"PYTHONPATH": str(plugin_dir)}, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    result = run_zoo("train", "vgg_bn", "--aug", "hflip", env={"PYTHONPATH": str(plugin_dir)}, cwd=tmp_path)
+    assert result.returncode == 2 and "use augment:hflip or twin:hflip" in result.stderr

@@ -156,10 +156,10 @@ ERRORS = [
     (["train", "vgg_bn", "--seed", str(2**64)], r"seed must be in 0..2\*\*63-1"),
     (["train", "vgg_bn", "--nproc", "1000"], "--nproc 1000 is more than the"),
     (["train", "vgg_bn", "--out", "x" * 300 + ".safetensors"], "is too long for a file name"),
-    (["train", "vgg_bn", "--data-dir", "{root}/a-file"], r"--data-dir .*a-file is not a folder"),
+    (["train", "vgg_bn", "--data-dir", "{root}/a-file"], r"Directory .*a-file' is a file"),
     (["compare", "{root}/huge.toml", "--dry-run"], "is a grid of 100,000,000,000 runs; at most 10,000"),
     (["compare", "{root}/deep.toml", "--dry-run"], "is not valid TOML|nested too deeply"),
-    (["compare", "{root}/odd.toml", "--dry-run"], r"option lr must be float, got datetime"),
+    (["compare", "{root}/odd.toml", "--dry-run"], r"option lr must be float \| None, got datetime"),
     (["compare", "{root}/inf.toml", "--dry-run"], "width must be a finite number, got inf"),
     (["compare", "--model", "resnet20", "--lr", "0.1", "--lr", "0.1", "--dry-run"],
      "runs resnet20-0.1 and resnet20-0.1_ would be the same run; a value is given twice"),
@@ -317,7 +317,7 @@ def test_a_diverging_loss_stops_the_run_and_keeps_the_last_good_checkpoint(works
         def epoch_end(self, record):
             seen["bytes"] = checkpoint.read_bytes()
 
-    with pytest.raises(UserError, match=r"the loss became (nan|inf) in epoch 2, step \d+; the last good checkpoint is"):
+    with pytest.raises(UserError, match=r"the loss became infinite or NaN in epoch 2, step \d+; the last good checkpoint is"):
         train(config, registry=registry, run_dir=tmp_path / "run", weights=tmp_path / "w.safetensors", reporter=Watch(),
               log_every=1)
     assert checkpoint.read_bytes() == seen["bytes"]  # epoch 1's, untouched
@@ -370,3 +370,9 @@ def test_model_names_resolve_or_fail_cleanly(name):
         assert "\n" not in str(exc)
         return
     assert arch.kind == "arch"
+
+
+def test_a_data_folder_variable_naming_a_file_is_one_clear_error(workspace, tmp_path):
+    result = run_zoo("train", "vgg_bn", *TINY, env={"ZOO_DATA_DIR": str(workspace / "a-file")}, cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert re.search(r"\$ZOO_DATA_DIR .*a-file is not a folder", result.stderr), result.stderr

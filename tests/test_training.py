@@ -265,7 +265,7 @@ def test_cifar10_default_without_files_or_network_says_where_to_put_them(tmp_pat
 
 
 @pytest.mark.slow
-def test_real_fashion_mnist_reaches_88_percent_through_the_cli(tmp_path):
+def test_real_fashion_mnist_reaches_88_percent_through_the_cli(tmp_path, real_fashion_mnist):
     result = run_zoo("train", "vgg_bn", "--data", "fashion-mnist", "--set", "layout=32,M,64,M,128,M", "--epochs", "4",
                      "--batch-size", "128", "--lr", "0.1", "--sched", "onecycle", "--warmup", "0", "--aug", "crop=2",
                      "--amp", "--json", cwd=tmp_path, timeout=600)
@@ -326,3 +326,12 @@ def test_predict_shapes_images_as_training_did(tmp_path):
     best = top[0]["top"][0]
     assert best["class"] == data.classes[int(expected.argmax())]
     assert best["probability"] == pytest.approx(float(expected.max()), abs=1e-5)
+
+
+@pytest.mark.parametrize("opt, lr", [("sgd-nesterov", 0.05), ("adam", 1e-3), ("timm/lion", 1e-4), ("timm/sgdp", 0.05)])
+def test_each_optimizer_brings_its_learning_rate_unless_one_is_given(opt, lr):
+    from zoo.training import with_default_lr
+
+    registry = zoo.default_registry()
+    assert with_default_lr(RunConfig(opt=opt), registry).lr == lr
+    assert with_default_lr(RunConfig(opt=opt, lr=0.3), registry).lr == 0.3

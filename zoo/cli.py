@@ -194,16 +194,16 @@ def info_command(model: str, num_classes: int | None, in_chans: int, input_size:
 
 @cli.command("train")
 @click.argument("model")
-@click.option("--data", default="cifar10", show_default=True, help="Dataset (zoo list --kind data).")
+@click.option("--data", help="Dataset (zoo list --kind data; default cifar10).")
 @data_dir_option
 @click.option("--aug", "augs", multiple=True, metavar="NAME[=VALUE]",
               help="Augmentation, in order; repeatable (default: crop=4 then hflip; 'none' for none).")
-@click.option("--opt", default="sgd-nesterov", show_default=True, metavar="NAME[=VALUE]", help="Optimizer.")
+@click.option("--opt", metavar="NAME[=VALUE]", help="Optimizer (default sgd-nesterov).")
 @click.option("--opt-set", multiple=True, metavar="KEY=VALUE", help="An optimizer option (betas=[0.9,0.99]).")
-@click.option("--lr", type=float, default=0.05, show_default=True, help="Peak learning rate.")
+@click.option("--lr", type=float, help="Peak learning rate (default: the optimizer's; 0.05 for SGD).")
 @click.option("--wd", "weight_decay", type=float, default=5e-4, show_default=True, help="Weight decay.")
-@click.option("--sched", default="cosine", show_default=True, metavar="NAME[=VALUE]",
-              help="Learning-rate schedule, e.g. multistep=[20,30,40].")
+@click.option("--sched", metavar="NAME[=VALUE]",
+              help="Learning-rate schedule, e.g. multistep=[20,30,40] (default cosine).")
 @click.option("--sched-set", multiple=True, metavar="KEY=VALUE", help="A schedule option (gamma=0.5).")
 @click.option("--warmup", type=float, default=1.0, show_default=True, help="Epochs of linear warmup.")
 @click.option("--epochs", type=int, default=30, show_default=True)
@@ -244,17 +244,19 @@ def train_command(model: str, data: str, data_dir, augs, opt, opt_set, lr, weigh
 
     if nproc is not None:
         _launch_torchrun(nproc)
-    if amp and trainer and trainer != "amp":
+    if amp and trainer and trainer.rpartition(":")[2] != "amp":
         raise UserError(f"--amp and --trainer {trainer} contradict each other")
     trainer_options = parse_sets(trainer_set)
     for key, value in (("channels_last", channels_last), ("compile", compile_model or None), ("device", device)):
         if value is not None:
             trainer_options[key] = value
+    defaults = RunConfig()
     config = RunConfig(
-        model=model, data=data, augs=[] if list(augs) == ["none"] else list(augs) or RunConfig().augs,
-        opt=opt, opt_options=parse_sets(opt_set), lr=lr, weight_decay=weight_decay, sched=sched,
+        model=model, data=data or defaults.data, augs=[] if list(augs) == ["none"] else list(augs) or defaults.augs,
+        opt=opt or defaults.opt, opt_options=parse_sets(opt_set), lr=lr, weight_decay=weight_decay,
+        sched=sched or defaults.sched,
         sched_options=parse_sets(sched_set), warmup=warmup, epochs=epochs, batch_size=batch_size,
-        label_smoothing=label_smoothing, sync_bn=sync_bn, trainer=trainer or ("amp" if amp else "fp32"),
+        label_smoothing=label_smoothing, sync_bn=sync_bn, trainer=trainer or ("trainers:amp" if amp else defaults.trainer),
         trainer_options=trainer_options, model_options=parse_sets(sets), seed=seed, train_limit=limit_train,
         test_limit=limit_test, data_dir=data_dir, download=not no_download)
     for name, value in (("limit-train", limit_train), ("limit-test", limit_test)):
@@ -366,6 +368,10 @@ def eval_command(weights: str, data: str | None, data_dir, batch_size: int, devi
     name = data or meta.get("dataset")
     spec = _registry().get("data", name)
     dataset = spec.load()(root=data_root(data_dir), download=True)
+    if meta.get("input_size") is not None and dataset.input_size != meta["input_size"]:
+        raise UserError(f"{weights} was trained on {meta['input_size']}x{meta['input_size']} images; {name} has "
+                        f"{dataset.input_size}x{dataset.input_size}, and zoo eval does not resize (the accuracy "
+                        "would be wrong)")
     if dataset.num_classes != meta.get("num_classes") or dataset.channels != meta.get("in_chans"):
         raise UserError(f"{weights} was trained for {meta.get('num_classes')} classes of {meta.get('in_chans')}-channel "
                         f"images; {name} has {dataset.num_classes} classes of {dataset.channels}-channel images")
@@ -478,7 +484,7 @@ def compare_command(experiment, models, aug_sets, opts, lrs, scheds, batch_sizes
     if not spec.axes and not experiment:
         raise UserError("nothing to compare: give an experiment file (see experiments/) or values to compare, "
                         "e.g. --model vgg16_bn --model resnet18")
-    for key, value in (("data", data), ("data_dir", data_dir), ("epochs", epochs), ("trainer", "amp" if amp else None)):
+    for key, value in (("data", data), ("data_dir", data_dir), ("epochs", epochs), ("trainer", "trainers:amp" if amp else None)):
         if value is not None:
             spec.base[key] = value
     console = _console(stderr=True)

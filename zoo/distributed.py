@@ -35,9 +35,14 @@ def launched_world() -> World:
 
 
 def init(world: World, device: torch.device) -> None:
-    """Join the process group: nccl for CUDA devices, gloo otherwise."""
+    """Join the process group: nccl for CUDA devices, gloo otherwise. A CUDA rank first makes its own
+    GPU current, and binds the group to it: else every rank's first collective lands on cuda:0."""
     if world.distributed and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+            dist.init_process_group("nccl", device_id=device)
+        else:
+            dist.init_process_group("gloo")
 
 
 def shutdown(world: World, together: bool) -> None:

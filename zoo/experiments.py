@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import UserError
-from .training import RunConfig
+from .training import RunConfig, check_config_types
 from .weights import read_metadata, regular_file
 
 if sys.version_info >= (3, 11):
@@ -25,8 +25,8 @@ else:  # pragma: no cover
 CONFIG_FIELDS = {f.name for f in fields(RunConfig)}
 REPORT_FILES = ("results.md", "results.csv", "accuracy.png", "loss.png")
 MAX_RUNS = 10_000  # a grid larger than this is a mistake, not a plan
-COLUMNS = ["run", "network", "epochs", "batch size", "lr", "optimizer", "schedule", "augmentation",
-           "test accuracy", "best test accuracy", "time (s)", "images/s", "parameters"]
+COLUMNS = ["run", "dataset", "network", "epochs", "planned epochs", "batch size", "lr", "optimizer", "schedule",
+           "augmentation", "test accuracy", "best test accuracy", "time (s)", "images/s", "parameters"]
 
 
 @dataclass
@@ -94,6 +94,7 @@ class Experiment:
                 config = RunConfig(**options)
             except TypeError as exc:
                 raise UserError(f"experiment {self.name!r}: {exc}") from exc
+            check_config_types(config)  # TOML has dates, tables and floats where a run wants other types
             slug = _slug("-".join(labels.values()) or self.name)
             while slug in seen:
                 slug += "_"
@@ -184,24 +185,36 @@ def load_run(run_dir: Path) -> dict[str, Any]:
 
 
 def table_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per run, of numbers (results.csv is read by programs); :func:`markdown_table` formats them."""
     rows = []
     for run in runs:
         c, m = run["config"], run["metrics"]
-        last = m[-1] if m else {}
         options = ", ".join(f"{k}={v}" for k, v in _flatten(c.get("model_options", {})))
-        network = c["model"] + (f" ({options})" if options else "")
         rows.append({
-            "run": run["name"], "network": network, "epochs": f"{len(m)}/{c['epochs']}",
-            "batch size": c["batch_size"], "lr": c["lr"], "optimizer": c["opt"],
-            "schedule": c["sched"] + (f" (warmup {c['warmup']:g})" if c.get("warmup") else ""),
+            "run": run["name"], "dataset": str(c.get("data", "")).rpartition(":")[2],
+            "network": c["model"] + (f" ({options})" if options else ""),
+            "epochs": len(m), "planned epochs": c["epochs"], "batch size": c["batch_size"], "lr": c["lr"],
+            "optimizer": c["opt"], "schedule": c["sched"] + (f" (warmup {c['warmup']:g})" if c.get("warmup") else ""),
             "augmentation": "+".join(c["augs"]) or "none",
-            "test accuracy": f"{last['test_accuracy']:.2%}" if m else "",
-            "best test accuracy": f"{max(r['test_accuracy'] for r in m):.2%}" if m else "",
-            "time (s)": f"{sum(r['seconds'] for r in m):.0f}",
-            "images/s": f"{sum(r['images_per_s'] for r in m) / len(m):,.0f}" if m else "",
-            "parameters": f"{run['parameters']:,}" if run["parameters"] else "",
+            "test accuracy": m[-1]["test_accuracy"] if m else None,
+            "best test accuracy": max(r["test_accuracy"] for r in m) if m else None,
+            "time (s)": round(sum(r["seconds"] for r in m), 1),
+            "images/s": round(sum(r["images_per_s"] for r in m) / len(m)) if m else None,
+            "parameters": run["parameters"],
         })
     return rows
+
+
+def _cell(column: str, value: Any) -> str:
+    if value is None:
+        return ""
+    if column.endswith("accuracy"):
+        return f"{value:.2%}"
+    if column in ("images/s", "parameters"):
+        return f"{value:,}"
+    if column == "time (s)":
+        return f"{value:.0f}"
+    return str(value)
 
 
 def _flatten(options: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
@@ -216,7 +229,7 @@ def _flatten(options: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join(" --- " for _ in COLUMNS) + "|"]
-    lines += ["| " + " | ".join(str(row[c]) for c in COLUMNS) + " |" for row in rows]
+    lines += ["| " + " | ".join(_cell(c, row[c]) for c in COLUMNS) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 

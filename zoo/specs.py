@@ -101,7 +101,11 @@ class Augmentation(Spec):
 
 @dataclass(frozen=True)
 class Optimizer(Spec):
-    """``factory(params, lr=..., weight_decay=..., **options)`` returns a ``torch.optim.Optimizer``."""
+    """``factory(params, lr=..., weight_decay=..., **options)`` returns a ``torch.optim.Optimizer``.
+
+    ``lr`` is the peak learning rate it trains well with, used when the user gives none."""
+
+    lr: float | None = None
 
     kind: ClassVar[str] = "opt"
     word: ClassVar[str] = "optimizer"

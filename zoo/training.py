@@ -8,7 +8,7 @@ import os
 import signal
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -66,6 +66,11 @@ class BaseTrainer:
         # ones on feature maps under 8x8. Unless the format was asked for, those layers stay contiguous.
         chosen = channels_last is None and self.channels_last and self.device.type == "cpu" and not self.compile
         self.contiguous_below = 8 if chosen else 0
+        if self.device.type == "cuda":
+            # Shapes are fixed through a run, so cuDNN's autotuner pays off; TF32 matmuls are what
+            # fp32 training on tensor cores is expected to use (torchvision's and timm's references do).
+            torch.backends.cudnn.benchmark = True
+            torch.backends.cuda.matmul.allow_tf32 = True
 
     def default_channels_last(self) -> bool:
         """Measured (docs/benchmarks.md): on CPUs channels_last speeds fp32 ResNets up by a third (but
@@ -135,13 +140,14 @@ class RunConfig:
     """Everything that defines a training run; saved as the run's ``config.json``."""
 
     model: str = "resnet18"
-    data: str = "cifar10"
-    augs: list[str] = field(default_factory=lambda: ["crop=4", "hflip"])
-    opt: str = "sgd-nesterov"
+    # Defaults name their provider: a plugin that also offers an `hflip` breaks only the bare name.
+    data: str = "datasets:cifar10"
+    augs: list[str] = field(default_factory=lambda: ["augment:crop=4", "augment:hflip"])
+    opt: str = "optim:sgd-nesterov"
     opt_options: dict[str, Any] = field(default_factory=dict)
-    lr: float = 0.05
+    lr: float | None = None  # None: the optimizer's recommended rate, else DEFAULT_LR
     weight_decay: float = 5e-4
-    sched: str = "cosine"
+    sched: str = "optim:cosine"
     sched_options: dict[str, Any] = field(default_factory=dict)
     warmup: float = 1.0
     epochs: int = 30
@@ -149,7 +155,7 @@ class RunConfig:
     eval_batch_size: int = 512
     label_smoothing: float = 0.0
     sync_bn: bool = False
-    trainer: str = "fp32"
+    trainer: str = "trainers:fp32"
     trainer_options: dict[str, Any] = field(default_factory=dict)
     model_options: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
@@ -165,7 +171,7 @@ class RunConfig:
 _FIELD_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
 
 
-def _check_config_types(config: RunConfig) -> None:
+def check_config_types(config: RunConfig) -> None:
     """Values from files and the Python API arrive untyped: refuse wrong types with one clear line."""
     for name, declared in config.__annotations__.items():
         value = getattr(config, name)
@@ -201,6 +207,17 @@ class SilentReporter:
     def finish(self, summary): pass
 
 
+DEFAULT_LR = 0.05  # for optimizers that recommend none (SGD): zoo's recipe for its CNNs
+
+
+def with_default_lr(config: RunConfig, registry: Registry) -> RunConfig:
+    """``config`` with its learning rate, the optimizer's recommended one if none was given."""
+    if config.lr is not None:
+        return config
+    spec = registry.get("opt", str(config.opt).partition("=")[0].strip())
+    return replace(config, lr=getattr(spec, "lr", None) or DEFAULT_LR)
+
+
 def parse_choice(registry: Registry, kind: str, text: str) -> tuple[Spec, dict[str, Any]]:
     """``"rotate=15"`` -> (the rotate spec, ``{"degrees": 15}``); ``"hflip"`` -> (spec, {})."""
     name, sep, value = text.partition("=")
@@ -232,9 +249,16 @@ class Augmenter:
         self.augs, self.mixes_labels, self.num_classes = augs, mixes_labels, num_classes
         self.mean = torch.tensor(mean).view(1, -1, 1, 1)
         self.std = torch.tensor(std).view(1, -1, 1, 1)
+        self._on_device: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _stats(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and std on ``device``, copied there once: a copy per step would be a host sync per step."""
+        if device not in self._on_device:
+            self._on_device[device] = (self.mean.to(device), self.std.to(device))
+        return self._on_device[device]
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        mean, std = self.mean.to(images.device), self.std.to(images.device)
+        mean, std = self._stats(images.device)
         return (images.float().div_(255) - mean) / std
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -242,7 +266,7 @@ class Augmenter:
         y = F.one_hot(labels, self.num_classes).float() if self.mixes_labels else labels
         for aug in self.augs:
             x, y = aug(x, y)
-        mean, std = self.mean.to(x.device), self.std.to(x.device)
+        mean, std = self._stats(x.device)
         return (x - mean) / std, y
 
 
@@ -261,7 +285,8 @@ class Run:
     @classmethod
     def resolve(cls, config: RunConfig, registry: Registry | None = None) -> "Run":
         registry = registry or default_registry()
-        _check_config_types(config)
+        check_config_types(config)
+        config = with_default_lr(config, registry)
         for name, value, low in (("epochs", config.epochs, 1), ("batch size", config.batch_size, 1),
                                  ("eval batch size", config.eval_batch_size, 1)):
             if value < low:
@@ -409,6 +434,8 @@ def train(config: RunConfig, registry: Registry | None = None, run_dir: str | Pa
     and the weights file. ``resume`` is a run folder to continue. Under torchrun, each process trains
     on its share of every batch and only rank 0 reports and writes."""
     world = distributed.launched_world()
+    check_config_types(config)
+    config = with_default_lr(config, registry or default_registry())
     if resume is not None:
         config, run_dir, weights = _resume_config(config, Path(resume), weights)
     run = Run.resolve(config, registry)
@@ -464,8 +491,10 @@ def evaluation_trainer(registry: Registry, recorded: dict[str, Any], name: str |
 
 
 def _device_for(world: World, options: dict[str, Any]) -> dict[str, Any]:
-    """Each rank of a CUDA run gets its own GPU unless the user named one."""
-    if world.distributed and "device" not in options and torch.cuda.is_available():
+    """Each rank of a CUDA run gets its own GPU: ``cuda`` (or nothing, with a GPU) means the rank's
+    local one; an index given by the user is kept."""
+    device = options.get("device")
+    if world.distributed and torch.cuda.is_available() and device in (None, "cuda"):
         return {**options, "device": f"cuda:{world.local_rank}"}
     return options
 
@@ -525,8 +554,12 @@ def _train(config: RunConfig, run: Run, trainer: BaseTrainer, world: World, loca
                                                                      if warmup_steps else 1.0)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                batch = position.order[i * config.batch_size:(i + 1) * config.batch_size][mine]
-                x, y = augmenter(data.train_images[batch], data.train_labels[batch])
+                batch = position.order[i * config.batch_size:(i + 1) * config.batch_size]
+                if augmenter.augs:  # drawn for the whole batch, as one process would, then this rank's part
+                    x, y = augmenter(data.train_images[batch], data.train_labels[batch])
+                    x, y = x[mine], y[mine]
+                else:
+                    x, y = augmenter(data.train_images[batch[mine]], data.train_labels[batch[mine]])
                 with trainer.autocast():
                     logits = model(trainer.prepare_input(x))
                     loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
@@ -651,7 +684,8 @@ def _paths(config: RunConfig, run_dir, weights, overwrite: bool) -> tuple[Path, 
     stops the run must leave nothing behind. Default names are claimed when the run starts writing."""
     if run_dir is None and weights is None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        name = _unique_name(f"{config.model.replace(':', '_').replace('/', '_')}-{config.data}-{stamp}",
+        data = config.data.rpartition(":")[2]
+        name = _unique_name(f"{config.model.replace(':', '_').replace('/', '_')}-{data}-{stamp}",
                             (Path("runs"), ""), (Path("weights"), ".safetensors"))
         run_dir, weights = Path("runs") / name, Path("weights") / f"{name}.safetensors"
     if weights is None:

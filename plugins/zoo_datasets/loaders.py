@@ -255,4 +255,4 @@ def image_folder(root: Path, download: bool = False, image_size: int = 32) -> Im
     if train[0].shape[1] != test[0].shape[1]:  # one split in colour, the other gray
         train, test = ((t[0].expand(-1, 3, -1, -1).contiguous(), t[1]) for t in (train, test))
     mean, std = channel_stats(train[0])
-    return ImageData(root.name, *train, *test, classes, mean, std)
+    return ImageData("imagefolder", *train, *test, classes, mean, std)  # the dataset, not the folder's name
