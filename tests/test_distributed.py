@@ -47,6 +47,39 @@ def test_two_processes_match_one_with_the_same_global_batch(cifar_dir, tmp_path,
     assert evaluated["accuracy"] == pytest.approx(json.loads(one.stdout)["test_accuracy"])
 
 
+# Every built-in family with batch norm, with zoo's default recipe (sgd-nesterov, warmup, weight decay,
+# cosine). In fp32, training amplifies rounding: a one-process ResNet-20 run differs from itself under
+# another thread count by as much as from a two-process run (docs/distributed.md). In fp64 rounding is
+# 1e-16, so any difference the processes compute would show; none does.
+FAMILIES = {
+    "vgg_bn": ["vgg_bn", "--set", "layout=8,M,16,M"],
+    "resnet basic": ["resnet20", "--set", "width=0.25"],
+    "resnet bottleneck": ["resnet", "--set", "block=bottleneck", "--set", "layers=[1,1]", "--set", "base_channels=4",
+                          "--set", "shape=cifar"],
+    "se-resnet": ["se-resnet", "--set", "layers=[1,1]", "--set", "base_channels=8", "--set", "shape=cifar"],
+}
+
+
+@pytest.mark.parametrize("augs", [(), ("--aug", "crop=4", "--aug", "hflip")], ids=["plain", "augmented"])
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_sync_bn_processes_match_one_in_fp64_for_every_batch_norm_family(cifar_dir, tmp_path, family, augs):
+    model, *options = FAMILIES[family]
+    if not augs:
+        augs = ("--aug", "none")
+
+    def run(out, *extra):
+        result = run_zoo("train", model, *options, "--data-dir", str(cifar_dir), "--epochs", "1", "--batch-size", "20",
+                         "--sync-bn", "--trainer", "fp64", "--seed", "3", *augs, "--out", str(out / "w.safetensors"),
+                         "--run-dir", str(out / "run"), "--json", *extra, cwd=tmp_path, timeout=300)
+        assert result.returncode == 0, result.stderr
+        return load_file(out / "w.safetensors")
+
+    one, two = run(tmp_path / "one"), run(tmp_path / "two", "--nproc", "2")
+    assert one.keys() == two.keys() and any("running_var" in k for k in one)
+    for key in one:  # running statistics included
+        torch.testing.assert_close(two[key], one[key], rtol=1e-4, atol=1e-5, msg=key)
+
+
 def test_zoo_train_works_unchanged_under_torchrun(cifar_dir, tmp_path):
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "zoo",
                *_args(cifar_dir, "vgg", tmp_path)]

@@ -109,7 +109,7 @@ class CpuSyncBatchNorm(nn.BatchNorm2d):
         if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(x)
         channels, shape = x.shape[1], (1, x.shape[1], 1, 1)
-        x32 = x.float()
+        x32 = x.to(torch.promote_types(x.dtype, torch.float32))  # fp64 under the fp64 trainer
         total = _SumAcrossRanks.apply(torch.cat([x32.sum((0, 2, 3)), x32.new_tensor([x.numel() / channels])]))
         count = total[-1]
         mean = total[:channels] / count

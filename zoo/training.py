@@ -191,6 +191,11 @@ def check_config_types(config: RunConfig) -> None:
             raise UserError(f"option {name} must be {declared}, got {value!r}")
 
 
+def full_precision(t: torch.Tensor) -> torch.Tensor:
+    """fp32 for the reduced-precision outputs of autocast; fp64 stays fp64 (the fp64 trainer)."""
+    return t.to(torch.promote_types(t.dtype, torch.float32))
+
+
 class Reporter(Protocol):
     def start(self, config: RunConfig, info: dict[str, Any]) -> None: ...
     def epoch_start(self, epoch: int, steps: int) -> None: ...
@@ -359,7 +364,7 @@ def evaluate(model: torch.nn.Module, trainer: BaseTrainer, augmenter: Augmenter,
         for start in range(0, len(images), batch_size):
             x = trainer.prepare_input(augmenter.normalize(images[start:start + batch_size]))
             y = labels[start:start + batch_size]
-            logits = model(x).float()
+            logits = full_precision(model(x))
             loss_sum += F.cross_entropy(logits, y, reduction="sum")
             correct.index_add_(0, y, (logits.argmax(1) == y).float())
     model.train(was_training)
@@ -562,7 +567,9 @@ def _train(config: RunConfig, run: Run, trainer: BaseTrainer, world: World, loca
                     x, y = augmenter(data.train_images[batch[mine]], data.train_labels[batch[mine]])
                 with trainer.autocast():
                     logits = model(trainer.prepare_input(x))
-                    loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
+                    logits = full_precision(logits)
+                    loss = F.cross_entropy(logits, y.to(logits.dtype) if y.is_floating_point() else y,
+                                           label_smoothing=config.label_smoothing)
                 optimizer.zero_grad(set_to_none=True)
                 trainer.backward_step(loss, optimizer)
                 finite = torch.isfinite(loss.detach())  # an fp16 overflow the trainer skips is not divergence

@@ -6,6 +6,8 @@ from zoo import Trainer, hookimpl
 def trainers():
     return [
         Trainer("fp32", "zoo.training:BaseTrainer", "plain fp32 training (options: channels_last, compile, device)"),
+        Trainer("fp64", "zoo_trainers.fp64:Fp64Trainer", "float64 throughout, to check numerics: rounding "
+                "differences that fp32 training amplifies (see docs/distributed.md) stay near 1e-12"),
         Trainer("amp", "zoo_trainers.amp:AmpTrainer", "mixed precision: bf16 autocast on CPU; on CUDA bf16 where "
                 "supported, else fp16 with a gradient scaler (options: dtype, channels_last, compile, device)"),
     ]
