@@ -99,3 +99,21 @@ def test_an_idx_gzip_bomb_stops_at_the_size_its_header_announces(tmp_path):
     huge.write_bytes((2051).to_bytes(4, "big") + (10**9).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2)
     with pytest.raises(UserError, match="beyond any image dataset"):
         read_idx(huge)
+
+
+def test_limits_take_a_seeded_class_balanced_subset():
+    import torch
+
+    from zoo.data import ImageData
+
+    labels = torch.arange(3).repeat_interleave(100)  # sorted by class, as an image folder is
+    images = torch.zeros(300, 1, 4, 4, dtype=torch.uint8)
+    images[:, 0, 0, 0], images[:, 0, 0, 1] = torch.arange(300) % 256, torch.arange(300) // 256  # the index
+    data = ImageData("sorted", images, labels, images, labels, ["a", "b", "c"], [0.5], [0.25])
+    small = data.subset(30, 7, seed=1)
+    assert torch.bincount(small.train_labels).tolist() == [10, 10, 10]
+    assert sorted(torch.bincount(small.test_labels).tolist()) == [2, 2, 3]
+    assert torch.equal(data.subset(30, seed=1).train_labels, small.train_labels)  # seeded
+    again = data.subset(30, seed=2)
+    assert len(again.train_labels) == 30 and not torch.equal(again.train_images, small.train_images)
+    assert len(data.subset(None, None).train_labels) == 300

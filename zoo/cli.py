@@ -66,8 +66,13 @@ def list_command(pattern: str | None, kind: str | None, as_json: bool) -> None:
         names = list_models(pattern, registry=registry)
         if as_json:
             click.echo(json.dumps(names, indent=2))
-        else:
-            click.echo("\n".join(names))
+            return
+        if not pattern:  # catalogues (timm/..., se-timm/...) as one line each, as in the table
+            catalogues = Counter(n.split("/")[0] for n in names if "/" in n)
+            names = [n for n in names if "/" not in n] + [
+                f"{prefix}/*  ({count} more: zoo list '{prefix}/*' --kind model)" for prefix, count in
+                sorted(catalogues.items())]
+        click.echo("\n".join(names))
         return
     specs = registry.list(kind, pattern)
     if as_json:  # every field a tool may read: a dataset's image shape, an architecture's bound options

@@ -100,10 +100,30 @@ class ImageData:
         return replace(self, **{k: getattr(self, k).to(device) for k in
                                 ("train_images", "train_labels", "test_images", "test_labels")})
 
-    def subset(self, train: int | None = None, test: int | None = None) -> "ImageData":
-        """The first ``train``/``test`` images, for quick runs."""
-        return replace(self, train_images=self.train_images[:train], train_labels=self.train_labels[:train],
-                       test_images=self.test_images[:test], test_labels=self.test_labels[:test])
+    def subset(self, train: int | None = None, test: int | None = None, seed: int = 0) -> "ImageData":
+        """``train``/``test`` images for quick runs: a seeded, class-balanced choice (the first N of an
+        image folder would be one class), in the data's order."""
+        train_index, test_index = (balanced_choice(labels, n, seed) for labels, n in
+                                   ((self.train_labels, train), (self.test_labels, test)))
+        return replace(self, train_images=self.train_images[train_index], train_labels=self.train_labels[train_index],
+                       test_images=self.test_images[test_index], test_labels=self.test_labels[test_index])
+
+
+def balanced_choice(labels: torch.Tensor, count: int | None, seed: int) -> torch.Tensor | slice:
+    """Indices of ``count`` samples, taken from the classes in turn (each in a seeded random order), so
+    every class gets ``count / classes`` of them while it has enough; sorted. All of them when ``count``
+    is None or not smaller."""
+    if count is None or count >= len(labels):
+        return slice(None)
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+    shuffled = labels[order]
+    # rank of each sample within its class, in the shuffled order: take rank 0 of every class, then 1, ...
+    rank = torch.empty_like(order)
+    for cls in shuffled.unique():
+        members = (shuffled == cls).nonzero().squeeze(1)
+        rank[members] = torch.arange(len(members))
+    chosen = order[torch.sort(rank, stable=True).indices[:count]]
+    return chosen.sort().values
 
 
 def channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:

@@ -197,11 +197,12 @@ class Registry:
             rest = tail
 
     def model_names(self, include_composed: bool = True) -> list[str]:
-        """Architecture names, plus ``wrapper-arch`` for the architectures that take attention."""
+        """Architecture names, plus ``wrapper-arch`` for every architecture: what ``create_model``
+        accepts (a wrapper uses an architecture's attention slot, or surgery after its convolutions)."""
         archs = self.items("arch")
         names = [a.name for a in archs]
         if include_composed:
-            names += [f"{w.name}-{a.name}" for w in self.items("wrapper") for a in archs if a.attention_sites]
+            names += [f"{w.name}-{a.name}" for w in self.items("wrapper") for a in archs]
         return sorted(set(names), key=natural_key)
 
     def list(self, kind: str | None = None, pattern: str | None = None) -> list[Spec]:

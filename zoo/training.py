@@ -343,7 +343,7 @@ class Run:
         root = data_root(self.config.data_dir)
         data = _call(self.data_spec, root=root, download=self.config.download)
         if self.config.train_limit or self.config.test_limit:
-            data = data.subset(self.config.train_limit, self.config.test_limit)
+            data = data.subset(self.config.train_limit, self.config.test_limit, self.config.seed)
         if self.config.batch_size > len(data.train_images):
             raise UserError(f"batch size {self.config.batch_size} is larger than the {len(data.train_images)} "
                             f"training images of {data.name}")
