@@ -214,6 +214,8 @@ def info_command(model: str, num_classes: int | None, in_chans: int, input_size:
 @click.option("--epochs", type=int, default=30, show_default=True)
 @click.option("--batch-size", type=int, default=128, show_default=True)
 @click.option("--label-smoothing", type=float, default=0.0, show_default=True)
+@click.option("--no-normalize", is_flag=True, help="Feed pixels in [0, 1], not normalised by the data's mean "
+              "and std (as the lab did).")
 @click.option("--amp", is_flag=True, help="Mixed precision (the amp trainer): bf16 on CPU, fp16/bf16 on CUDA.")
 @click.option("--trainer", help="Trainer by name (default fp32, or amp with --amp).")
 @click.option("--trainer-set", multiple=True, metavar="KEY=VALUE", help="A trainer option (dtype=fp16).")
@@ -233,9 +235,9 @@ def info_command(model: str, num_classes: int | None, in_chans: int, input_size:
 @click.option("--sync-bn", is_flag=True, help="Batch norm statistics over every process's batch.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def train_command(model: str, data: str, data_dir, augs, opt, opt_set, lr, weight_decay, sched, sched_set, warmup,
-                  epochs, batch_size, label_smoothing, amp, trainer, trainer_set, channels_last, compile_model,
-                  device, seed, sets, limit_train, limit_test, out, run_dir, overwrite, resume, no_download,
-                  nproc, sync_bn, as_json) -> None:
+                  epochs, batch_size, label_smoothing, no_normalize, amp, trainer, trainer_set, channels_last,
+                  compile_model, device, seed, sets, limit_train, limit_test, out, run_dir, overwrite, resume,
+                  no_download, nproc, sync_bn, as_json) -> None:
     """Train MODEL and save its weights.
 
     \b
@@ -261,7 +263,8 @@ def train_command(model: str, data: str, data_dir, augs, opt, opt_set, lr, weigh
         opt=opt or defaults.opt, opt_options=parse_sets(opt_set), lr=lr, weight_decay=weight_decay,
         sched=sched or defaults.sched,
         sched_options=parse_sets(sched_set), warmup=warmup, epochs=epochs, batch_size=batch_size,
-        label_smoothing=label_smoothing, sync_bn=sync_bn, trainer=trainer or ("trainers:amp" if amp else defaults.trainer),
+        label_smoothing=label_smoothing, normalize=not no_normalize, sync_bn=sync_bn,
+        trainer=trainer or ("trainers:amp" if amp else defaults.trainer),
         trainer_options=trainer_options, model_options=parse_sets(sets), seed=seed, train_limit=limit_train,
         test_limit=limit_test, data_dir=data_dir, download=not no_download)
     for name, value in (("limit-train", limit_train), ("limit-test", limit_test)):
@@ -317,8 +320,8 @@ def _launch_torchrun(nproc: int) -> None:
 
     units = torch.cuda.device_count() or os.cpu_count() or 1
     if nproc > units:  # more processes than GPUs (or cores) cannot run, and forking them can fail half-way
-        raise UserError(f"--nproc {nproc} is more than the {units} {'GPUs' if torch.cuda.device_count() else 'CPU cores'} "
-                        "of this machine")
+        what = "GPUs" if torch.cuda.device_count() else "CPU cores"
+        raise UserError(f"--nproc {nproc} is more than the {units} {what} of this machine")
     if "RANK" in os.environ:
         raise UserError("--nproc launches torchrun itself; under torchrun, leave it out")
     args, skip = [], False
@@ -489,7 +492,8 @@ def compare_command(experiment, models, aug_sets, opts, lrs, scheds, batch_sizes
     if not spec.axes and not experiment:
         raise UserError("nothing to compare: give an experiment file (see experiments/) or values to compare, "
                         "e.g. --model vgg16_bn --model resnet18")
-    for key, value in (("data", data), ("data_dir", data_dir), ("epochs", epochs), ("trainer", "trainers:amp" if amp else None)):
+    for key, value in (("data", data), ("data_dir", data_dir), ("epochs", epochs),
+                       ("trainer", "trainers:amp" if amp else None)):
         if value is not None:
             spec.base[key] = value
     console = _console(stderr=True)
@@ -527,7 +531,8 @@ def report_command(runs, out, title, overwrite) -> None:
 
     existing = [name for name in REPORT_FILES if (Path(out) / name).exists()]
     if existing and not overwrite:
-        raise UserError(f"{out} already holds a report ({', '.join(existing)}); choose another --out or pass --overwrite")
+        raise UserError(f"{out} already holds a report ({', '.join(existing)}); choose another --out or pass "
+                        "--overwrite")
 
     rows = write_report([Path(r) for r in runs], Path(out), title)
     click.echo(markdown_table(rows))

@@ -136,7 +136,8 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.+=-]+", "_", text).strip("_.")[:120] or "run"
 
 
-def checked_runs(experiment: Experiment, quick: bool = False, registry=None) -> list[tuple[str, dict[str, str], RunConfig]]:
+def checked_runs(experiment: Experiment, quick: bool = False,
+                 registry=None) -> list[tuple[str, dict[str, str], RunConfig]]:
     """The experiment's runs, every name and option of each checked, as before the first run starts."""
     from .training import Run
 

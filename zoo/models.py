@@ -141,7 +141,8 @@ def create_model(name: str, registry: Registry | None = None, **kwargs: Any):
         "model": name,
         "architecture": arch.qualified_name,
         "wrappers": [w.qualified_name for w in wrappers],
-        "plugins": {p: getattr(registry.plugins.get(p), "version", "") for p in {arch.plugin, *(w.plugin for w in wrappers)}},
+        "plugins": {p: getattr(registry.plugins.get(p), "version", "")
+                    for p in sorted({arch.plugin, *(w.plugin for w in wrappers)})},
         "options": json.loads(json.dumps({**options, **{k: v for k, v in wrapper_options.items() if v}}, default=repr)),
     }
     return model

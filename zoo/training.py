@@ -26,7 +26,8 @@ from .options import parse_value
 from .registry import Registry, default_registry
 from .specs import Spec
 from .summary import forward_one
-from .weights import atomic_save, atomic_write_text, clean_state_dict, parse_json, read_header, read_safetensors, regular_file, save_weights
+from .weights import (atomic_save, atomic_write_text, clean_state_dict, parse_json, read_header, read_safetensors,
+                      regular_file, save_weights)
 
 
 def usable_device(name: str | None) -> torch.device:
@@ -154,6 +155,7 @@ class RunConfig:
     batch_size: int = 128
     eval_batch_size: int = 512
     label_smoothing: float = 0.0
+    normalize: bool = True  # inputs normalised by the data's mean and std; False: pixels in [0, 1]
     sync_bn: bool = False
     trainer: str = "trainers:fp32"
     trainer_options: dict[str, Any] = field(default_factory=dict)
@@ -519,7 +521,9 @@ def _train(config: RunConfig, run: Run, trainer: BaseTrainer, world: World, loca
         model = distributed.wrap(model, trainer.device)
     optimizer = run.optimizer(model.parameters())
     schedule = run.schedule()
-    augmenter = Augmenter(run.augmentations(), any(spec.mixes_labels for spec, _ in run.augs), data.mean, data.std,
+    # Without normalisation the model sees pixels in [0, 1], as the lab's ToTensor() alone gave it.
+    mean, std = (data.mean, data.std) if config.normalize else ([0.0] * data.channels, [1.0] * data.channels)
+    augmenter = Augmenter(run.augmentations(), any(spec.mixes_labels for spec, _ in run.augs), mean, std,
                           data.num_classes)
     steps_per_epoch = len(data.train_images) // config.batch_size
     warmup_steps = config.warmup * steps_per_epoch
@@ -632,14 +636,13 @@ def _train(config: RunConfig, run: Run, trainer: BaseTrainer, world: World, loca
                         data.num_classes, world)
     final = history[-1]
     if world.main:
-        _save_weights_of_run(_unwrap(model, zoo_config), weights, run_dir, overwrite or resuming, classes=list(data.classes), mean=list(data.mean),
-                     std=list(data.std), dataset=data.name, in_chans=data.channels, input_size=data.input_size,
-                     padded_from=data.padded_from,
-                     num_classes=data.num_classes, metrics=final, per_class_accuracy=test["per_class_accuracy"],
-                     parameters=info["parameters"], processes=world.size,
-                     trainer={"name": run.trainer_spec.name, "options": _portable(config.trainer_options),
-                              **trainer.describe()},
-                     run=str(run_dir))
+        _save_weights_of_run(
+            _unwrap(model, zoo_config), weights, run_dir, overwrite or resuming, classes=list(data.classes),
+            mean=list(mean), std=list(std), dataset=data.name, in_chans=data.channels, input_size=data.input_size,
+            padded_from=data.padded_from, num_classes=data.num_classes, metrics=final,
+            per_class_accuracy=test["per_class_accuracy"], parameters=info["parameters"], processes=world.size,
+            trainer={"name": run.trainer_spec.name, "options": _portable(config.trainer_options), **trainer.describe()},
+            run=str(run_dir))
     summary = {"model": config.model, "data": data.name, "epochs": config.epochs, "test_accuracy":
                final["test_accuracy"], "test_loss": final["test_loss"], "seconds": sum(r["seconds"] for r in history),
                "weights": str(weights), "run_dir": str(run_dir), "parameters": info["parameters"],

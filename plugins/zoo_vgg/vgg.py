@@ -58,7 +58,8 @@ class VGG(nn.Module):
         batch_norm: bool,
         num_classes: int,
         in_chans: int,
-        imagenet_head: bool,
+        imagenet_shape: bool,
+        mlp_head: bool,
         width: float,
         dropout: float,
         attn_layer: Callable[[int], nn.Module] | None,
@@ -86,17 +87,17 @@ class VGG(nn.Module):
         if attn_layer and attn_site == "stage" and layers[-1][0] != "pool":
             modules.append(attn_layer(channels))
         self.features = nn.Sequential(*modules)
-        if imagenet_head:
+        pooled = 7 if imagenet_shape else 1
+        self.avgpool = nn.AdaptiveAvgPool2d((pooled, pooled))
+        if mlp_head:
             hidden = max(1, round(4096 * width))
-            self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
             self.classifier = nn.Sequential(
-                nn.Linear(channels * 7 * 7, hidden), nn.ReLU(True), nn.Dropout(dropout),
+                nn.Linear(channels * pooled * pooled, hidden), nn.ReLU(True), nn.Dropout(dropout),
                 nn.Linear(hidden, hidden), nn.ReLU(True), nn.Dropout(dropout),
                 nn.Linear(hidden, num_classes),
             )
         else:
-            self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-            self.classifier = nn.Linear(channels, num_classes)
+            self.classifier = nn.Linear(channels * pooled * pooled, num_classes)
         attention = {id(m) for block in modules if not isinstance(block, (nn.Conv2d, nn.BatchNorm2d, nn.ReLU,
                                                                         nn.MaxPool2d, nn.LocalResponseNorm))
                      for m in block.modules()}
@@ -127,13 +128,16 @@ def vgg(
     input_size: int = 224,
     shape: str | None = None,
     dropout: float = 0.5,
+    head: str | None = None,
     attn_layer: Callable[[int], nn.Module] | None = None,
     attn_site: str = "conv",
 ) -> VGG:
     """A VGG of the paper's ``config`` (A, A-LRN, B, C, D, E) or of your own ``layout``.
 
     ``shape`` is ``"cifar"`` (one linear layer after the last pool) or ``"imagenet"`` (the paper's
-    4096-4096 head, torchvision's names); by default, CIFAR for inputs up to 64 pixels.
+    4096-4096 head, torchvision's names); by default, CIFAR for inputs up to 64 pixels. ``head``
+    overrides the shape's head: ``"linear"`` (one layer) or ``"mlp"`` (the paper's 4096-4096 with
+    dropout; on the CIFAR shape after a global pool, 512-4096-4096-classes, as the lab's VGG likely had).
     """
     if layout is None:
         if config not in LAYOUTS:
@@ -146,5 +150,9 @@ def vgg(
         raise UserError(f"width must be in (0, {MAX_WIDTH}], num_classes and in_chans positive")
     if not 0 <= dropout < 1:
         raise UserError(f"dropout must be in [0, 1), got {dropout}")
-    return VGG(parse_layout(layout), batch_norm, num_classes, in_chans, shape == "imagenet", width, dropout,
+    head = head or ("mlp" if shape == "imagenet" else "linear")
+    if head not in ("linear", "mlp"):
+        raise UserError(f"unknown VGG head {head!r}; choose linear or mlp")
+    return VGG(parse_layout(layout), batch_norm, num_classes, in_chans, shape == "imagenet", head == "mlp", width,
+               dropout,
                attn_layer, attn_site)
