@@ -74,8 +74,9 @@ class StepClock(SilentReporter):
         self.mark(done)
 
     def images_per_s(self, warmup: int) -> float:
-        """Over the steps after the first ``warmup`` ones."""
-        (d0, t0), (d1, t1) = self.marks[warmup - 1], self.marks[-1]
+        """Over the steps after the first ``warmup`` ones (a mark at step ``warmup`` is needed: zoo
+        marks at its log steps only, so the caller logs every ``warmup`` steps)."""
+        (d0, t0), (d1, t1) = next(m for m in self.marks if m[0] == warmup), self.marks[-1]
         return (d1 - d0) * self.batch / (t1 - t0)
 
 

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
 from common import machine, table
 
 CHILD = r"""
@@ -24,22 +25,26 @@ data = random_cifar({images})
 if {kind!r} == "lab":
     model = create_model({model!r}, num_classes=10, input_size=32)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    lab_train_epoch(model, lab_loader(data, 128), optimizer, "cpu", max_steps={steps})
-    lab_evaluate(model, data, "cpu", batch_size=512)
+    model = model.to({device!r})
+    lab_train_epoch(model, lab_loader(data, 128), optimizer, {device!r}, max_steps={steps})
+    lab_evaluate(model, data, {device!r}, batch_size=512)
 else:
     with tempfile.TemporaryDirectory() as folder:
         train(RunConfig(model={model!r}, data="bench", epochs=1, batch_size=128, trainer={kind!r},
-                        train_limit={steps} * 128, test_limit=512),
+                        train_limit={steps} * 128, test_limit=512, trainer_options={{"device": {device!r}}}),
               registry=registry_with(data), run_dir=Path(folder) / "r", weights=Path(folder) / "w.safetensors")
-print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+gpu = torch.cuda.max_memory_allocated() if {device!r}.startswith("cuda") else 0
+print(json.dumps([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, gpu]))
 """
 
 
-def peak_mib(kind: str, model: str, images: int, steps: int) -> float:
-    """Peak RSS of the training process, in MiB, measured by the process itself."""
-    code = CHILD.format(bench=str(Path(__file__).parent), images=images, kind=kind, model=model, steps=steps)
+def peak_mib(kind: str, model: str, images: int, steps: int, device: str) -> tuple[float, float]:
+    """Peak RSS and peak CUDA memory of the training process, in MiB, measured by the process itself."""
+    code = CHILD.format(bench=str(Path(__file__).parent), images=images, kind=kind, model=model, steps=steps,
+                        device=device)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return json.loads(result.stdout.strip().splitlines()[-1]) / 1024
+    rss_kib, gpu_bytes = json.loads(result.stdout.strip().splitlines()[-1])
+    return rss_kib / 1024, gpu_bytes / 2**20
 
 
 def main() -> None:
@@ -47,13 +52,17 @@ def main() -> None:
     parser.add_argument("--model", default="resnet18")
     parser.add_argument("--images", type=int, default=10240)
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="Both sides train on this device.")
     args = parser.parse_args()
     rows = []
     for kind, label in (("fp32", "zoo train fp32"), ("amp", "zoo train --amp"), ("lab", "lab loop, DataLoader 2 workers")):
-        rows.append([label, f"{peak_mib(kind, args.model, args.images, args.steps):,.0f}"])
-    print(f"\nPeak RSS of the training process, {args.model} CIFAR shape, batch 128, {args.images:,} images held, "
-          f"{args.steps} steps, then evaluation of 512 images at batch 512; {machine()}\n")
-    print(table(["trainer", "peak RSS of the main process (MiB)"], rows))
+        rss, gpu = peak_mib(kind, args.model, args.images, args.steps, args.device)
+        rows.append([label, f"{rss:,.0f}"] + ([f"{gpu:,.0f}"] if args.device.startswith("cuda") else []))
+    print(f"\nPeak memory of the training process on {args.device}, {args.model} CIFAR shape, batch 128, "
+          f"{args.images:,} images held, {args.steps} steps, then evaluation of 512 images at batch 512; {machine()}\n")
+    columns = ["trainer", "peak RSS of the main process (MiB)"]
+    print(table(columns + (["peak CUDA memory (MiB)"] if args.device.startswith("cuda") else []), rows))
     print("\nThe lab loop's two DataLoader workers are separate processes with their own memory, not counted here.")
 
 

@@ -206,3 +206,16 @@ def test_info_command_reports_parameters_and_multiply_adds():
     assert "multiply-adds" in text and "parameters     9,733,480" in text  # 1000 classes
     result = run_zoo("info", "vgg16", "--set", "width=-1")
     assert result.returncode == 2 and result.stderr.strip() == "zoo: error: width must be in (0, 16], num_classes and in_chans positive"
+
+
+def test_the_labs_fc_stack_head_on_the_cifar_vgg():
+    import torchvision
+
+    features = sum(p.numel() for p in torchvision.models.vgg16_bn().features.parameters())  # the oracle's
+    model = zoo.create_model("vgg16_bn", num_classes=10, input_size=32, head="mlp")
+    head = (512 * 4096 + 4096) + (4096 * 4096 + 4096) + (4096 * 10 + 10)  # 512-4096-4096-10, the paper's FCs
+    assert sum(p.numel() for p in model.parameters()) == features + head
+    assert [type(m).__name__ for m in model.classifier] == ["Linear", "ReLU", "Dropout"] * 2 + ["Linear"]
+    assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    with pytest.raises(zoo.UserError, match="unknown VGG head 'fc'"):
+        zoo.create_model("vgg16_bn", head="fc")

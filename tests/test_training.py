@@ -147,7 +147,7 @@ def test_a_run_writes_config_metrics_and_weights_that_rebuild_the_model(cifar_di
 
 def _comparable(run_dir: Path) -> list[dict]:
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in r.items() if k not in ("seconds", "images_per_s")} for r in records]
+    return [{k: v for k, v in r.items() if k not in ("seconds", "images_per_s", "eval_seconds")} for r in records]
 
 
 def test_two_equal_runs_give_identical_metrics(cifar_dir, tmp_path):
@@ -335,3 +335,26 @@ def test_each_optimizer_brings_its_learning_rate_unless_one_is_given(opt, lr):
     registry = zoo.default_registry()
     assert with_default_lr(RunConfig(opt=opt), registry).lr == lr
     assert with_default_lr(RunConfig(opt=opt, lr=0.3), registry).lr == 0.3
+
+
+def test_without_normalisation_the_model_sees_pixels_in_0_1_and_the_weights_say_so(cifar_dir, tmp_path):
+    train(tiny_config(data_dir=str(cifar_dir), epochs=1, normalize=False), run_dir=tmp_path / "r",
+          weights=tmp_path / "w.safetensors")
+    meta = load_model(tmp_path / "w.safetensors").zoo_meta
+    assert meta["mean"] == [0.0, 0.0, 0.0] and meta["std"] == [1.0, 1.0, 1.0]
+    result = run_zoo("eval", str(tmp_path / "w.safetensors"), "--data-dir", str(cifar_dir), "--json")
+    assert json.loads(result.stdout)["accuracy"] == pytest.approx(meta["metrics"]["test_accuracy"])
+
+
+def test_checkpointing_every_n_epochs_still_resumes_exactly(cifar_dir, tmp_path):
+    config = tiny_config(data_dir=str(cifar_dir), epochs=4, checkpoint_every=2)
+    train(config, run_dir=tmp_path / "full", weights=tmp_path / "full.safetensors")
+    with pytest.raises(KeyboardInterrupt):  # killed after epoch 1: nothing checkpointed yet
+        train(config, run_dir=tmp_path / "cut", weights=tmp_path / "cut.safetensors", reporter=StopAtEpoch(1))
+    assert not (tmp_path / "cut" / "checkpoint.safetensors").exists()
+    with pytest.raises(KeyboardInterrupt):  # killed after epoch 3: resumes from epoch 2's checkpoint
+        train(config, resume=tmp_path / "cut", reporter=StopAtEpoch(3))
+    train(config, resume=tmp_path / "cut")
+    assert _comparable(tmp_path / "full") == _comparable(tmp_path / "cut")
+    full, cut = load_model(tmp_path / "full.safetensors"), load_model(tmp_path / "cut.safetensors")
+    assert all(torch.equal(a, b) for a, b in zip(full.state_dict().values(), cut.state_dict().values()))

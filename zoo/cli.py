@@ -223,6 +223,8 @@ def info_command(model: str, num_classes: int | None, in_chans: int, input_size:
 @click.option("--compile", "compile_model", is_flag=True, help="torch.compile the model.")
 @click.option("--device", help="cpu, cuda, cuda:1 (default: cuda if available).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--checkpoint-every", type=int, default=1, show_default=True, metavar="EPOCHS",
+              help="Checkpoint every N epochs (and always at the end and on Ctrl-C); resume is exact either way.")
 @set_option
 @click.option("--limit-train", type=int, help="Use only the first N training images.")
 @click.option("--limit-test", type=int, help="Use only the first N test images.")
@@ -236,7 +238,7 @@ def info_command(model: str, num_classes: int | None, in_chans: int, input_size:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def train_command(model: str, data: str, data_dir, augs, opt, opt_set, lr, weight_decay, sched, sched_set, warmup,
                   epochs, batch_size, label_smoothing, no_normalize, amp, trainer, trainer_set, channels_last,
-                  compile_model, device, seed, sets, limit_train, limit_test, out, run_dir, overwrite, resume,
+                  compile_model, device, seed, checkpoint_every, sets, limit_train, limit_test, out, run_dir, overwrite, resume,
                   no_download, nproc, sync_bn, as_json) -> None:
     """Train MODEL and save its weights.
 
@@ -265,7 +267,8 @@ def train_command(model: str, data: str, data_dir, augs, opt, opt_set, lr, weigh
         sched_options=parse_sets(sched_set), warmup=warmup, epochs=epochs, batch_size=batch_size,
         label_smoothing=label_smoothing, normalize=not no_normalize, sync_bn=sync_bn,
         trainer=trainer or ("trainers:amp" if amp else defaults.trainer),
-        trainer_options=trainer_options, model_options=parse_sets(sets), seed=seed, train_limit=limit_train,
+        trainer_options=trainer_options, model_options=parse_sets(sets), seed=seed, checkpoint_every=checkpoint_every,
+        train_limit=limit_train,
         test_limit=limit_test, data_dir=data_dir, download=not no_download)
     for name, value in (("limit-train", limit_train), ("limit-test", limit_test)):
         if value is not None and value < 1:

@@ -79,7 +79,10 @@ class BaseTrainer:
         return self.device.type == "cpu"
 
     def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
-        model = model.to(self.device, memory_format=torch.channels_last if self.channels_last else torch.preserve_format)
+        """The model on the device, in the trainer's memory format (compilation comes after)."""
+        return model.to(self.device, memory_format=torch.channels_last if self.channels_last else torch.preserve_format)
+
+    def compiled(self, model: torch.nn.Module) -> torch.nn.Module:
         return torch.compile(model) if self.compile else model
 
     def prepare_input(self, x: torch.Tensor) -> torch.Tensor:
@@ -104,15 +107,17 @@ class BaseTrainer:
                 "contiguous_below": self.contiguous_below, "compile": self.compile}
 
 
-def prepare_model(trainer: BaseTrainer, model: torch.nn.Module, input_shape: tuple[int, ...]) -> torch.nn.Module:
+def prepare_model(trainer: BaseTrainer, model: torch.nn.Module, input_shape: tuple[int, ...],
+                  compile: bool = True) -> torch.nn.Module:
     """Check that an image of ``input_shape`` runs through ``model`` (one clear error if not), then the
-    trainer's :meth:`~BaseTrainer.prepare`, then small feature maps contiguous where it chose so."""
+    trainer's :meth:`~BaseTrainer.prepare`, small feature maps contiguous where it chose so, and the
+    trainer's compilation unless ``compile`` is False (a distributed run compiles after DDP wraps it)."""
     small = _convs_on_small_maps(model, input_shape, getattr(trainer, "contiguous_below", 0))
     model = trainer.prepare(model)
     for conv in small:
         conv.weight.data = conv.weight.data.contiguous()
         conv.register_forward_pre_hook(_contiguous_input)
-    return model
+    return trainer.compiled(model) if compile else model
 
 
 def _convs_on_small_maps(model: torch.nn.Module, input_shape: tuple[int, ...], below: int) -> list[torch.nn.Module]:
@@ -156,6 +161,7 @@ class RunConfig:
     eval_batch_size: int = 512
     label_smoothing: float = 0.0
     normalize: bool = True  # inputs normalised by the data's mean and std; False: pixels in [0, 1]
+    checkpoint_every: int = 1  # epochs; a run always checkpoints its last epoch and when it is interrupted
     sync_bn: bool = False
     trainer: str = "trainers:fp32"
     trainer_options: dict[str, Any] = field(default_factory=dict)
@@ -167,7 +173,7 @@ class RunConfig:
     download: bool = True
 
     # Fields that may differ when a run is resumed: where things are, not what is computed.
-    RESUMABLE_CHANGES = ("data_dir", "download", "epochs", "eval_batch_size")
+    RESUMABLE_CHANGES = ("data_dir", "download", "epochs", "eval_batch_size", "checkpoint_every")
 
 
 _FIELD_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
@@ -295,6 +301,7 @@ class Run:
         check_config_types(config)
         config = with_default_lr(config, registry)
         for name, value, low in (("epochs", config.epochs, 1), ("batch size", config.batch_size, 1),
+                                 ("checkpoint_every", config.checkpoint_every, 1),
                                  ("eval batch size", config.eval_batch_size, 1)):
             if value < low:
                 raise UserError(f"{name} must be a whole number >= {low}, got {value!r}")
@@ -509,6 +516,7 @@ def _device_for(world: World, options: dict[str, Any]) -> dict[str, Any]:
 def _train(config: RunConfig, run: Run, trainer: BaseTrainer, world: World, local_batch: int, run_dir: Path,
            weights: Path, resuming: bool, reporter: Reporter, log_every: int, overwrite: bool = False,
            named_by_zoo: bool = False) -> dict[str, Any]:
+    run_started = time.perf_counter()  # the summary's wall time: data, evaluation and checkpoints included
     torch.manual_seed(config.seed)  # the same on every rank: one permutation, split between them
     data = run.load_data().to(trainer.device)
     model = create_model(config.model, registry=run.registry, num_classes=data.num_classes, in_chans=data.channels,
@@ -516,9 +524,9 @@ def _train(config: RunConfig, run: Run, trainer: BaseTrainer, world: World, loca
     zoo_config = model.zoo_config
     if config.sync_bn and world.distributed:
         model = distributed.convert_sync_batchnorm(model, trainer.device)
-    model = prepare_model(trainer, model, tuple(data.train_images.shape[1:]))  # before DDP and the optimizer
-    if world.distributed:
-        model = distributed.wrap(model, trainer.device)
+    model = prepare_model(trainer, model, tuple(data.train_images.shape[1:]), compile=not world.distributed)
+    if world.distributed:  # compiled after DDP wraps it, which keeps DDP's overlap of communication
+        model = trainer.compiled(distributed.wrap(model, trainer.device))
     optimizer = run.optimizer(model.parameters())
     schedule = run.schedule()
     # Without normalisation the model sees pixels in [0, 1], as the lab's ToTensor() alone gave it.
@@ -609,18 +617,22 @@ def _train(config: RunConfig, run: Run, trainer: BaseTrainer, world: World, loca
             seconds = time.perf_counter() - started
             test = evaluate(model, trainer, augmenter, data.test_images, data.test_labels, config.eval_batch_size,
                             data.num_classes, world)
+            eval_seconds = time.perf_counter() - started - seconds
             sums = torch.stack([position.loss_sum.float(), position.correct.float(), position.skipped.float()])
             distributed.all_sum(sums)
             counted = max(1.0, steps_per_epoch * world.size - sums[2].item())
             record = {"epoch": epoch + 1, "train_loss": sums[0].item() / counted,
                       "train_accuracy": sums[1].item() / (steps_per_epoch * config.batch_size),
                       "test_loss": test["loss"], "test_accuracy": test["accuracy"], "lr": lr, "seconds": seconds,
-                      "images_per_s": steps_per_epoch * config.batch_size / seconds,
+                      "images_per_s": steps_per_epoch * config.batch_size / seconds, "eval_seconds": eval_seconds,
                       **({"skipped_steps": int(sums[2].item())} if sums[2].item() else {})}
             history.append(record)
             position = Position(epoch + 1)
+            stopping = epoch + 1 < config.epochs and distributed.any_rank(interrupted.is_set(), trainer.device)
+            due = (epoch + 1) % config.checkpoint_every == 0 or epoch + 1 == config.epochs or stopping
             if world.main:
-                _save_checkpoint(checkpoint, model, optimizer, trainer, position, config, history)
+                if due:
+                    _save_checkpoint(checkpoint, model, optimizer, trainer, position, config, history)
                 try:
                     with open(metrics_path, "a") as f:  # after the checkpoint, which holds the history too
                         f.write(json.dumps(record) + "\n")
@@ -628,7 +640,7 @@ def _train(config: RunConfig, run: Run, trainer: BaseTrainer, world: World, loca
                     raise UserError(f"cannot write {metrics_path}: {exc.strerror or exc}; "
                                     f"{_last_good(checkpoint)}") from exc
             reporter.epoch_end(record)
-            if epoch + 1 < config.epochs and distributed.any_rank(interrupted.is_set(), trainer.device):
+            if stopping:
                 raise TrainingInterrupted(run_dir, epoch + 1, steps_per_epoch)
 
     if test is None:  # resumed a run that had already finished
@@ -645,6 +657,7 @@ def _train(config: RunConfig, run: Run, trainer: BaseTrainer, world: World, loca
             run=str(run_dir))
     summary = {"model": config.model, "data": data.name, "epochs": config.epochs, "test_accuracy":
                final["test_accuracy"], "test_loss": final["test_loss"], "seconds": sum(r["seconds"] for r in history),
+               "wall_seconds": time.perf_counter() - run_started,
                "weights": str(weights), "run_dir": str(run_dir), "parameters": info["parameters"],
                "processes": world.size}
     reporter.finish(summary)

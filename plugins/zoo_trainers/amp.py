@@ -18,13 +18,18 @@ def cpu_has_fast_bf16() -> bool:
         return False
 
 
+def cuda_has_native_bf16(device: torch.device) -> bool:
+    """bf16 tensor cores (Ampere, compute capability 8.0, and later) on the trainer's own GPU; older
+    GPUs (V100, T4) emulate bf16, slower than fp16 with a scaler."""
+    return torch.cuda.get_device_capability(device) >= (8, 0)
+
+
 class AmpTrainer(BaseTrainer):
     def __init__(self, device: str | None = None, dtype: str | None = None, channels_last: bool | None = None,
                  compile: bool = False):
         super().__init__(device, channels_last, compile)
         if dtype is None:
-            cuda_bf16 = self.device.type == "cuda" and torch.cuda.is_bf16_supported()
-            dtype = "bf16" if self.device.type != "cuda" or cuda_bf16 else "fp16"
+            dtype = "bf16" if self.device.type != "cuda" or cuda_has_native_bf16(self.device) else "fp16"
         if dtype not in DTYPES:
             raise UserError(f"unknown amp dtype {dtype!r}; choose bf16 or fp16")
         if dtype == "fp16" and self.device.type == "cpu":
