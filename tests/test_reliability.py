@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import shlex
 import signal
@@ -376,3 +377,52 @@ def test_a_data_folder_variable_naming_a_file_is_one_clear_error(workspace, tmp_
     result = run_zoo("train", "vgg_bn", *TINY, env={"ZOO_DATA_DIR": str(workspace / "a-file")}, cwd=tmp_path)
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert re.search(r"\$ZOO_DATA_DIR .*a-file is not a folder", result.stderr), result.stderr
+
+
+class _SkippingTrainer(zoo.training.BaseTrainer):
+    """Skips a step whose loss is not finite, as fp16's gradient scaler does (which needs CUDA)."""
+
+    skips_overflow = True
+
+    def backward_step(self, loss, optimizer):
+        if torch.isfinite(loss):
+            super().backward_step(loss, optimizer)
+
+
+class _OverflowEvery:
+    """A trainer that skips overflowed steps, and an augmentation that makes every fourth batch
+    infinite, so that those steps' losses overflow."""
+
+    @hookimpl
+    def trainers(self):
+        return [zoo.Trainer("skipping", _SkippingTrainer, "skips non-finite steps")]
+
+    @hookimpl
+    def augmentations(self):
+        calls = {"n": 0}
+
+        def overflow_sometimes(**options):
+            def aug(x, y):
+                calls["n"] += 1
+                return (x * float("inf") if calls["n"] % 4 == 0 else x), y
+            return aug
+
+        return [zoo.Augmentation("overflow", overflow_sometimes, "every fourth batch infinite")]
+
+
+@pytest.mark.parametrize("trainer, skipped", [("skipping", 1), ("fp32", None)])
+def test_overflowed_steps_a_trainer_skips_are_counted_not_divergence(workspace, tmp_path, trainer, skipped):
+    registry = fresh_registry({"overflow": _OverflowEvery()}, installed=("vgg", "datasets", "optim", "trainers"))
+    # no batch norm: an infinite forward pass would poison its running statistics, which no step undoes
+    config = RunConfig(model="vgg", data="cifar10", data_dir=str(workspace / "data"), epochs=1, batch_size=20,
+                       augs=["overflow"], trainer=trainer, opt="sgd", model_options={"layout": "8,M,16,M"})
+    if skipped is None:  # a trainer that applies every step diverges on the first infinite loss
+        with pytest.raises(UserError, match="the loss became infinite or NaN in epoch 1, step 4"):
+            train(config, registry=registry, run_dir=tmp_path / "run", weights=tmp_path / "w.safetensors",
+                  log_every=1)
+        return
+    summary = train(config, registry=registry, run_dir=tmp_path / "run", weights=tmp_path / "w.safetensors",
+                    log_every=1)
+    record = json.loads((tmp_path / "run" / "metrics.jsonl").read_text())
+    assert record["skipped_steps"] == skipped and math.isfinite(record["train_loss"])
+    assert math.isfinite(summary["test_loss"])

@@ -220,6 +220,7 @@ class SilentReporter:
     def finish(self, summary): pass
 
 
+SKIPPED_STEPS_IS_DIVERGENCE = 10  # in a row, for a trainer that skips overflowed steps
 DEFAULT_LR = 0.05  # for optimizers that recommend none (SGD): zoo's recipe for its CNNs
 
 
@@ -397,6 +398,7 @@ class Position:
     seconds: float = 0.0
     skipped_before: float = 0.0  # skipped steps up to the last log step (all ranks)
     logged_step: int = 0
+    skipped_in_a_row: int = 0  # steps skipped in whole log windows since the last applied one (all ranks)
 
 
 class TrainingInterrupted(Exception):
@@ -597,8 +599,11 @@ def _train(config: RunConfig, run: Run, trainer: BaseTrainer, world: World, loca
                     counted = (i + 1) * world.size - skipped
                     mean_loss = loss_sum / counted if counted else math.inf
                     window = (i + 1 - position.logged_step) * world.size
-                    # A trainer that skips overflowed steps has diverged only when it skipped a whole window.
-                    if (skipped - position.skipped_before >= window >= min(10, log_every) * world.size
+                    # A trainer that skips overflowed steps (fp16 loss scaling) has diverged only when it
+                    # skipped every step for a while: the scaler recovers from an overflow in a step or two.
+                    position.skipped_in_a_row = (position.skipped_in_a_row + window
+                                                 if skipped - position.skipped_before >= window else 0)
+                    if (position.skipped_in_a_row >= SKIPPED_STEPS_IS_DIVERGENCE * world.size
                             if trainer.skips_overflow else skipped > 0):
                         raise UserError(f"the loss became infinite or NaN in epoch {epoch + 1}, step {i + 1}; "
                                         f"{_last_good(checkpoint)}; try a lower --lr, more --warmup or "
