@@ -13,7 +13,7 @@ import torch
 from common import lab_loader, machine, random_cifar, table
 
 import zoo
-from zoo.training import Augmenter
+from zoo import Augmenter
 
 
 def main() -> None:

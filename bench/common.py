@@ -15,7 +15,7 @@ import zoo
 from zoo import Dataset, hookimpl
 from zoo.data import ImageData
 from zoo.testing import fresh_registry
-from zoo.training import SilentReporter
+from zoo import SilentReporter
 
 BUILTINS = ("vgg", "resnet", "se", "augment", "optim", "trainers", "datasets")
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)

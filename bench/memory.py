@@ -20,7 +20,7 @@ sys.path.insert(0, {bench!r})
 from common import random_cifar, registry_with, lab_evaluate, lab_loader, lab_train_epoch
 import torch
 from zoo.models import create_model
-from zoo.training import RunConfig, train
+from zoo import RunConfig, train
 data = random_cifar({images})
 if {kind!r} == "lab":
     model = create_model({model!r}, num_classes=10, input_size=32)

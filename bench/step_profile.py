@@ -25,7 +25,7 @@ from common import lab_train_epoch, machine, table
 
 import zoo
 from zoo.models import create_model
-from zoo.training import prepare_model
+from zoo import prepare_model
 
 CONV_FORWARD = {"aten::mkldnn_convolution", "aten::_convolution", "aten::convolution", "aten::conv2d"}
 CONV_BACKWARD = {"aten::convolution_backward"}

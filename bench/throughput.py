@@ -19,7 +19,7 @@ import torch
 from common import StepClock, lab_loader, lab_train_epoch, machine, random_cifar, registry_with, table
 
 from zoo.models import create_model
-from zoo.training import RunConfig, train
+from zoo import RunConfig, train
 
 
 WARMUP_STEPS = 5  # untimed: allocator, oneDNN primitive caches, torch.compile; zoo logs every this many

@@ -17,7 +17,7 @@ from common import lab_evaluate, lab_loader, lab_train_epoch, machine, table
 import zoo
 from zoo.data import data_root
 from zoo.models import create_model
-from zoo.training import RunConfig, SilentReporter, train
+from zoo import RunConfig, SilentReporter, train
 
 NETWORK = {"model": "vgg_bn", "model_options": {"layout": "32,M,64,M,128,M"}}
 

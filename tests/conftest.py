@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from zoo.training import SilentReporter
+from zoo import SilentReporter
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+import zoo
 from zoo import Architecture, Augmentation, hookimpl
 from zoo.testing import assert_conforms, check_plugin, fresh_registry
 
@@ -92,3 +93,20 @@ def test_conformance_catches_a_broken_plugin():
     assert results["shuffle"].status == "failed" and "labels" in results["shuffle"].detail
     with pytest.raises(AssertionError, match="wrong_classes"):
         assert_conforms(registry, "broken")
+
+
+def test_the_documented_public_api_is_zoo_all_and_plugins_use_only_it():
+    import re
+
+    from conftest import ROOT
+
+    text = (ROOT / "docs" / "plugins.md").read_text()
+    table = text.split("<!-- public-api -->")[1].split("<!-- /public-api -->")[0]
+    documented = {name for row in table.splitlines()[2:] for name in re.findall(r"`(\w+)`", row.split("|")[1])}
+    assert documented == set(zoo.__all__)
+    assert all(hasattr(zoo, name) for name in zoo.__all__)
+    for source in [*(ROOT / "plugins").rglob("*.py"), *(ROOT / "examples").rglob("*.py")]:
+        if "tests" in source.parts:
+            continue
+        imported = re.findall(r"^\s*(?:from|import) (zoo\.\w+)", source.read_text(), re.MULTILINE)
+        assert imported == [], f"{source} imports {imported}: plugins import only `zoo`"

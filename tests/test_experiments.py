@@ -129,7 +129,7 @@ def test_any_experiment_text_parses_or_fails_cleanly(tmp_path_factory, text):
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(KEYS, VALUES, max_size=4), st.dictionaries(KEYS, VALUES, max_size=3))
 def test_any_experiment_structure_expands_and_resolves_or_fails_cleanly(base, grid):
-    from zoo.training import Run
+    from zoo.config import Run
 
     try:
         for _, _, config in Experiment("fuzz", base, grid).runs():

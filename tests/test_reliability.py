@@ -24,7 +24,8 @@ from zoo import Scheduler, hookimpl
 from zoo.errors import UserError
 from zoo.options import parse_sets
 from zoo.testing import fresh_registry
-from zoo.training import RunConfig, SilentReporter, _call, parse_choice, train
+from zoo import RunConfig, SilentReporter, train
+from zoo.config import call_factory, parse_choice
 
 from conftest import run_zoo, write_cifar10
 
@@ -351,12 +352,12 @@ def test_aug_sched_opt_values_parse_and_build_or_fail_cleanly(text, kind):
     try:
         spec, options = parse_choice(REGISTRY, kind, text)
         if kind == "aug":
-            _call(spec, **options)
+            call_factory(spec, **options)
         elif kind == "sched":
-            factor = _call(spec, epochs=10, **options)
+            factor = call_factory(spec, epochs=10, **options)
             factor(0.0), factor(9.5)
         else:
-            _call(spec, [torch.zeros(1, requires_grad=True)], lr=0.1, weight_decay=0.0, **options)
+            call_factory(spec, [torch.zeros(1, requires_grad=True)], lr=0.1, weight_decay=0.0, **options)
     except UserError:
         pass
 
@@ -379,7 +380,7 @@ def test_a_data_folder_variable_naming_a_file_is_one_clear_error(workspace, tmp_
     assert re.search(r"\$ZOO_DATA_DIR .*a-file is not a folder", result.stderr), result.stderr
 
 
-class _SkippingTrainer(zoo.training.BaseTrainer):
+class _SkippingTrainer(zoo.BaseTrainer):
     """Skips a step whose loss is not finite, as fp16's gradient scaler does (which needs CUDA)."""
 
     skips_overflow = True

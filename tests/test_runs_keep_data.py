@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 import zoo
 from zoo.errors import UserError
-from zoo.training import RunConfig, train
+from zoo import RunConfig, train
 
 from conftest import ROOT, StopAtEpoch, rewrite_metadata, run_zoo
 

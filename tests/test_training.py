@@ -11,7 +11,7 @@ import torch
 
 import zoo
 from zoo.errors import UserError
-from zoo.training import RunConfig, train
+from zoo import RunConfig, train
 from zoo.weights import load_model
 
 from conftest import StopAtEpoch, run_zoo
@@ -207,7 +207,7 @@ def test_compiled_training_matches_eager_and_saves_plain_weights(cifar_dir, tmp_
 
 
 def test_on_cpus_small_feature_maps_stay_contiguous_unless_channels_last_is_asked_for():
-    from zoo.training import BaseTrainer, prepare_model
+    from zoo import BaseTrainer, prepare_model
 
     def formats(trainer):
         torch.manual_seed(0)
@@ -330,7 +330,7 @@ def test_predict_shapes_images_as_training_did(tmp_path):
 
 @pytest.mark.parametrize("opt, lr", [("sgd-nesterov", 0.05), ("adam", 1e-3), ("timm/lion", 1e-4), ("timm/sgdp", 0.05)])
 def test_each_optimizer_brings_its_learning_rate_unless_one_is_given(opt, lr):
-    from zoo.training import with_default_lr
+    from zoo.config import with_default_lr
 
     registry = zoo.default_registry()
     assert with_default_lr(RunConfig(opt=opt), registry).lr == lr

@@ -12,16 +12,36 @@ from .specs import Architecture, Augmentation, Dataset, Optimizer, Scheduler, Tr
 
 __version__ = "0.1.0"
 
+# The public API: everything a user or a plugin may use, importable from ``zoo``. The modules behind
+# it are the engine and may change; docs/plugins.md's reference is checked against this list.
 _LAZY = {
+    # models and weights
     "list_models": "zoo.models",
     "create_model": "zoo.models",
     "load_model": "zoo.weights",
     "save_weights": "zoo.weights",
     "Registry": "zoo.registry",
     "default_registry": "zoo.registry",
-    "ImageData": "zoo.data",
-    "RunConfig": "zoo.training",
+    # training, evaluation, prediction
+    "RunConfig": "zoo.config",
     "train": "zoo.training",
+    "SilentReporter": "zoo.training",
+    "TrainingInterrupted": "zoo.training",
+    "evaluate_weights": "zoo.evaluation",
+    "predict": "zoo.prediction",
+    # for plugins: trainers, wrappers, datasets
+    "BaseTrainer": "zoo.trainer",
+    "prepare_model": "zoo.trainer",
+    "Augmenter": "zoo.augmenter",
+    "Normalize": "zoo.augmenter",
+    "add_attention": "zoo.attention",
+    "ImageData": "zoo.data",
+    "channel_stats": "zoo.data",
+    "data_root": "zoo.data",
+    "download": "zoo.data",
+    "file_md5": "zoo.data",
+    "open_image": "zoo.data",
+    "regular_file": "zoo.weights",
 }
 
 __all__ = [

@@ -252,7 +252,9 @@ def train_command(model: str, data: str, data_dir, augs, opt, opt_set, lr, weigh
     from .training import RunConfig, TrainingInterrupted, train
 
     if nproc is not None:
-        _launch_torchrun(nproc)
+        from .distributed import launch
+
+        sys.exit(launch(nproc, sys.argv[1:], NPROC_ENV))
     if amp and trainer and trainer.rpartition(":")[2] != "amp":
         raise UserError(f"--amp and --trainer {trainer} contradict each other")
     trainer_options = parse_sets(trainer_set)
@@ -308,52 +310,6 @@ def _resume_hint(run_dir, resuming: bool) -> str:
     return f"resume with: {shlex.join(again)}"
 
 
-def _launch_torchrun(nproc: int) -> None:
-    """Run this command in ``nproc`` processes through torchrun's launcher, in this process, and exit
-    with their status: the workers print their own errors, so the launcher adds no traceback."""
-    import logging
-
-    from torch.distributed import run as torchrun
-    from torch.distributed.elastic.multiprocessing.api import SignalException
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-
-    if nproc < 1:
-        raise UserError(f"--nproc must be positive, got {nproc}")
-    import torch
-
-    units = torch.cuda.device_count() or os.cpu_count() or 1
-    if nproc > units:  # more processes than GPUs (or cores) cannot run, and forking them can fail half-way
-        what = "GPUs" if torch.cuda.device_count() else "CPU cores"
-        raise UserError(f"--nproc {nproc} is more than the {units} {what} of this machine")
-    if "RANK" in os.environ:
-        raise UserError("--nproc launches torchrun itself; under torchrun, leave it out")
-    args, skip = [], False
-    for arg in sys.argv[1:]:
-        if skip:
-            skip = False
-        elif arg == "--nproc":
-            skip = True
-        elif not arg.startswith("--nproc="):
-            args.append(arg)
-    os.environ[NPROC_ENV] = str(nproc)
-    # The cores shared out (torchrun would set 1 per process, with a banner).
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-    # After Ctrl-C the workers train on to the next log step (up to 25) and checkpoint: give them time.
-    os.environ.setdefault("TORCH_ELASTIC_SHUTDOWN_TIMEOUT", "600")
-    for name in list(logging.root.manager.loggerDict):  # each sets its own level, so one by one
-        if name.startswith("torch.distributed.elastic"):  # the workers say what happened, in one line
-            logging.getLogger(name).setLevel(logging.CRITICAL)
-    try:
-        torchrun.run(torchrun.parse_args(["--standalone", f"--nproc-per-node={nproc}", "-m", "zoo", *args]))
-    except ChildFailedError as exc:
-        # A worker that stopped on purpose says why (130 Ctrl-C, 2 user error); others may have died of it.
-        codes = {failure.exitcode for failure in exc.failures.values()}
-        sys.exit(next((code for code in (130, 2) if code in codes), 1))
-    except SignalException:
-        sys.exit(130)
-    sys.exit(0)
-
-
 @cli.command("eval")
 @click.argument("weights", type=click.Path())
 @click.option("--data", help="Dataset (default: the one the weights were trained on).")
@@ -366,39 +322,14 @@ def _launch_torchrun(nproc: int) -> None:
 def eval_command(weights: str, data: str | None, data_dir, batch_size: int, device, trainer: str | None,
                  as_json: bool) -> None:
     """Accuracy, loss and per-class accuracy of WEIGHTS on the whole test set (even if training used --limit-test)."""
-    from .data import data_root
-    from .training import Augmenter, evaluate, evaluation_trainer, prepare_model
-    from .weights import load_model, require_fields
+    from .evaluation import evaluate_weights
 
-    if batch_size < 1:
-        raise UserError(f"batch size must be a whole number >= 1, got {batch_size}")
-    model = load_model(weights, registry=_registry())
-    meta = model.zoo_meta
-    require_fields(meta, weights, "num_classes", "in_chans", "mean", "std", *(() if data else ("dataset",)))
-    runner = evaluation_trainer(_registry(), meta.get("trainer", {}), trainer, device)
-    name = data or meta.get("dataset")
-    spec = _registry().get("data", name)
-    dataset = spec.load()(root=data_root(data_dir), download=True)
-    if meta.get("input_size") is not None and dataset.input_size != meta["input_size"]:
-        raise UserError(f"{weights} was trained on {meta['input_size']}x{meta['input_size']} images; {name} has "
-                        f"{dataset.input_size}x{dataset.input_size}, and zoo eval does not resize (the accuracy "
-                        "would be wrong)")
-    if dataset.num_classes != meta.get("num_classes") or dataset.channels != meta.get("in_chans"):
-        raise UserError(f"{weights} was trained for {meta.get('num_classes')} classes of {meta.get('in_chans')}-channel "
-                        f"images; {name} has {dataset.num_classes} classes of {dataset.channels}-channel images")
-    model = prepare_model(runner, model, tuple(dataset.test_images.shape[1:]))
-    data_on_device = dataset.to(runner.device)
-    augmenter = Augmenter([], False, meta["mean"], meta["std"], dataset.num_classes)
-    result = evaluate(model, runner, augmenter, data_on_device.test_images, data_on_device.test_labels, batch_size,
-                      dataset.num_classes)
-    report = {"weights": weights, "model": meta["model"], "data": name, "test_images": len(dataset.test_images),
-              "precision": runner.precision, "accuracy": result["accuracy"], "loss": result["loss"],
-              "per_class_accuracy": dict(zip(dataset.classes, result["per_class_accuracy"]))}
+    report = evaluate_weights(weights, data, data_dir, batch_size, device, trainer, registry=_registry())
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
-    click.echo(f"{meta['model']} on {name} ({report['test_images']:,} test images, {runner.precision}): accuracy "
-               f"{result['accuracy']:.2%}, loss {result['loss']:.4f}")
+    click.echo(f"{report['model']} on {report['data']} ({report['test_images']:,} test images, {report['precision']}): "
+               f"accuracy {report['accuracy']:.2%}, loss {report['loss']:.4f}")
     for cls, acc in report["per_class_accuracy"].items():
         click.echo(f"  {cls:<20} {acc:7.2%}")
 
@@ -410,43 +341,9 @@ def eval_command(weights: str, data: str | None, data_dir, batch_size: int, devi
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def predict_command(weights: str, images: tuple[str, ...], top_k: int, as_json: bool) -> None:
     """Top-k classes for each image file, with their probabilities."""
-    import numpy as np
-    import torch
-    from PIL import Image, UnidentifiedImageError
+    from .prediction import predict
 
-    from pathlib import Path
-
-    from .data import open_image
-    from .training import Augmenter
-    from .weights import load_model, require_fields
-
-    model = load_model(weights, registry=_registry())
-    meta = model.zoo_meta
-    require_fields(meta, weights, "input_size", "in_chans", "classes", "mean", "std")
-    size, channels, classes = meta["input_size"], meta["in_chans"], meta["classes"]
-    if top_k < 1:
-        raise UserError(f"--top-k must be positive, got {top_k}")
-    # Shaped as in training: resized to the side the model saw, or to the original side then
-    # zero-padded when the dataset was padded (Fashion-MNIST's 28 in 32).
-    side = meta.get("padded_from") or size
-    margin = (size - side) // 2
-    batch = []
-    for path in images:
-        try:
-            with open_image(Path(path)) as img:
-                img = img.convert("L" if channels == 1 else "RGB").resize((side, side), Image.Resampling.BILINEAR)
-                array = np.asarray(img, dtype=np.uint8).reshape(side, side, channels)
-                batch.append(np.pad(array, ((margin, size - side - margin), (margin, size - side - margin), (0, 0))))
-        except (UnidentifiedImageError, OSError) as exc:
-            raise UserError(f"{path} is not an image zoo can read ({type(exc).__name__})") from exc
-    normalizer = Augmenter([], False, meta["mean"], meta["std"], len(classes))  # the training normalisation
-    x = normalizer.normalize(torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2))
-    with torch.inference_mode():
-        probabilities = model(x).softmax(1)
-    top = probabilities.topk(min(top_k, len(classes)), dim=1)
-    results = [{"image": path, "top": [{"class": classes[i], "probability": p} for p, i in
-                                       zip(values.tolist(), indices.tolist())]}
-               for path, values, indices in zip(images, top.values, top.indices)]
+    results = predict(weights, images, top_k, registry=_registry())
     if as_json:
         click.echo(json.dumps(results, indent=2))
         return

@@ -153,3 +153,48 @@ def split_batch(batch_size: int, world: World) -> int:
     if batch_size % world.size:
         raise UserError(f"the batch size {batch_size} does not split evenly over {world.size} processes")
     return batch_size // world.size
+
+
+def launch(nproc: int, argv: list[str], marker_env: str) -> int:
+    """Run the ``zoo`` command ``argv`` (without its ``--nproc``) in ``nproc`` processes through
+    torchrun's launcher, in this process; return their exit status. The workers print their own
+    errors, so the launcher adds no traceback. ``marker_env`` tells the workers they were launched so."""
+    import logging
+
+    from torch.distributed import run as torchrun
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+    if nproc < 1:
+        raise UserError(f"--nproc must be positive, got {nproc}")
+    units = torch.cuda.device_count() or os.cpu_count() or 1
+    if nproc > units:  # more processes than GPUs (or cores) cannot run, and forking them can fail half-way
+        what = "GPUs" if torch.cuda.device_count() else "CPU cores"
+        raise UserError(f"--nproc {nproc} is more than the {units} {what} of this machine")
+    if "RANK" in os.environ:
+        raise UserError("--nproc launches torchrun itself; under torchrun, leave it out")
+    args, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            args.append(arg)
+    os.environ[marker_env] = str(nproc)
+    # The cores shared out (torchrun would set 1 per process, with a banner).
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    # After Ctrl-C the workers train on to the next log step (up to 25) and checkpoint: give them time.
+    os.environ.setdefault("TORCH_ELASTIC_SHUTDOWN_TIMEOUT", "600")
+    for name in list(logging.root.manager.loggerDict):  # each sets its own level, so one by one
+        if name.startswith("torch.distributed.elastic"):  # the workers say what happened, in one line
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+    try:
+        torchrun.run(torchrun.parse_args(["--standalone", f"--nproc-per-node={nproc}", "-m", "zoo", *args]))
+    except ChildFailedError as exc:
+        # A worker that stopped on purpose says why (130 Ctrl-C, 2 user error); others may have died of it.
+        codes = {failure.exitcode for failure in exc.failures.values()}
+        return next((code for code in (130, 2) if code in codes), 1)
+    except SignalException:
+        return 130
+    return 0

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import UserError
-from .training import RunConfig, check_config_types
+from .config import RunConfig, check_config_types
 from .weights import read_metadata, regular_file
 
 if sys.version_info >= (3, 11):
@@ -139,7 +139,7 @@ def _slug(text: str) -> str:
 def checked_runs(experiment: Experiment, quick: bool = False,
                  registry=None) -> list[tuple[str, dict[str, str], RunConfig]]:
     """The experiment's runs, every name and option of each checked, as before the first run starts."""
-    from .training import Run
+    from .config import Run
 
     runs = experiment.runs(quick)
     for _, _, config in runs:

@@ -11,8 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from zoo import ImageData, UserError
-from zoo.data import channel_stats, download, file_md5, regular_file
+from zoo import ImageData, UserError, channel_stats, download, file_md5, regular_file
 
 CIFAR = {
     "cifar10": dict(
@@ -213,7 +212,7 @@ def image_folder(root: Path, download: bool = False, image_size: int = 32) -> Im
     """``root/train/<class>/*.png`` and ``root/test/<class>/*`` (or ``val/``), resized to ``image_size``."""
     from PIL import Image, UnidentifiedImageError
 
-    from zoo.data import open_image
+    from zoo import open_image
 
     test_dir = next((root / d for d in ("test", "val") if (root / d).is_dir()), None)
     if not (root / "train").is_dir() or test_dir is None:

@@ -6,8 +6,7 @@ import functools
 import torch
 from torch import nn
 
-from zoo import Architecture, UserError
-from zoo.attention import add_attention
+from zoo import Architecture, UserError, add_attention
 
 
 GATE_BIAS = 3.0

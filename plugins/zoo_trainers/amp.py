@@ -5,8 +5,7 @@ from typing import Any
 
 import torch
 
-from zoo import UserError
-from zoo.training import BaseTrainer
+from zoo import BaseTrainer, UserError
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from zoo.training import BaseTrainer
+from zoo import BaseTrainer
 
 
 class Fp64Trainer(BaseTrainer):

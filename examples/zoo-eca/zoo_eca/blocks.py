@@ -7,8 +7,7 @@ import math
 import torch
 from torch import nn
 
-from zoo import Architecture, UserError
-from zoo.attention import add_attention
+from zoo import Architecture, UserError, add_attention
 
 
 def adaptive_kernel_size(channels: int, gamma: int = 2, b: int = 1) -> int:

@@ -1,0 +1,186 @@
+"""What defines a training run (``RunConfig``, the run's ``config.json``) and its resolution: every
+name looked up and every option checked before any data is read."""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
+
+import torch
+
+from .data import ImageData, data_root
+from .errors import PluginError, UserError
+from .models import STANDARD_OPTIONS, check_model, check_options
+from .options import parse_value
+from .registry import Registry, default_registry
+from .specs import Spec
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a training run; saved as the run's ``config.json``."""
+
+    model: str = "resnet18"
+    # Defaults name their provider: a plugin that also offers an `hflip` breaks only the bare name.
+    data: str = "datasets:cifar10"
+    augs: list[str] = field(default_factory=lambda: ["augment:crop=4", "augment:hflip"])
+    opt: str = "optim:sgd-nesterov"
+    opt_options: dict[str, Any] = field(default_factory=dict)
+    lr: float | None = None  # None: the optimizer's recommended rate, else DEFAULT_LR
+    weight_decay: float = 5e-4
+    sched: str = "optim:cosine"
+    sched_options: dict[str, Any] = field(default_factory=dict)
+    warmup: float = 1.0
+    epochs: int = 30
+    batch_size: int = 128
+    eval_batch_size: int = 512
+    label_smoothing: float = 0.0
+    normalize: bool = True  # inputs normalised by the data's mean and std; False: pixels in [0, 1]
+    checkpoint_every: int = 1  # epochs; a run always checkpoints its last epoch and when it is interrupted
+    sync_bn: bool = False
+    trainer: str = "trainers:fp32"
+    trainer_options: dict[str, Any] = field(default_factory=dict)
+    model_options: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    train_limit: int | None = None
+    test_limit: int | None = None
+    data_dir: str | None = None
+    download: bool = True
+
+    # Fields that may differ when a run is resumed: where things are, not what is computed.
+    RESUMABLE_CHANGES = ("data_dir", "download", "epochs", "eval_batch_size", "checkpoint_every")
+
+
+_FIELD_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
+
+
+def check_config_types(config: RunConfig) -> None:
+    """Values from files and the Python API arrive untyped: refuse wrong types with one clear line."""
+    for name, declared in config.__annotations__.items():
+        value = getattr(config, name)
+        base = declared.split(" |")[0].split("[")[0]
+        optional = "None" in declared
+        if value is None and optional:
+            continue
+        if base in _FIELD_TYPES:
+            ok = isinstance(value, _FIELD_TYPES[base]) and not (base != "bool" and isinstance(value, bool))
+        else:
+            ok = isinstance(value, {"list": list, "dict": dict}[base])
+            if ok and base == "list":
+                ok = all(isinstance(item, str) for item in value)
+            if ok and base == "dict":
+                ok = all(isinstance(key, str) for key in value)
+        if not ok:
+            raise UserError(f"option {name} must be {declared}, got {value!r}")
+
+
+DEFAULT_LR = 0.05  # for optimizers that recommend none (SGD): zoo's recipe for its CNNs
+
+
+def with_default_lr(config: RunConfig, registry: Registry) -> RunConfig:
+    """``config`` with its learning rate, the optimizer's recommended one if none was given."""
+    if config.lr is not None:
+        return config
+    spec = registry.get("opt", str(config.opt).partition("=")[0].strip())
+    return replace(config, lr=getattr(spec, "lr", None) or DEFAULT_LR)
+
+
+def parse_choice(registry: Registry, kind: str, text: str) -> tuple[Spec, dict[str, Any]]:
+    """``"rotate=15"`` -> (the rotate spec, ``{"degrees": 15}``); ``"hflip"`` -> (spec, {})."""
+    name, sep, value = text.partition("=")
+    spec = registry.get(kind, name.strip())
+    if not sep:
+        return spec, {}
+    if not spec.param:
+        raise UserError(f"{spec.word} {spec.name!r} takes no value (got {text!r})")
+    return spec, {spec.param: parse_value(value)}
+
+
+def call_factory(spec: Spec, *args: Any, **options: Any) -> Any:
+    factory = spec.load()
+    check_options(spec, factory, options, skip=len(args))
+    try:
+        return factory(*args, **options)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"{spec.word} {spec.name!r}: {exc}") from exc
+    except (UserError, PluginError, MemoryError):
+        raise
+    except Exception as exc:  # a bug in the plugin: name it, in one line
+        raise spec.failure("its factory raised", exc) from exc
+
+
+@dataclass
+class Run:
+    """A resolved run: every name looked up and every option checked before any data is read."""
+
+    config: RunConfig
+    registry: Registry
+    data_spec: Spec
+    augs: list[tuple[Spec, dict[str, Any]]]
+    opt: tuple[Spec, dict[str, Any]]
+    sched: tuple[Spec, dict[str, Any]]
+    trainer_spec: Spec
+
+    @classmethod
+    def resolve(cls, config: RunConfig, registry: Registry | None = None) -> "Run":
+        registry = registry or default_registry()
+        check_config_types(config)
+        config = with_default_lr(config, registry)
+        for name, value, low in (("epochs", config.epochs, 1), ("batch size", config.batch_size, 1),
+                                 ("checkpoint_every", config.checkpoint_every, 1),
+                                 ("eval batch size", config.eval_batch_size, 1)):
+            if value < low:
+                raise UserError(f"{name} must be a whole number >= {low}, got {value!r}")
+        for name, value in (("train_limit", config.train_limit), ("test_limit", config.test_limit)):
+            if value is not None and value < 1:
+                raise UserError(f"{name} must be positive, got {value}")
+        if not 0 <= config.seed < 2**63:
+            raise UserError(f"seed must be in 0..2**63-1, got {config.seed}")
+        if not (config.lr > 0 and math.isfinite(config.lr)):
+            raise UserError(f"learning rate must be positive, got {config.lr}")
+        if not (0 <= config.weight_decay < math.inf and 0 <= config.warmup < math.inf
+                and 0 <= config.label_smoothing < 1):
+            raise UserError("weight decay and warmup must be >= 0, label smoothing in [0, 1)")
+        decided = sorted(set(config.model_options) & set(STANDARD_OPTIONS))
+        if decided:
+            raise UserError(f"the data decides {', '.join(decided)} in training; it is not a model option to set")
+        check_model(config.model, registry, **config.model_options)
+        opt_spec, opt_options = parse_choice(registry, "opt", config.opt)
+        sched_spec, sched_options = parse_choice(registry, "sched", config.sched)
+        run = cls(
+            config, registry, registry.get("data", config.data),
+            [parse_choice(registry, "aug", text) for text in config.augs],
+            (opt_spec, {**opt_options, **config.opt_options}),
+            (sched_spec, {**sched_options, **config.sched_options}),
+            registry.get("trainer", config.trainer),
+        )
+        # Options are checked now, not after the data is loaded, by building what takes them (the
+        # optimizer on a stand-in parameter, quietly: its warnings come with the real one).
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            run.optimizer([torch.zeros(1, requires_grad=True)])
+        run.schedule()
+        run.augmentations()
+        return run
+
+    def optimizer(self, params) -> torch.optim.Optimizer:
+        spec, options = self.opt
+        return call_factory(spec, params, lr=self.config.lr, weight_decay=self.config.weight_decay, **options)
+
+    def schedule(self) -> Callable[[float], float]:
+        spec, options = self.sched
+        return call_factory(spec, epochs=self.config.epochs, **options)
+
+    def augmentations(self) -> list[Callable]:
+        return [call_factory(spec, **options) for spec, options in self.augs]
+
+    def load_data(self) -> ImageData:
+        root = data_root(self.config.data_dir)
+        data = call_factory(self.data_spec, root=root, download=self.config.download)
+        if self.config.train_limit or self.config.test_limit:
+            data = data.subset(self.config.train_limit, self.config.test_limit, self.config.seed)
+        if self.config.batch_size > len(data.train_images):
+            raise UserError(f"batch size {self.config.batch_size} is larger than the {len(data.train_images)} "
+                            f"training images of {data.name}")
+        return data

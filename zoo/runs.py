@@ -1,0 +1,139 @@
+"""Run folders: default names, claiming a folder atomically, emptying one for --overwrite, and the
+config of a run to resume."""
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime
+from pathlib import Path
+
+from .config import RunConfig
+from .errors import UserError
+from .weights import parse_json, read_header, regular_file
+
+
+def unique_name(base: str, *folders_and_suffixes: tuple[Path, str]) -> str:
+    name, n = base, 1
+    while any((folder / f"{name}{suffix}").exists() for folder, suffix in folders_and_suffixes):
+        n += 1
+        name = f"{base}-{n}"
+    return name
+
+
+def new_run_paths(config: RunConfig, run_dir, weights, overwrite: bool) -> tuple[Path, Path]:
+    """The run folder and weights file of a new run, absolute, checked but not made: a user error that
+    stops the run must leave nothing behind. Default names are claimed when the run starts writing."""
+    if run_dir is None and weights is None:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        data = config.data.rpartition(":")[2]
+        name = unique_name(f"{config.model.replace(':', '_').replace('/', '_')}-{data}-{stamp}",
+                            (Path("runs"), ""), (Path("weights"), ".safetensors"))
+        run_dir, weights = Path("runs") / name, Path("weights") / f"{name}.safetensors"
+    if weights is None:
+        weights = Path("weights") / f"{Path(run_dir).name}.safetensors"
+    weights = Path(weights).absolute()
+    run_dir = (Path("runs") / weights.stem if run_dir is None else Path(run_dir)).absolute()
+    for path in (weights, run_dir):
+        _check_name_lengths(path)
+    if not overwrite:
+        for path, option in ((weights, "--out"), (run_dir, "--run-dir")):
+            if path.exists():
+                raise UserError(f"{path} exists; choose another {option} or pass --overwrite")
+    for folder in (weights.parent, run_dir.parent):  # checked now, made when the run writes there
+        check_writable(folder)
+    return run_dir, weights
+
+
+def _check_name_lengths(path: Path) -> None:
+    """Refuse now a name the file system would refuse after an hour of training."""
+    for part in path.parts:
+        if len(os.fsencode(part)) + len(".checkpoint.safetensors.XXXXXXXX.tmp") > 255:
+            raise UserError(f"the name {part[:40]}... is too long for a file name ({len(os.fsencode(part))} bytes)")
+
+
+ZOO_RUN_FILES = ("config.json", "metrics.jsonl", "checkpoint.safetensors")
+
+
+def claim_run_dir(run_dir: Path, weights: Path, overwrite: bool, named_by_zoo: bool) -> tuple[Path, Path]:
+    """Make the run folder, atomically, so that two runs never share one. A default name taken since
+    the run started moves on to the next free one; a folder given with --overwrite is emptied of
+    zoo's files (and refused if it holds others)."""
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    base, n = run_dir.name, 1
+    while True:
+        try:
+            run_dir.mkdir()
+            return run_dir, weights
+        except FileExistsError:
+            if named_by_zoo:
+                n += 1
+                run_dir = run_dir.with_name(f"{base}-{n}")
+                weights = weights.with_name(f"{base}-{n}.safetensors")
+                continue
+            if not overwrite:
+                raise UserError(f"{run_dir} exists (another run made it); choose another --run-dir or pass "
+                                "--overwrite") from None
+            _empty_run_dir(run_dir)
+            return run_dir, weights
+
+
+def _empty_run_dir(run_dir: Path) -> None:
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir} is not a folder; choose another --run-dir")
+    entries = list(run_dir.iterdir())
+    foreign = [p.name for p in entries if p.name not in ZOO_RUN_FILES and not _is_temporary(p)]
+    if foreign:
+        raise UserError(f"--overwrite: {run_dir} holds files zoo did not write ({', '.join(sorted(foreign)[:3])}); "
+                        "choose another --run-dir")
+    for path in entries:
+        path.unlink()
+
+
+def _is_temporary(path: Path) -> bool:
+    return path.name.startswith(".") and path.name.endswith(".tmp")
+
+
+def check_writable(folder: Path) -> None:
+    """Whether ``folder`` could be made and written to, without making it: a user error that stops the
+    run must leave nothing behind."""
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        raise UserError(f"cannot write to {folder}: {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write to {folder}: permission denied")
+
+
+def resume_config(config: RunConfig, run_dir: Path, weights: str | Path | None) -> tuple[RunConfig, Path, Path]:
+    if run_dir.is_file():
+        run_dir = run_dir.parent
+    run_dir = run_dir.absolute()
+    try:
+        saved = parse_json(regular_file(run_dir / "config.json", "run config").read_text(), f"{run_dir}/config.json")
+        if not isinstance(saved, dict) or not isinstance(saved.get("weights"), str):
+            raise UserError(f"{run_dir}/config.json is not a run's config")
+    except (UserError, OSError) as exc:
+        raise UserError(f"cannot resume: {run_dir} is not a run folder (no readable config.json); --resume takes "
+                        "a run folder such as runs/<run>") from exc
+    recorded = Path(saved.pop("weights"))
+    if not recorded.is_absolute():  # written before paths were recorded whole: runs/<run> beside weights/
+        if run_dir.parent.name != "runs":
+            raise UserError(f"cannot tell where {run_dir} writes its weights ({recorded}, relative); resume it from "
+                            "the folder it was started in")
+        recorded = run_dir.parent.parent / recorded
+    if weights is not None and Path(weights).absolute() != recorded:
+        raise UserError(f"{run_dir} writes its weights to {recorded}; resume it without --out")
+    for key in ("zoo_version", "versions"):
+        saved.pop(key, None)
+    known = set(RunConfig.__dataclass_fields__)
+    try:
+        previous = RunConfig(**{k: v for k, v in saved.items() if k in known})
+    except TypeError as exc:
+        raise UserError(f"cannot resume: {run_dir}/config.json is damaged ({exc})") from exc
+    differ = [k for k in known if k not in RunConfig.RESUMABLE_CHANGES
+              and json.dumps(getattr(previous, k)) != json.dumps(getattr(config, k))]
+    if differ:
+        raise UserError(f"cannot resume {run_dir}: it was run with other {', '.join(sorted(differ))} "
+                        f"(e.g. {differ[0]}={getattr(previous, differ[0])!r})")
+    if recorded.exists() and read_header(recorded)[1].get("run") != str(run_dir):
+        raise UserError(f"{recorded} was not written by {run_dir}; zoo will not replace it")
+    return config, run_dir, recorded
