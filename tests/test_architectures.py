@@ -205,7 +205,7 @@ def test_info_command_reports_parameters_and_multiply_adds():
     text = run_zoo("info", "vgg11", "--input-size", "32").stdout
     assert "multiply-adds" in text and "parameters     9,733,480" in text  # 1000 classes
     result = run_zoo("info", "vgg16", "--set", "width=-1")
-    assert result.returncode == 2 and result.stderr.strip() == "zoo: error: width must be in (0, 16], num_classes and in_chans positive"
+    assert result.returncode == 2 and result.stderr.strip() == "zoo: error: vgg16: width must be in (0, 16], num_classes and in_chans positive"
 
 
 def test_the_labs_fc_stack_head_on_the_cifar_vgg():

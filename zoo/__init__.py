@@ -25,7 +25,7 @@ _LAZY = {
     # training, evaluation, prediction
     "RunConfig": "zoo.config",
     "train": "zoo.training",
-    "SilentReporter": "zoo.training",
+    "SilentReporter": "zoo.reporting",
     "TrainingInterrupted": "zoo.training",
     "evaluate_weights": "zoo.evaluation",
     "predict": "zoo.prediction",

@@ -49,7 +49,17 @@ def add_attention(build, arch: Architecture, make: MakeBlock, block_type: type[n
         if placement not in arch.attention_sites:
             raise UserError(f"{label} placement {placement!r} is not available for {arch.name!r}; "
                             f"choose {', '.join(arch.attention_sites)}")
-        return build(attn_layer=make, attn_site=placement)
+        made: list[tuple[nn.Module, dict[str, torch.Tensor]]] = []
+
+        def make_and_remember(channels: int) -> nn.Module:
+            block = make(channels)
+            made.append((block, {k: v.clone() for k, v in block.state_dict().items()}))
+            return block
+
+        model = build(attn_layer=make_and_remember, attn_site=placement)
+        for block, own_init in made:  # the architecture initialised every conv; blocks keep their own init
+            block.load_state_dict(own_init)
+        return model
     if placement not in (None, "conv"):
         raise UserError(f"{arch.name!r} takes {label} only after its convs (placement=conv), not {placement!r}")
     model = build()

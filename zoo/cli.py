@@ -12,10 +12,11 @@ import click
 
 from . import __version__
 from .errors import PluginError, UserError
+from .specs import KINDS
 
 DEBUG_ENV = "ZOO_DEBUG"
 NPROC_ENV = "ZOO_NPROC"  # set for the workers `zoo train --nproc N` launches
-KIND_CHOICES = ["model", "arch", "wrapper", "aug", "opt", "sched", "trainer", "data"]
+KIND_CHOICES = ["model", *KINDS]
 
 
 def _registry():
@@ -255,8 +256,11 @@ def train_command(model: str, data: str, data_dir, augs, opt, opt_set, lr, weigh
         from .distributed import launch
 
         sys.exit(launch(nproc, sys.argv[1:], NPROC_ENV))
-    if amp and trainer and trainer.rpartition(":")[2] != "amp":
-        raise UserError(f"--amp and --trainer {trainer} contradict each other")
+    if amp:
+        flagged = _registry().flagged("trainer", "amp").qualified_name
+        if trainer and _registry().get("trainer", trainer).qualified_name != flagged:
+            raise UserError(f"--amp and --trainer {trainer} contradict each other")
+        trainer = flagged
     trainer_options = parse_sets(trainer_set)
     for key, value in (("channels_last", channels_last), ("compile", compile_model or None), ("device", device)):
         if value is not None:
@@ -268,7 +272,7 @@ def train_command(model: str, data: str, data_dir, augs, opt, opt_set, lr, weigh
         sched=sched or defaults.sched,
         sched_options=parse_sets(sched_set), warmup=warmup, epochs=epochs, batch_size=batch_size,
         label_smoothing=label_smoothing, normalize=not no_normalize, sync_bn=sync_bn,
-        trainer=trainer or ("trainers:amp" if amp else defaults.trainer),
+        trainer=trainer or defaults.trainer,
         trainer_options=trainer_options, model_options=parse_sets(sets), seed=seed, checkpoint_every=checkpoint_every,
         train_limit=limit_train,
         test_limit=limit_test, data_dir=data_dir, download=not no_download)
@@ -393,7 +397,7 @@ def compare_command(experiment, models, aug_sets, opts, lrs, scheds, batch_sizes
         raise UserError("nothing to compare: give an experiment file (see experiments/) or values to compare, "
                         "e.g. --model vgg16_bn --model resnet18")
     for key, value in (("data", data), ("data_dir", data_dir), ("epochs", epochs),
-                       ("trainer", "trainers:amp" if amp else None)):
+                       ("trainer", _registry().flagged("trainer", "amp").qualified_name if amp else None)):
         if value is not None:
             spec.base[key] = value
     console = _console(stderr=True)

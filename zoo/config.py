@@ -39,7 +39,7 @@ class RunConfig:
     normalize: bool = True  # inputs normalised by the data's mean and std; False: pixels in [0, 1]
     checkpoint_every: int = 1  # epochs; a run always checkpoints its last epoch and when it is interrupted
     sync_bn: bool = False
-    trainer: str = "trainers:fp32"
+    trainer: str = "zoo:fp32"
     trainer_options: dict[str, Any] = field(default_factory=dict)
     model_options: dict[str, Any] = field(default_factory=dict)
     seed: int = 0

@@ -1,15 +1,14 @@
-"""The hooks a plugin may implement. Each returns an iterable of specs of one kind.
+"""The hooks a plugin may implement: one per kind of spec (``zoo.specs.KINDS``), each returning an
+iterable of specs of that kind.
 
 A plugin is any module registered under the ``zoo.plugins`` entry-point group that defines some of
 these functions, decorated with :data:`zoo.hookimpl`.
 """
 from __future__ import annotations
 
-from typing import Iterable
-
 import pluggy
 
-from .specs import Architecture, Augmentation, Dataset, Optimizer, Scheduler, Trainer, Wrapper
+from .specs import KINDS
 
 PROJECT = "zoo"
 ENTRY_POINT_GROUP = "zoo.plugins"
@@ -17,48 +16,17 @@ hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
-@hookspec
-def architectures() -> Iterable[Architecture]:
-    """Networks this plugin provides."""
+def _hookspec(spec_type):
+    def hook():
+        pass
+
+    hook.__name__ = hook.__qualname__ = spec_type.hook
+    hook.__doc__ = f"{spec_type.hook_doc} Returns {spec_type.__name__} specs."
+    return hookspec(hook)
 
 
-@hookspec
-def wrappers() -> Iterable[Wrapper]:
-    """Wrappers (e.g. attention blocks) that compose with architectures as ``<wrapper>-<arch>``."""
-
-
-@hookspec
-def augmentations() -> Iterable[Augmentation]:
-    """Batched data augmentations."""
-
-
-@hookspec
-def optimizers() -> Iterable[Optimizer]:
-    """Optimizers."""
-
-
-@hookspec
-def schedulers() -> Iterable[Scheduler]:
-    """Learning-rate schedules."""
-
-
-@hookspec
-def trainers() -> Iterable[Trainer]:
-    """Training strategies (precision, compilation, memory format)."""
-
-
-@hookspec
-def datasets() -> Iterable[Dataset]:
-    """Datasets."""
-
+for _spec_type in KINDS.values():
+    globals()[_spec_type.hook] = _hookspec(_spec_type)
 
 # The hook that returns each kind of spec.
-HOOK_OF_KIND = {
-    "arch": "architectures",
-    "wrapper": "wrappers",
-    "aug": "augmentations",
-    "opt": "optimizers",
-    "sched": "schedulers",
-    "trainer": "trainers",
-    "data": "datasets",
-}
+HOOK_OF_KIND = {kind: spec_type.hook for kind, spec_type in KINDS.items()}

@@ -127,7 +127,7 @@ def create_model(name: str, registry: Registry | None = None, **kwargs: Any):
         try:
             return arch_factory(**options, **extra)
         except (TypeError, ValueError) as exc:
-            raise UserError(f"cannot build {arch.name!r} with {options}: {exc}") from exc
+            raise UserError(f"{arch.name}: {exc}") from exc  # model files raise ValueError, as torchvision's
         except (UserError, PluginError, MemoryError):
             raise
         except Exception as exc:  # a bug in the plugin: name it, in one line

@@ -12,11 +12,11 @@ _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 
 def parse_value(text: str) -> Any:
     """A Python literal if it is one (``3``, ``0.5``, ``True``, ``[3, 4]``), else the string."""
-    lowered = text.strip()
-    if lowered.lower() in ("true", "false", "none"):
-        return {"true": True, "false": False, "none": None}[lowered.lower()]
+    stripped = text.strip()
+    if stripped.lower() in ("true", "false", "none"):
+        return {"true": True, "false": False, "none": None}[stripped.lower()]
     try:
-        return ast.literal_eval(lowered)
+        return ast.literal_eval(stripped)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         return text
 

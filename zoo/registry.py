@@ -20,6 +20,7 @@ from .errors import PluginError, UserError
 from .specs import KINDS, Architecture, Spec, Wrapper
 
 DISTRIBUTION = "cnn-zoo"  # the package that ships zoo and its built-in plugins
+CORE_PLUGIN = "zoo"  # the name under which the core registers what it provides itself
 ENV_SELECT = "ZOO_PLUGINS"  # comma-separated plugin names: load only these
 ENV_DISABLE = "ZOO_DISABLE_PLUGINS"  # comma-separated plugin names: never import these
 ENV_STRICT = "ZOO_STRICT_PLUGINS"  # "1": a plugin error raises instead of being reported
@@ -66,6 +67,9 @@ class Registry:
         self._items: dict[str, list[Spec]] = {kind: [] for kind in KINDS}
         self._pm = pluggy.PluginManager(hookspecs.PROJECT)
         self._pm.add_hookspecs(hookspecs)
+        from . import __version__, core
+
+        self.load_plugin(PluginInfo(CORE_PLUGIN, core.__name__, DISTRIBUTION, __version__), lambda: core)
 
     # ----------------------------------------------------------------- loading
     @classmethod
@@ -196,6 +200,15 @@ class Registry:
             wrappers.append(wrapper)  # type: ignore[arg-type]
             rest = tail
 
+    def flagged(self, kind: str, flag: str) -> Spec:
+        """The item whose spec declares the command-line ``flag`` (``--amp``), qualified; one clear error
+        if no installed plugin declares it or several do."""
+        found = [s for s in self._items[kind] if getattr(s, "flag", "") == flag]
+        if len(found) != 1:
+            who = " and ".join(s.qualified_name for s in found) or "no installed plugin"
+            raise UserError(f"--{flag} picks the {KINDS[kind].word} that declares it, and {who} does")
+        return found[0]
+
     def model_names(self, include_composed: bool = True) -> list[str]:
         """Architecture names, plus ``wrapper-arch`` for every architecture: what ``create_model``
         accepts (a wrapper uses an architecture's attention slot, or surgery after its convolutions)."""
@@ -276,9 +289,3 @@ def default_registry() -> Registry:
     if _default is None:
         _default = Registry.discover(on_error=_warn)
     return _default
-
-
-def set_default_registry(registry: Registry | None) -> None:
-    """Replace (or with None, forget) the process-wide registry; for tests and embedding."""
-    global _default
-    _default = registry

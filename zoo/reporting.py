@@ -1,13 +1,32 @@
-"""Progress on the terminal while training: a rich bar per epoch and a line per finished epoch."""
+"""What a run tells as it goes (the reporter protocol), and the terminal's reporter: a rich bar per
+epoch and a line per finished epoch."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 
-class RichReporter:
+class Reporter(Protocol):
+    def start(self, config, info: dict[str, Any]) -> None: ...
+    def epoch_start(self, epoch: int, steps: int) -> None: ...
+    def step(self, done: int, loss: float, accuracy: float, images_per_s: float) -> None: ...
+    def epoch_end(self, record: dict[str, Any]) -> None: ...
+    def finish(self, summary: dict[str, Any]) -> None: ...
+
+
+class SilentReporter:
+    """A reporter that says nothing: the base of reporters that only need some of the calls."""
+
+    def start(self, config, info): pass
+    def epoch_start(self, epoch, steps): pass
+    def step(self, done, loss, accuracy, images_per_s): pass
+    def epoch_end(self, record): pass
+    def finish(self, summary): pass
+
+
+class RichReporter(SilentReporter):
     def __init__(self, console: Console | None = None):
         self.console = console or Console(stderr=True, highlight=False)
         self.progress: Progress | None = None
@@ -40,6 +59,3 @@ class RichReporter:
             f"epoch {r['epoch']:>3}/{self.epochs}  train loss {r['train_loss']:.4f} acc {r['train_accuracy']:6.2%}  "
             f"test loss {r['test_loss']:.4f} acc {r['test_accuracy']:6.2%}  lr {r['lr']:.2e}  "
             f"{r['seconds']:.1f}s  {r['images_per_s']:,.0f} img/s"])
-
-    def finish(self, summary: dict[str, Any]) -> None:
-        pass

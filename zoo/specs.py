@@ -35,6 +35,8 @@ class Spec:
     safe_kwargs: tuple[str, ...] = ()
     kind: ClassVar[str] = ""
     word: ClassVar[str] = ""  # the kind in prose, for messages
+    hook: ClassVar[str] = ""  # the hook that returns specs of this kind
+    hook_doc: ClassVar[str] = ""
 
     def failure(self, what: str, exc: BaseException) -> Exception:
         """The one-line error for a plugin's item that fails: names the plugin and the item."""
@@ -74,6 +76,8 @@ class Architecture(Spec):
     attention_sites: tuple[str, ...] = ()
     input_size: int = 224
     kind: ClassVar[str] = "arch"
+    hook: ClassVar[str] = "architectures"
+    hook_doc: ClassVar[str] = "Networks this plugin provides."
     word: ClassVar[str] = "architecture"
 
 
@@ -86,6 +90,8 @@ class Wrapper(Spec):
     """
 
     kind: ClassVar[str] = "wrapper"
+    hook: ClassVar[str] = "wrappers"
+    hook_doc: ClassVar[str] = "Wrappers (e.g. attention blocks) that compose with architectures as ``<wrapper>-<arch>``."
     word: ClassVar[str] = "wrapper"
 
 
@@ -96,6 +102,8 @@ class Augmentation(Spec):
 
     mixes_labels: bool = False
     kind: ClassVar[str] = "aug"
+    hook: ClassVar[str] = "augmentations"
+    hook_doc: ClassVar[str] = "Batched data augmentations."
     word: ClassVar[str] = "augmentation"
 
 
@@ -108,6 +116,8 @@ class Optimizer(Spec):
     lr: float | None = None
 
     kind: ClassVar[str] = "opt"
+    hook: ClassVar[str] = "optimizers"
+    hook_doc: ClassVar[str] = "Optimizers."
     word: ClassVar[str] = "optimizer"
 
 
@@ -117,14 +127,21 @@ class Scheduler(Spec):
     at time ``t`` measured in epochs (a float, so schedules may change within an epoch)."""
 
     kind: ClassVar[str] = "sched"
+    hook: ClassVar[str] = "schedulers"
+    hook_doc: ClassVar[str] = "Learning-rate schedules."
     word: ClassVar[str] = "schedule"
 
 
 @dataclass(frozen=True)
 class Trainer(Spec):
-    """``factory(device=..., **options)`` returns a :class:`zoo.training.Trainer`."""
+    """``factory(device=..., **options)`` returns a :class:`zoo.BaseTrainer`. ``flag`` names the
+    command-line switch that picks it (``"amp"``: ``zoo train --amp``)."""
+
+    flag: str = ""
 
     kind: ClassVar[str] = "trainer"
+    hook: ClassVar[str] = "trainers"
+    hook_doc: ClassVar[str] = "Training strategies (precision, compilation, memory format)."
     word: ClassVar[str] = "trainer"
 
 
@@ -140,9 +157,13 @@ class Dataset(Spec):
     channels: int = 3
     num_classes: int = 10
     kind: ClassVar[str] = "data"
+    hook: ClassVar[str] = "datasets"
+    hook_doc: ClassVar[str] = "Datasets."
     word: ClassVar[str] = "dataset"
 
 
+# The one table of kinds: the hooks, the registry, the CLI's --kind and zoo.testing all read it, so a
+# new kind is a new Spec class added here.
 KINDS: dict[str, type[Spec]] = {
     cls.kind: cls for cls in (Architecture, Wrapper, Augmentation, Optimizer, Scheduler, Trainer, Dataset)
 }

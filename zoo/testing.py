@@ -91,14 +91,30 @@ def _check_arch(registry: Registry, spec, input_size: int | None) -> str:
 def _check_wrapper(registry: Registry, spec, input_size: int | None) -> str:
     from .models import create_model
 
-    targets = [name for name in ("resnet:resnet20", "vgg:vgg_bn", "conformance:convnet")
-               if registry.find("arch", name) is not None]
-    options = {"vgg_bn": {"layout": "16,M,32,M"}}
+    targets = [*_smallest_per_family(registry), "conformance:convnet"]
     for target in targets:
-        model = create_model(f"{spec.qualified_name}-{target}", registry=registry, num_classes=3, input_size=32,
-                             **options.get(target.split(":")[1], {}))
+        model = create_model(f"{spec.qualified_name}-{target}", registry=registry, num_classes=3, input_size=32)
         _forward_backward(model, 32)
     return "applied to " + ", ".join(targets)
+
+
+def _smallest_per_family(registry: Registry) -> list[str]:
+    """The architecture with the fewest parameters (at 32 px) of each family that offers attention
+    slots, whatever families are installed; counted on the meta device, so nothing is allocated."""
+    import torch
+
+    from .models import create_model
+
+    smallest: dict[str, tuple[int, str]] = {}
+    for arch in registry.items("arch"):
+        if not arch.attention_sites:
+            continue
+        with torch.device("meta"):
+            size = sum(p.numel() for p in create_model(arch.qualified_name, registry=registry, num_classes=3,
+                                                       input_size=32).parameters())
+        family = arch.family or arch.qualified_name
+        smallest[family] = min(smallest.get(family, (size, arch.qualified_name)), (size, arch.qualified_name))
+    return [name for _, name in sorted(smallest.values(), key=lambda item: item[1])]
 
 
 def _check_aug(registry: Registry, spec, input_size: int | None) -> str:

@@ -7,7 +7,7 @@ import signal
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -22,25 +22,12 @@ from .errors import UserError
 from .evaluation import evaluate, portable_options
 from .models import create_model
 from .registry import Registry, default_registry
+from .reporting import Reporter, SilentReporter
 from .runs import claim_run_dir, new_run_paths, resume_config
 from .trainer import BaseTrainer, full_precision, prepare_model
 from .weights import atomic_write_text, save_weights
 
 
-class Reporter(Protocol):
-    def start(self, config: RunConfig, info: dict[str, Any]) -> None: ...
-    def epoch_start(self, epoch: int, steps: int) -> None: ...
-    def step(self, done: int, loss: float, accuracy: float, images_per_s: float) -> None: ...
-    def epoch_end(self, record: dict[str, Any]) -> None: ...
-    def finish(self, summary: dict[str, Any]) -> None: ...
-
-
-class SilentReporter:
-    def start(self, config, info): pass
-    def epoch_start(self, epoch, steps): pass
-    def step(self, done, loss, accuracy, images_per_s): pass
-    def epoch_end(self, record): pass
-    def finish(self, summary): pass
 
 
 SKIPPED_STEPS_IS_DIVERGENCE = 10  # in a row, for a trainer that skips overflowed steps

@@ -7,8 +7,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoo import UserError
-
 AttnLayer = Callable[[int], nn.Module]
 
 # Far beyond any trained ResNet (ResNet-1202 has 600 blocks), near enough to refuse a typo or a
@@ -115,11 +113,7 @@ class ResNet(nn.Module):
         self.num_stages = len(layers)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(in_ch, num_classes)
-        attention = {id(m) for block in self.modules() if isinstance(block, (BasicBlock, Bottleneck))
-                     and block.se is not None for m in block.se.modules()}
         for m in self.modules():
-            if id(m) in attention:  # attention blocks initialise themselves
-                continue
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
             elif isinstance(m, nn.BatchNorm2d):
@@ -163,22 +157,22 @@ def resnet(
     conv as in the paper, instead of on the 3x3 as torchvision does.
     """
     if block not in BLOCKS:
-        raise UserError(f"unknown ResNet block {block!r}; choose basic or bottleneck")
+        raise ValueError(f"unknown ResNet block {block!r}; choose basic or bottleneck")
     layers = [layers] if isinstance(layers, int) else list(layers)
     if not layers or any(not isinstance(n, int) or n < 1 for n in layers):
-        raise UserError(f"layers must be positive block counts per stage, got {layers!r}")
+        raise ValueError(f"layers must be positive block counts per stage, got {layers!r}")
     if len(layers) > MAX_STAGES or sum(layers) > MAX_BLOCKS:
-        raise UserError(f"layers {layers!r}: at most {MAX_STAGES} stages and {MAX_BLOCKS} blocks in all")
+        raise ValueError(f"layers {layers!r}: at most {MAX_STAGES} stages and {MAX_BLOCKS} blocks in all")
     if not width > 0 or not isinstance(base_channels, int) or base_channels < 1 or num_classes < 1 or in_chans < 1:
-        raise UserError("width, base_channels (an integer), num_classes and in_chans must be positive")
+        raise ValueError("width, base_channels (an integer), num_classes and in_chans must be positive")
     if width * base_channels * 2 ** (len(layers) - 1) > MAX_CHANNELS:
-        raise UserError(f"width {width} and base_channels {base_channels} give more than {MAX_CHANNELS} channels")
+        raise ValueError(f"width {width} and base_channels {base_channels} give more than {MAX_CHANNELS} channels")
     if shortcut not in ("conv", "pad"):
-        raise UserError(f"unknown shortcut {shortcut!r}; choose conv or pad")
+        raise ValueError(f"unknown shortcut {shortcut!r}; choose conv or pad")
     if attn_site != "block":
-        raise UserError(f"ResNet takes attention per block, not per {attn_site!r}")
+        raise ValueError(f"ResNet takes attention per block, not per {attn_site!r}")
     shape = shape or ("cifar" if input_size <= 64 else "imagenet")
     if shape not in ("cifar", "imagenet"):
-        raise UserError(f"unknown shape {shape!r}; choose cifar or imagenet")
+        raise ValueError(f"unknown shape {shape!r}; choose cifar or imagenet")
     return ResNet(BLOCKS[block], layers, max(1, round(base_channels * width)), num_classes, in_chans, shape == "imagenet", shortcut,
                   attn_layer, stride_in_1x1, zero_init_residual)

@@ -7,8 +7,6 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from zoo import UserError
-
 # The paper's Table 1. A token is a conv ("64", or "256k1" for a 1x1 kernel), "M" (max-pool) or
 # "LRN" (local response normalisation).
 LAYOUTS = {
@@ -28,7 +26,7 @@ def parse_layout(layout: str | Sequence[int | str]) -> list[tuple[str, int, int]
     """``"64,M,256k1"`` -> ``[("conv", 64, 3), ("pool", 0, 0), ("conv", 256, 1)]``."""
     tokens = layout.split(",") if isinstance(layout, str) else list(layout)
     if len(tokens) > MAX_LAYERS:
-        raise UserError(f"a VGG layout of {len(tokens)} layers; at most {MAX_LAYERS}")
+        raise ValueError(f"a VGG layout of {len(tokens)} layers; at most {MAX_LAYERS}")
     parsed = []
     for token in tokens:
         text = str(token).strip()
@@ -39,13 +37,13 @@ def parse_layout(layout: str | Sequence[int | str]) -> list[tuple[str, int, int]
         elif match := _CONV.match(text):
             channels, kernel = int(match[1]), int(match[2] or 3)
             if not (0 < channels <= MAX_CHANNELS and 0 < kernel <= MAX_KERNEL and kernel % 2):
-                raise UserError(f"bad VGG layer {text!r}: 1 to {MAX_CHANNELS} channels and an odd kernel size "
+                raise ValueError(f"bad VGG layer {text!r}: 1 to {MAX_CHANNELS} channels and an odd kernel size "
                                 f"up to {MAX_KERNEL}")
             parsed.append(("conv", channels, kernel))
         else:
-            raise UserError(f"bad VGG layer {text!r}: use 64 (3x3 conv), 256k1 (1x1 conv), M (max-pool) or LRN")
+            raise ValueError(f"bad VGG layer {text!r}: use 64 (3x3 conv), 256k1 (1x1 conv), M (max-pool) or LRN")
     if not any(kind == "conv" for kind, _, _ in parsed):
-        raise UserError("a VGG layout needs at least one conv layer")
+        raise ValueError("a VGG layout needs at least one conv layer")
     return parsed
 
 
@@ -98,12 +96,7 @@ class VGG(nn.Module):
             )
         else:
             self.classifier = nn.Linear(channels * pooled * pooled, num_classes)
-        attention = {id(m) for block in modules if not isinstance(block, (nn.Conv2d, nn.BatchNorm2d, nn.ReLU,
-                                                                        nn.MaxPool2d, nn.LocalResponseNorm))
-                     for m in block.modules()}
         for m in self.modules():
-            if id(m) in attention:  # attention blocks initialise themselves
-                continue
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
                 nn.init.zeros_(m.bias)
@@ -141,18 +134,18 @@ def vgg(
     """
     if layout is None:
         if config not in LAYOUTS:
-            raise UserError(f"unknown VGG config {config!r}; choose one of {', '.join(LAYOUTS)} or set a layout")
+            raise ValueError(f"unknown VGG config {config!r}; choose one of {', '.join(LAYOUTS)} or set a layout")
         layout = LAYOUTS[config]
     shape = shape or ("cifar" if input_size <= 64 else "imagenet")
     if shape not in ("cifar", "imagenet"):
-        raise UserError(f"unknown shape {shape!r}; choose cifar or imagenet")
+        raise ValueError(f"unknown shape {shape!r}; choose cifar or imagenet")
     if not 0 < width <= MAX_WIDTH or num_classes <= 0 or in_chans <= 0:
-        raise UserError(f"width must be in (0, {MAX_WIDTH}], num_classes and in_chans positive")
+        raise ValueError(f"width must be in (0, {MAX_WIDTH}], num_classes and in_chans positive")
     if not 0 <= dropout < 1:
-        raise UserError(f"dropout must be in [0, 1), got {dropout}")
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
     head = head or ("mlp" if shape == "imagenet" else "linear")
     if head not in ("linear", "mlp"):
-        raise UserError(f"unknown VGG head {head!r}; choose linear or mlp")
+        raise ValueError(f"unknown VGG head {head!r}; choose linear or mlp")
     return VGG(parse_layout(layout), batch_norm, num_classes, in_chans, shape == "imagenet", head == "mlp", width,
                dropout,
                attn_layer, attn_site)
