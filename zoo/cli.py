@@ -199,7 +199,10 @@ def info_command(model: str, num_classes: int | None, in_chans: int, input_size:
 
 
 @cli.command("train")
-@click.argument("model")
+@click.argument("model", required=False)
+@click.option("--config", "config_file", type=click.Path(dir_okay=False),
+              help="Start from a run config (a run's config.json, or what --print-config printed); flags override it.")
+@click.option("--print-config", is_flag=True, help="Print the full resolved config, loadable with --config, and stop.")
 @click.option("--data", help="Dataset (zoo list --kind data; default cifar10).")
 @data_dir_option
 @click.option("--aug", "augs", multiple=True, metavar="NAME[=VALUE]",
@@ -207,14 +210,14 @@ def info_command(model: str, num_classes: int | None, in_chans: int, input_size:
 @click.option("--opt", metavar="NAME[=VALUE]", help="Optimizer (default sgd-nesterov).")
 @click.option("--opt-set", multiple=True, metavar="KEY=VALUE", help="An optimizer option (betas=[0.9,0.99]).")
 @click.option("--lr", type=float, help="Peak learning rate (default: the optimizer's; 0.05 for SGD).")
-@click.option("--wd", "weight_decay", type=float, default=5e-4, show_default=True, help="Weight decay.")
+@click.option("--wd", "weight_decay", type=float, help="Weight decay (default 5e-4).")
 @click.option("--sched", metavar="NAME[=VALUE]",
               help="Learning-rate schedule, e.g. multistep=[20,30,40] (default cosine).")
 @click.option("--sched-set", multiple=True, metavar="KEY=VALUE", help="A schedule option (gamma=0.5).")
-@click.option("--warmup", type=float, default=1.0, show_default=True, help="Epochs of linear warmup.")
-@click.option("--epochs", type=int, default=30, show_default=True)
-@click.option("--batch-size", type=int, default=128, show_default=True)
-@click.option("--label-smoothing", type=float, default=0.0, show_default=True)
+@click.option("--warmup", type=float, help="Epochs of linear warmup (default 1).")
+@click.option("--epochs", type=int, help="Epochs (default 30).")
+@click.option("--batch-size", type=int, help="Global batch size (default 128).")
+@click.option("--label-smoothing", type=float, help="Label smoothing (default 0).")
 @click.option("--no-normalize", is_flag=True, help="Feed pixels in [0, 1], not normalised by the data's mean "
               "and std (as the lab did).")
 @click.option("--amp", is_flag=True, help="Mixed precision (the amp trainer): bf16 on CPU, fp16/bf16 on CUDA.")
@@ -223,68 +226,70 @@ def info_command(model: str, num_classes: int | None, in_chans: int, input_size:
 @click.option("--channels-last/--no-channels-last", default=None, help="Memory format (default: the trainer's).")
 @click.option("--compile", "compile_model", is_flag=True, help="torch.compile the model.")
 @click.option("--device", help="cpu, cuda, cuda:1 (default: cuda if available).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--checkpoint-every", type=int, default=1, show_default=True, metavar="EPOCHS",
-              help="Checkpoint every N epochs (and always at the end and on Ctrl-C); resume is exact either way.")
+@click.option("--seed", type=int, help="Random seed (default 0).")
+@click.option("--checkpoint-every", type=int, metavar="EPOCHS",
+              help="Checkpoint every N epochs (default 1; always at the end and on Ctrl-C); resume is exact either way.")
 @set_option
-@click.option("--limit-train", type=int, help="Use only the first N training images.")
-@click.option("--limit-test", type=int, help="Use only the first N test images.")
+@click.option("--limit-train", type=int, help="Use a seeded, class-balanced subset of N training images.")
+@click.option("--limit-test", type=int, help="Use a seeded, class-balanced subset of N test images.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Weights file (default weights/<run>.safetensors).")
 @click.option("--run-dir", type=click.Path(file_okay=False), help="Run folder (default runs/<run>).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing weights file or run folder.")
-@click.option("--resume", type=click.Path(), help="Continue the run in this run folder.")
+@click.option("--resume", type=click.Path(), help="Continue the run in this run folder, with its own config.")
 @click.option("--no-download", is_flag=True, help="Never download missing data.")
 @click.option("--nproc", type=int, help="Train data-parallel in N processes on this machine (through torchrun).")
 @click.option("--sync-bn", is_flag=True, help="Batch norm statistics over every process's batch.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def train_command(model: str, data: str, data_dir, augs, opt, opt_set, lr, weight_decay, sched, sched_set, warmup,
-                  epochs, batch_size, label_smoothing, no_normalize, amp, trainer, trainer_set, channels_last,
-                  compile_model, device, seed, checkpoint_every, sets, limit_train, limit_test, out, run_dir, overwrite, resume,
-                  no_download, nproc, sync_bn, as_json) -> None:
+@click.pass_context
+def train_command(context: click.Context, model: str | None, config_file, print_config: bool, out, run_dir,
+                  overwrite: bool, resume, nproc, as_json: bool, **flags: Any) -> None:
     """Train MODEL and save its weights.
 
     \b
     zoo train se-vgg16 --aug hflip                 CIFAR-10, downloaded when missing
     zoo train resnet20 --data fashion-mnist-sample --epochs 3
     zoo train vgg16_bn --opt adam --lr 0.005 --sched multistep=[20,30,40] --epochs 50 --batch-size 256
+    zoo train --config runs/<run>/config.json --seed 1   a run again, with another seed
+    zoo train --resume runs/<run>                        continue a run with its own config
     """
-    from .options import parse_sets
+    from dataclasses import asdict, replace
+
+    from .config import RunConfig, with_default_lr
     from .reporting import RichReporter
-    from .training import RunConfig, TrainingInterrupted, train
+    from .training import TrainingInterrupted, train
 
     if nproc is not None:
         from .distributed import launch
 
         sys.exit(launch(nproc, sys.argv[1:], NPROC_ENV))
-    if amp:
-        flagged = _registry().flagged("trainer", "amp").qualified_name
-        if trainer and _registry().get("trainer", trainer).qualified_name != flagged:
-            raise UserError(f"--amp and --trainer {trainer} contradict each other")
-        trainer = flagged
-    trainer_options = parse_sets(trainer_set)
-    for key, value in (("channels_last", channels_last), ("compile", compile_model or None), ("device", device)):
-        if value is not None:
-            trainer_options[key] = value
-    defaults = RunConfig()
-    config = RunConfig(
-        model=model, data=data or defaults.data, augs=[] if list(augs) == ["none"] else list(augs) or defaults.augs,
-        opt=opt or defaults.opt, opt_options=parse_sets(opt_set), lr=lr, weight_decay=weight_decay,
-        sched=sched or defaults.sched,
-        sched_options=parse_sets(sched_set), warmup=warmup, epochs=epochs, batch_size=batch_size,
-        label_smoothing=label_smoothing, normalize=not no_normalize, sync_bn=sync_bn,
-        trainer=trainer or defaults.trainer,
-        trainer_options=trainer_options, model_options=parse_sets(sets), seed=seed, checkpoint_every=checkpoint_every,
-        train_limit=limit_train,
-        test_limit=limit_test, data_dir=data_dir, download=not no_download)
-    for name, value in (("limit-train", limit_train), ("limit-test", limit_test)):
-        if value is not None and value < 1:
-            raise UserError(f"--{name} must be positive, got {value}")
+    from click.core import ParameterSource
+
+    given = {name: value for name, value in flags.items()
+             if context.get_parameter_source(name) == ParameterSource.COMMANDLINE}
+    if model is not None:
+        given["model"] = model
+    if config_file:
+        base = RunConfig.from_file(config_file)
+    elif resume:  # the run's own config; only the flags given here change it (and may be refused)
+        from pathlib import Path
+
+        from .runs import resume_config
+
+        base = resume_config(None, Path(resume), out)[0]
+    elif model is None:
+        raise UserError("give a MODEL to train (or --config FILE, or --resume RUN); see zoo train --help")
+    else:
+        base = RunConfig()
+    config = replace(base, **_config_changes(base, given))
+    if print_config:
+        click.echo(json.dumps(asdict(with_default_lr(config, _registry())), indent=2))
+        return
     try:
         summary = train(config, registry=_registry(), run_dir=run_dir, weights=out, resume=resume,
                         overwrite=overwrite, reporter=RichReporter())
     except TrainingInterrupted as exc:
         if _is_rank0():
-            click.echo(f"zoo: {exc}; {_resume_hint(exc.run_dir, resume)}", err=True)
+            click.echo(f"zoo: {exc}; {_resume_hint(exc.run_dir)}", err=True)
         sys.exit(130)
     if not _is_rank0():
         return
@@ -293,6 +298,48 @@ def train_command(model: str, data: str, data_dir, augs, opt, opt_set, lr, weigh
     else:
         click.echo(f"test accuracy {summary['test_accuracy']:.2%} after {summary['epochs']} epochs "
                    f"({summary['seconds']:.0f}s of training); weights: {summary['weights']}")
+
+
+def _config_changes(base, given: dict[str, Any]) -> dict[str, Any]:
+    """The RunConfig fields that the flags given on the command line set, over ``base``."""
+    from .options import parse_sets
+
+    changes: dict[str, Any] = {}
+    fields_of_flags = {"data": "data", "data_dir": "data_dir", "opt": "opt", "lr": "lr", "weight_decay": "weight_decay",
+                       "sched": "sched", "warmup": "warmup", "epochs": "epochs", "batch_size": "batch_size",
+                       "label_smoothing": "label_smoothing", "seed": "seed", "checkpoint_every": "checkpoint_every",
+                       "limit_train": "train_limit", "limit_test": "test_limit", "trainer": "trainer",
+                       "model": "model"}
+    for flag, field_name in fields_of_flags.items():
+        if flag in given:
+            changes[field_name] = given[flag]
+    for flag, field_name in (("opt_set", "opt_options"), ("sched_set", "sched_options"), ("sets", "model_options")):
+        if flag in given:
+            changes[field_name] = parse_sets(given[flag])
+    if "augs" in given:
+        changes["augs"] = [] if list(given["augs"]) == ["none"] else list(given["augs"])
+    for flag, field_name, value in (("no_normalize", "normalize", False), ("no_download", "download", False),
+                                    ("sync_bn", "sync_bn", True)):
+        if flag in given:
+            changes[field_name] = value
+    if "amp" in given:
+        flagged = _registry().flagged("trainer", "amp").qualified_name
+        if "trainer" in given and _registry().get("trainer", given["trainer"]).qualified_name != flagged:
+            raise UserError(f"--amp and --trainer {given['trainer']} contradict each other")
+        changes["trainer"] = flagged
+    trainer_options = dict(base.trainer_options)
+    if "trainer_set" in given:
+        trainer_options.update(parse_sets(given["trainer_set"]))
+    for flag, key, value in (("channels_last", "channels_last", given.get("channels_last")),
+                             ("compile_model", "compile", True), ("device", "device", given.get("device"))):
+        if flag in given:
+            trainer_options[key] = value
+    if trainer_options != base.trainer_options:
+        changes["trainer_options"] = trainer_options
+    for flag in ("limit_train", "limit_test"):
+        if flag in given and given[flag] is not None and given[flag] < 1:
+            raise UserError(f"--{flag.replace('_', '-')} must be positive, got {given[flag]}")
+    return changes
 
 
 def _is_rank0() -> bool:
@@ -306,12 +353,12 @@ def _prints_errors() -> bool:
     return _is_rank0() or NPROC_ENV not in os.environ
 
 
-def _resume_hint(run_dir, resuming: bool) -> str:
+def _resume_hint(run_dir) -> str:
+    """The run folder holds its config, so the folder (and the processes) is all a resume needs."""
     if "WORLD_SIZE" in os.environ and NPROC_ENV not in os.environ:
         return f"resume with the same torchrun command and --resume {shlex.quote(str(run_dir))}"
     nproc = ["--nproc", os.environ[NPROC_ENV]] if NPROC_ENV in os.environ else []
-    again = ["zoo", *sys.argv[1:], *nproc] + ([] if resuming else ["--resume", str(run_dir)])
-    return f"resume with: {shlex.join(again)}"
+    return f"resume with: {shlex.join(['zoo', 'train', *nproc, '--resume', str(run_dir)])}"
 
 
 @cli.command("eval")

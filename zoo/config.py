@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -15,6 +16,7 @@ from .models import STANDARD_OPTIONS, check_model, check_options
 from .options import parse_value
 from .registry import Registry, default_registry
 from .specs import Spec
+from .weights import parse_json, regular_file
 
 
 @dataclass
@@ -50,6 +52,23 @@ class RunConfig:
 
     # Fields that may differ when a run is resumed: where things are, not what is computed.
     RESUMABLE_CHANGES = ("data_dir", "download", "epochs", "eval_batch_size", "checkpoint_every")
+    # What a run's config.json records beside the fields: where it writes, and what reproduces it.
+    RECORDED = ("weights", "zoo_version", "provenance")
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "RunConfig":
+        """A config from a JSON file: a run's ``config.json`` or what ``zoo train --print-config``
+        printed. The file is untrusted: unknown keys and wrong types are one clear error."""
+        document = parse_json(regular_file(Path(path), "run config").read_text(), f"{path}")
+        if not isinstance(document, dict):
+            raise UserError(f"{path} is not a run config (a JSON table of a run's options)")
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(document) - names - set(cls.RECORDED))
+        if unknown:
+            raise UserError(f"{path}: unknown option {', '.join(unknown)}; options are {', '.join(sorted(names))}")
+        config = cls(**{k: v for k, v in document.items() if k in names})
+        check_config_types(config)
+        return config
 
 
 _FIELD_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import fields
 from datetime import datetime
 from pathlib import Path
 
 from .config import RunConfig
 from .errors import UserError
-from .weights import parse_json, read_header, regular_file
+from .weights import read_header
 
 
 def unique_name(base: str, *folders_and_suffixes: tuple[Path, str]) -> str:
@@ -103,18 +104,21 @@ def check_writable(folder: Path) -> None:
         raise UserError(f"cannot write to {folder}: permission denied")
 
 
-def resume_config(config: RunConfig, run_dir: Path, weights: str | Path | None) -> tuple[RunConfig, Path, Path]:
+def resume_config(config: RunConfig | None, run_dir: Path, weights: str | Path | None) -> tuple[RunConfig, Path, Path]:
+    """The config to continue ``run_dir`` with (``config``, or the run's own when None), the run folder,
+    and the weights file the run writes. A config that changes what the run computes is refused."""
     if run_dir.is_file():
         run_dir = run_dir.parent
     run_dir = run_dir.absolute()
     try:
-        saved = parse_json(regular_file(run_dir / "config.json", "run config").read_text(), f"{run_dir}/config.json")
-        if not isinstance(saved, dict) or not isinstance(saved.get("weights"), str):
-            raise UserError(f"{run_dir}/config.json is not a run's config")
-    except (UserError, OSError) as exc:
+        previous = RunConfig.from_file(run_dir / "config.json")
+        recorded = json.loads((run_dir / "config.json").read_text())["weights"]
+        if not isinstance(recorded, str):
+            raise UserError(f"{run_dir}/config.json does not say where the run writes its weights")
+    except (UserError, OSError, KeyError) as exc:
         raise UserError(f"cannot resume: {run_dir} is not a run folder (no readable config.json); --resume takes "
                         "a run folder such as runs/<run>") from exc
-    recorded = Path(saved.pop("weights"))
+    recorded = Path(recorded)
     if not recorded.is_absolute():  # written before paths were recorded whole: runs/<run> beside weights/
         if run_dir.parent.name != "runs":
             raise UserError(f"cannot tell where {run_dir} writes its weights ({recorded}, relative); resume it from "
@@ -122,15 +126,9 @@ def resume_config(config: RunConfig, run_dir: Path, weights: str | Path | None) 
         recorded = run_dir.parent.parent / recorded
     if weights is not None and Path(weights).absolute() != recorded:
         raise UserError(f"{run_dir} writes its weights to {recorded}; resume it without --out")
-    for key in ("zoo_version", "versions"):
-        saved.pop(key, None)
-    known = set(RunConfig.__dataclass_fields__)
-    try:
-        previous = RunConfig(**{k: v for k, v in saved.items() if k in known})
-    except TypeError as exc:
-        raise UserError(f"cannot resume: {run_dir}/config.json is damaged ({exc})") from exc
-    differ = [k for k in known if k not in RunConfig.RESUMABLE_CHANGES
-              and json.dumps(getattr(previous, k)) != json.dumps(getattr(config, k))]
+    config = previous if config is None else config
+    differ = [f.name for f in fields(RunConfig) if f.name not in RunConfig.RESUMABLE_CHANGES
+              and json.dumps(getattr(previous, f.name)) != json.dumps(getattr(config, f.name))]
     if differ:
         raise UserError(f"cannot resume {run_dir}: it was run with other {', '.join(sorted(differ))} "
                         f"(e.g. {differ[0]}={getattr(previous, differ[0])!r})")

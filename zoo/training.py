@@ -21,6 +21,7 @@ from .distributed import World
 from .errors import UserError
 from .evaluation import evaluate, portable_options
 from .models import create_model
+from .provenance import provenance
 from .registry import Registry, default_registry
 from .reporting import Reporter, SilentReporter
 from .runs import claim_run_dir, new_run_paths, resume_config
@@ -63,15 +64,19 @@ class _InterruptFlag:
             signal.signal(signal.SIGINT, self.previous)
 
 
-def train(config: RunConfig, registry: Registry | None = None, run_dir: str | Path | None = None,
+def train(config: RunConfig | None, registry: Registry | None = None, run_dir: str | Path | None = None,
           weights: str | Path | None = None, resume: str | Path | None = None, overwrite: bool = False,
           reporter: Reporter | None = None, log_every: int = 25) -> dict[str, Any]:
     """Train as ``config`` says; return the summary. Writes ``run_dir`` (config, metrics, checkpoint)
-    and the weights file. ``resume`` is a run folder to continue. Under torchrun, each process trains
-    on its share of every batch and only rank 0 reports and writes."""
+    and the weights file. ``resume`` is a run folder to continue (with its own config when ``config``
+    is None). Under torchrun, each process trains on its share of every batch and only rank 0 reports
+    and writes."""
     world = distributed.launched_world()
-    check_config_types(config)
-    config = with_default_lr(config, registry or default_registry())
+    if config is None and resume is None:
+        raise UserError("nothing to train: give a config, or a run folder to resume")
+    if config is not None:
+        check_config_types(config)
+        config = with_default_lr(config, registry or default_registry())
     if resume is not None:
         config, run_dir, weights = resume_config(config, Path(resume), weights)
     run = Run.resolve(config, registry)
@@ -151,6 +156,7 @@ class _Loop:
         self.steps_per_epoch = len(data.train_images) // config.batch_size
         self.warmup_steps = config.warmup * self.steps_per_epoch
         self.position, self.history, self.test = Position(), [], None
+        self.provenance = provenance(run, trainer)
 
     def open_run(self, run_dir: Path, weights: Path, resuming: bool, overwrite: bool, named_by_zoo: bool) -> None:
         """Restore the checkpoint of a resumed run, or claim an empty run folder; then the run header."""
@@ -163,7 +169,8 @@ class _Loop:
             run_dir, weights = claim_run_dir(run_dir, weights, overwrite or resuming, named_by_zoo)
             self.checkpoint = run_dir / "checkpoint.safetensors"
             atomic_write_text(run_dir / "config.json", json.dumps(
-                {**asdict(self.config), "weights": str(weights), "zoo_version": __version__}, indent=2))
+                {**asdict(self.config), "weights": str(weights), "zoo_version": __version__,
+                 "provenance": self.provenance}, indent=2))
         self.run_dir, self.weights, self.metrics_path = run_dir, weights, run_dir / "metrics.jsonl"
         if self.world.main:
             atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in self.history))
@@ -292,6 +299,7 @@ class _Loop:
                 in_chans=data.channels, input_size=data.input_size, padded_from=data.padded_from,
                 num_classes=data.num_classes, metrics=final, per_class_accuracy=test["per_class_accuracy"],
                 parameters=self.info["parameters"], processes=self.world.size, run=str(self.run_dir),
+                provenance=self.provenance,
                 trainer={"name": self.run.trainer_spec.name, "options": portable_options(config.trainer_options),
                          **self.trainer.describe()})
         summary = {"model": config.model, "data": data.name, "epochs": config.epochs,

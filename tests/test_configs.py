@@ -1,0 +1,74 @@
+"""Configs that run again: --print-config prints what --config loads, a run's config.json is a config,
+--resume alone continues a run, and configs and weights record what reproduces the run."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import zoo
+from zoo.errors import UserError
+
+from conftest import run_zoo
+
+TINY = ["--set", "layout=8,M,16,M", "--batch-size", "20", "--aug", "none"]
+
+
+def test_a_printed_config_runs_again_and_a_runs_config_is_a_config(cifar_dir, tmp_path):
+    printed = run_zoo("train", "vgg_bn", "--data-dir", str(cifar_dir), *TINY, "--epochs", "2", "--opt", "adam",
+                      "--print-config", cwd=tmp_path)
+    assert printed.returncode == 0 and [p.name for p in tmp_path.iterdir()] == ["data"]  # it trains and writes nothing
+    config = json.loads(printed.stdout)
+    assert config["lr"] == 0.001 and config["model_options"] == {"layout": "8,M,16,M"}  # adam's own rate, resolved
+    (tmp_path / "c.json").write_text(printed.stdout)
+    first = run_zoo("train", "--config", "c.json", "--epochs", "1", "--run-dir", "a", "--out", "a.safetensors",
+                    "--json", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    recorded = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert {k: recorded[k] for k in config} == {**config, "epochs": 1}  # flags override the file
+    again = run_zoo("train", "--config", "a/config.json", "--run-dir", "b", "--out", "b.safetensors", "--json",
+                    cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["test_accuracy"] == json.loads(first.stdout)["test_accuracy"]
+
+
+def test_resume_alone_continues_a_run_with_its_own_config(cifar_dir, tmp_path):
+    result = run_zoo("train", "vgg_bn", "--data-dir", str(cifar_dir), *TINY, "--epochs", "1", "--seed", "4",
+                     "--run-dir", "r", "--out", "w.safetensors", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    resumed = run_zoo("train", "--resume", "r", "--epochs", "2", "--json", cwd=tmp_path)  # more epochs may change
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["epochs"] == 2
+    assert len((tmp_path / "r" / "metrics.jsonl").read_text().splitlines()) == 2
+    changed = run_zoo("train", "--resume", "r", "--seed", "5", cwd=tmp_path)
+    assert changed.returncode == 2 and "it was run with other seed (e.g. seed=4)" in changed.stderr
+
+
+def test_configs_and_weights_record_what_reproduces_the_run(cifar_dir, tmp_path):
+    git = tmp_path / ".git"  # a working tree on a branch, as git writes it
+    (git / "refs" / "heads").mkdir(parents=True)
+    (git / "HEAD").write_text("ref: refs/heads/main\n")
+    (git / "refs" / "heads" / "main").write_text("0123456789abcdef0123456789abcdef01234567\n")
+    result = run_zoo("train", "vgg_bn", "--data-dir", str(cifar_dir), *TINY, "--epochs", "1", "--amp",
+                     "--run-dir", "r", "--out", "w.safetensors", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    for recorded in (json.loads((tmp_path / "r" / "config.json").read_text())["provenance"],
+                     zoo.load_model(tmp_path / "w.safetensors").zoo_meta["provenance"]):
+        assert recorded["versions"]["zoo"] == zoo.__version__ and recorded["versions"]["torch"]
+        assert {"vgg", "datasets", "optim", "trainers"} <= set(recorded["plugins"])
+        assert recorded["command"][1:3] == ["train", "vgg_bn"]
+        assert recorded["git_commit"] == "0123456789abcdef0123456789abcdef01234567"
+        assert recorded["machine"]["device"] == "cpu" and isinstance(recorded["machine"]["cpu_flags"], list)
+
+
+@pytest.mark.parametrize("text, message", [
+    ('{"model": "vgg_bn", "wings": 2}', "unknown option wings"),
+    ('{"model": "vgg_bn", "epochs": "3"}', "option epochs must be int, got '3'"),
+    ("[1]", "is not a run config"),
+])
+def test_a_bad_config_file_is_one_clear_error(tmp_path, text, message):
+    (tmp_path / "c.json").write_text(text)
+    with pytest.raises(UserError, match=message):
+        zoo.RunConfig.from_file(tmp_path / "c.json")
+    result = run_zoo("train", "--config", str(tmp_path / "c.json"), cwd=tmp_path)
+    assert result.returncode == 2 and message.split(",")[0] in result.stderr

@@ -1,0 +1,77 @@
+"""What reproduces a run, recorded in its config.json and weights: versions of zoo, torch, torchvision,
+timm and every plugin it used, the git commit of the working tree, the command line, the machine."""
+from __future__ import annotations
+
+import importlib.metadata as metadata
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import __version__
+
+
+def provenance(run, trainer) -> dict[str, Any]:
+    """For a resolved ``run`` (its specs name the plugins used) trained by ``trainer``."""
+    specs = [run.data_spec, run.opt[0], run.sched[0], run.trainer_spec, *(spec for spec, _ in run.augs)]
+    plugins = sorted({spec.plugin for spec in specs} | set(_model_plugins(run)))
+    return {
+        "versions": {"zoo": __version__, "python": platform.python_version(),
+                     **{name: _version(name) for name in ("torch", "torchvision", "timm")}},
+        "plugins": {name: getattr(run.registry.plugins.get(name), "version", "") for name in plugins},
+        "command": list(sys.argv),
+        "git_commit": git_commit(Path.cwd()),
+        "machine": machine(trainer.device),
+    }
+
+
+def _model_plugins(run) -> list[str]:
+    wrappers, arch = run.registry.resolve_model(run.config.model)
+    return [arch.plugin, *(w.plugin for w in wrappers)]
+
+
+def _version(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return ""
+
+
+def git_commit(folder: Path) -> str | None:
+    """The commit checked out in the git working tree around ``folder``, read from ``.git`` itself:
+    running git in a folder someone else made could run their hooks (core.fsmonitor)."""
+    for candidate in (folder, *folder.parents):
+        git = candidate / ".git"
+        if git.is_dir():
+            try:
+                head = (git / "HEAD").read_text().strip()
+                if not head.startswith("ref: "):
+                    return head
+                ref = head[5:]
+                if (git / ref).is_file():
+                    return (git / ref).read_text().strip()
+                for line in (git / "packed-refs").read_text().splitlines():
+                    if line.endswith(" " + ref):
+                        return line.split()[0]
+            except OSError:
+                return None
+            return None
+    return None
+
+
+def machine(device: torch.device) -> dict[str, Any]:
+    """The device, and the CPU features that change zoo's decisions (native bf16 for --amp)."""
+    flags: set[str] = set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    except OSError:
+        pass
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or
+                                                                               platform.machine())
+    return {"device": str(device), "name": name,
+            "cpu_flags": sorted(flags & {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"})}
