@@ -72,3 +72,44 @@ def test_a_bad_config_file_is_one_clear_error(tmp_path, text, message):
         zoo.RunConfig.from_file(tmp_path / "c.json")
     result = run_zoo("train", "--config", str(tmp_path / "c.json"), cwd=tmp_path)
     assert result.returncode == 2 and message.split(",")[0] in result.stderr
+
+
+def test_outside_a_terminal_progress_lines_come_with_an_eta(cifar_dir, tmp_path):
+    result = run_zoo("train", "vgg_bn", "--data-dir", str(cifar_dir), *TINY, "--epochs", "2", "--log-every", "1",
+                     "--log-every", "0s", "--run-dir", "r", "--out", "w.safetensors", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert "2 epochs of 5 steps (batch 20)" in lines[0]
+    assert lines[1].startswith("estimated after 1 steps: 0:00:0")
+    steps = [line for line in lines if line.startswith("epoch 1/2  step ")]
+    assert [line.split()[3] for line in steps] == ["1/5", "2/5", "3/5", "4/5", "5/5"]
+    assert all("ETA 0:00:" in line and "(run)" in line for line in steps)
+    quiet = run_zoo("train", "vgg_bn", "--data-dir", str(cifar_dir), *TINY, "--epochs", "1", "--run-dir", "q",
+                    "--out", "q.safetensors", cwd=tmp_path)  # the default: a line every 30 s, none in a tiny run
+    assert not any(" step " in line for line in quiet.stderr.splitlines())
+
+
+def test_in_a_terminal_the_bar_has_an_eta(cifar_dir, tmp_path):
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    main, secondary = pty.openpty()
+    env = {**os.environ, "COLUMNS": "160", "TERM": "xterm"}
+    process = subprocess.Popen([sys.executable, "-m", "zoo", "train", "vgg_bn", "--data-dir", str(cifar_dir), *TINY,
+                                "--epochs", "1", "--log-every", "1", "--run-dir", "r", "--out", "w.safetensors"],
+                               stdin=secondary, stdout=secondary, stderr=secondary, cwd=tmp_path, env=env)
+    os.close(secondary)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        output += chunk
+    assert process.wait(timeout=120) == 0
+    text = output.decode(errors="replace")
+    assert "ETA" in text and "epoch 1/1" in text and "estimated after" in text

@@ -239,10 +239,12 @@ def info_command(model: str, num_classes: int | None, in_chans: int, input_size:
 @click.option("--no-download", is_flag=True, help="Never download missing data.")
 @click.option("--nproc", type=int, help="Train data-parallel in N processes on this machine (through torchrun).")
 @click.option("--sync-bn", is_flag=True, help="Batch norm statistics over every process's batch.")
+@click.option("--log-every", multiple=True, metavar="N|Ns", help="Progress every N steps (default 25: a host "
+              "sync each) and, outside a terminal, a line every N seconds ('30s', the default); repeatable.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.pass_context
 def train_command(context: click.Context, model: str | None, config_file, print_config: bool, out, run_dir,
-                  overwrite: bool, resume, nproc, as_json: bool, **flags: Any) -> None:
+                  overwrite: bool, resume, nproc, log_every: tuple[str, ...], as_json: bool, **flags: Any) -> None:
     """Train MODEL and save its weights.
 
     \b
@@ -285,8 +287,9 @@ def train_command(context: click.Context, model: str | None, config_file, print_
         click.echo(json.dumps(asdict(with_default_lr(config, _registry())), indent=2))
         return
     try:
+        steps, seconds = _log_every(log_every)
         summary = train(config, registry=_registry(), run_dir=run_dir, weights=out, resume=resume,
-                        overwrite=overwrite, reporter=RichReporter())
+                        overwrite=overwrite, reporter=RichReporter(interval=seconds), log_every=steps)
     except TrainingInterrupted as exc:
         if _is_rank0():
             click.echo(f"zoo: {exc}; {_resume_hint(exc.run_dir)}", err=True)
@@ -298,6 +301,22 @@ def train_command(context: click.Context, model: str | None, config_file, print_
     else:
         click.echo(f"test accuracy {summary['test_accuracy']:.2%} after {summary['epochs']} epochs "
                    f"({summary['seconds']:.0f}s of training); weights: {summary['weights']}")
+
+
+def _log_every(values: tuple[str, ...]) -> tuple[int, float]:
+    """``--log-every``: (steps between progress updates, seconds between plain progress lines)."""
+    steps, seconds = 25, 30.0
+    for text in values:
+        try:
+            if text.endswith("s"):
+                seconds = float(text[:-1])
+            else:
+                steps = int(text)
+        except ValueError:
+            raise UserError(f"--log-every takes steps (50) or seconds (30s), got {text!r}") from None
+        if steps < 1 or not 0 <= seconds < float("inf"):
+            raise UserError(f"--log-every must be a positive number of steps or seconds, got {text!r}")
+    return steps, seconds
 
 
 def _config_changes(base, given: dict[str, Any]) -> dict[str, Any]:

@@ -2,10 +2,12 @@
 epoch and a line per finished epoch."""
 from __future__ import annotations
 
+import time
 from typing import Any, Protocol
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
 
 
 class Reporter(Protocol):
@@ -27,30 +29,53 @@ class SilentReporter:
 
 
 class RichReporter(SilentReporter):
-    def __init__(self, console: Console | None = None):
+    """On a terminal, a bar per epoch with its ETA; elsewhere (a SLURM log, ``| tee``, CI) a plain line
+    every ``interval`` seconds with the ETA of the epoch and the run, since a bar draws nothing there.
+    Both say, after the first steps, how long the run should take."""
+
+    def __init__(self, console: Console | None = None, interval: float = 30.0):
         self.console = console or Console(stderr=True, highlight=False)
+        self.interval = interval
         self.progress: Progress | None = None
-        self.epochs = 0
+        self.epochs = self.epoch = self.steps = self.batch = 0
+        self.last_line = 0.0
+        self.estimated = False
 
     def start(self, config, info: dict[str, Any]) -> None:
-        self.epochs = config.epochs
+        self.epochs, self.steps, self.batch = config.epochs, info["steps_per_epoch"], info["batch_size"]
         self.console.print(soft_wrap=True, *[
             f"[bold]{config.model}[/] on {config.data}: {info['parameters']:,} parameters, "
             f"{info['train_images']:,} train / {info['test_images']:,} test images, {info['device']} "
-            f"{info['precision']}{' channels_last' if info['channels_last'] else ''}; run {info['run_dir']}"])
+            f"{info['precision']}{' channels_last' if info['channels_last'] else ''}; {config.epochs} epochs of "
+            f"{self.steps:,} steps (batch {self.batch:,}); run {info['run_dir']}"])
 
     def epoch_start(self, epoch: int, steps: int) -> None:
+        self.epoch, self.started = epoch, time.monotonic()
+        self.last_line = self.started
         self.progress = Progress(
             TextColumn(f"epoch {epoch + 1}/{self.epochs}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), console=self.console, transient=True,
-            disable=not self.console.is_terminal)
+            TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+            console=self.console, transient=True, disable=not self.console.is_terminal)
         self.progress.start()
         self.task = self.progress.add_task("train", total=steps, stats="")
 
     def step(self, done: int, loss: float, accuracy: float, images_per_s: float) -> None:
         assert self.progress is not None
-        self.progress.update(self.task, completed=done,
-                             stats=f"loss {loss:.3f}  acc {accuracy:6.2%}  {images_per_s:,.0f} img/s")
+        stats = f"loss {loss:.3f}  acc {accuracy:6.2%}  {images_per_s:,.0f} img/s"
+        self.progress.update(self.task, completed=done, stats=stats)
+        epoch_left = (self.steps - done) * self.batch / images_per_s if images_per_s else 0.0
+        run_left = epoch_left + (self.epochs - self.epoch - 1) * self.steps * self.batch / max(images_per_s, 1e-9)
+        if not self.estimated:
+            self.estimated = True
+            per_epoch = self.steps * self.batch / max(images_per_s, 1e-9)
+            self.console.print(f"estimated after {done} steps: {_clock(per_epoch)} per epoch of training, "
+                               f"{_clock(run_left)} to go (evaluation not counted)", soft_wrap=True)
+        now = time.monotonic()
+        if not self.console.is_terminal and now - self.last_line >= self.interval:
+            self.last_line = now
+            self.console.print(soft_wrap=True, *[
+                f"epoch {self.epoch + 1}/{self.epochs}  step {done}/{self.steps}  {stats}  "
+                f"ETA {_clock(epoch_left)} (epoch), {_clock(run_left)} (run)"])
 
     def epoch_end(self, r: dict[str, Any]) -> None:
         if self.progress:
@@ -59,3 +84,8 @@ class RichReporter(SilentReporter):
             f"epoch {r['epoch']:>3}/{self.epochs}  train loss {r['train_loss']:.4f} acc {r['train_accuracy']:6.2%}  "
             f"test loss {r['test_loss']:.4f} acc {r['test_accuracy']:6.2%}  lr {r['lr']:.2e}  "
             f"{r['seconds']:.1f}s  {r['images_per_s']:,.0f} img/s"])
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"

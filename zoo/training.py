@@ -177,7 +177,8 @@ class _Loop:
         self.info = {"run_dir": str(run_dir), "weights": str(weights),
                      "parameters": sum(p.numel() for p in self.model.parameters()),
                      "train_images": len(self.data.train_images), "test_images": len(self.data.test_images),
-                     "processes": self.world.size, **self.trainer.describe()}
+                     "processes": self.world.size, "steps_per_epoch": self.steps_per_epoch,
+                     "batch_size": self.config.batch_size, **self.trainer.describe()}
         self.reporter.start(self.config, self.info)
 
     def train_epoch(self, epoch: int, interrupted) -> None:
