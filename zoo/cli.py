@@ -75,7 +75,7 @@ def list_command(pattern: str | None, kind: str | None, as_json: bool) -> None:
                 sorted(catalogues.items())]
         click.echo("\n".join(names))
         return
-    specs = registry.list(kind, pattern)
+    specs = registry.select(kind, pattern)
     if as_json:  # every field a tool may read: a dataset's image shape, an architecture's bound options
         click.echo(json.dumps([_spec_record(s) for s in specs], indent=2, default=repr))
         return
@@ -241,10 +241,13 @@ def info_command(model: str, num_classes: int | None, in_chans: int, input_size:
 @click.option("--sync-bn", is_flag=True, help="Batch norm statistics over every process's batch.")
 @click.option("--log-every", multiple=True, metavar="N|Ns", help="Progress every N steps (default 25: a host "
               "sync each) and, outside a terminal, a line every N seconds ('30s', the default); repeatable.")
+@click.option("--log", "logs", multiple=True, metavar="NAME[=VALUE]",
+              help="Also report to this logger (zoo list --kind logger: csv, tensorboard, ...); repeatable.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.pass_context
 def train_command(context: click.Context, model: str | None, config_file, print_config: bool, out, run_dir,
-                  overwrite: bool, resume, nproc, log_every: tuple[str, ...], as_json: bool, **flags: Any) -> None:
+                  overwrite: bool, resume, nproc, log_every: tuple[str, ...], logs: tuple[str, ...], as_json: bool,
+                  **flags: Any) -> None:
     """Train MODEL and save its weights.
 
     \b
@@ -289,7 +292,8 @@ def train_command(context: click.Context, model: str | None, config_file, print_
     try:
         steps, seconds = _log_every(log_every)
         summary = train(config, registry=_registry(), run_dir=run_dir, weights=out, resume=resume,
-                        overwrite=overwrite, reporter=RichReporter(interval=seconds), log_every=steps)
+                        overwrite=overwrite, reporter=_reporters(logs, RichReporter(interval=seconds)),
+                        log_every=steps)
     except TrainingInterrupted as exc:
         if _is_rank0():
             click.echo(f"zoo: {exc}; {_resume_hint(exc.run_dir)}", err=True)
@@ -301,6 +305,20 @@ def train_command(context: click.Context, model: str | None, config_file, print_
     else:
         click.echo(f"test accuracy {summary['test_accuracy']:.2%} after {summary['epochs']} epochs "
                    f"({summary['seconds']:.0f}s of training); weights: {summary['weights']}")
+
+
+def _reporters(logs: tuple[str, ...], console):
+    """The console and every --log logger, built now so that an unknown name or option stops the run
+    before it starts; a logger that fails later is dropped with a warning."""
+    from .config import call_factory, parse_choice
+    from .reporting import Reporters
+
+    chosen = {"console": console}
+    for text in logs:
+        spec, options = parse_choice(_registry(), "logger", text)
+        if spec.qualified_name != "zoo:console":
+            chosen[spec.qualified_name] = call_factory(spec, **options)
+    return Reporters(chosen)
 
 
 def _log_every(values: tuple[str, ...]) -> tuple[int, float]:

@@ -218,7 +218,8 @@ class Registry:
             names += [f"{w.name}-{a.name}" for w in self.items("wrapper") for a in archs]
         return sorted(set(names), key=natural_key)
 
-    def list(self, kind: str | None = None, pattern: str | None = None) -> list[Spec]:
+    def select(self, kind: str | None = None, pattern: str | None = None) -> list[Spec]:
+        """Items of ``kind`` (every kind when None) whose name or qualified name matches ``pattern``."""
         kinds = [kind] if kind else list(KINDS)
         found = [s for k in kinds for s in self.items(k)]
         if pattern:

@@ -89,3 +89,27 @@ class RichReporter(SilentReporter):
 def _clock(seconds: float) -> str:
     seconds = int(round(seconds))
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+class Reporters(SilentReporter):
+    """Several reporters as one. A reporter that raises (a tracker without a network, say) is reported
+    once and dropped: a logger never costs a run."""
+
+    def __init__(self, reporters: dict[str, Any], warn=None):
+        self.reporters = dict(reporters)
+        self.warn = warn or (lambda message: Console(stderr=True).print(f"zoo: warning: {message}", soft_wrap=True))
+
+    def _each(self, method: str, *args: Any) -> None:
+        for name, reporter in list(self.reporters.items()):
+            try:
+                getattr(reporter, method)(*args)
+            except Exception as exc:  # noqa: BLE001 - any failure of a logger, reported and dropped
+                del self.reporters[name]
+                self.warn(f"logger {name!r} failed in {method}() ({type(exc).__name__}: {exc}); the run goes on "
+                          "without it")
+
+    def start(self, config, info): self._each("start", config, info)
+    def epoch_start(self, epoch, steps): self._each("epoch_start", epoch, steps)
+    def step(self, done, loss, accuracy, images_per_s): self._each("step", done, loss, accuracy, images_per_s)
+    def epoch_end(self, record): self._each("epoch_end", record)
+    def finish(self, summary): self._each("finish", summary)

@@ -162,8 +162,20 @@ class Dataset(Spec):
     word: ClassVar[str] = "dataset"
 
 
+@dataclass(frozen=True)
+class Logger(Spec):
+    """``factory(**options)`` returns a reporter (``zoo.SilentReporter`` subclass): its ``start(config,
+    info)`` gets ``info["run_dir"]``, then ``epoch_start``, ``step``, ``epoch_end`` and ``finish`` as
+    the run goes. A logger that raises is reported once and dropped; the run goes on."""
+
+    kind: ClassVar[str] = "logger"
+    hook: ClassVar[str] = "loggers"
+    hook_doc: ClassVar[str] = "Where runs report: the console, files, experiment trackers."
+    word: ClassVar[str] = "logger"
+
+
 # The one table of kinds: the hooks, the registry, the CLI's --kind and zoo.testing all read it, so a
 # new kind is a new Spec class added here.
 KINDS: dict[str, type[Spec]] = {
-    cls.kind: cls for cls in (Architecture, Wrapper, Augmentation, Optimizer, Scheduler, Trainer, Dataset)
+    cls.kind: cls for cls in (Architecture, Wrapper, Augmentation, Optimizer, Scheduler, Trainer, Dataset, Logger)
 }

@@ -7,5 +7,5 @@ def loggers():
     return [
         Logger("csv", "zoo_loggers.files:CsvLogger", "metrics.csv in the run folder: a row per epoch"),
         Logger("tensorboard", "zoo_loggers.files:TensorBoardLogger",
-               "TensorBoard events in <run>/tensorboard (pip install 'cnn-zoo[tensorboard]')"),
+               "TensorBoard events in <run>/tensorboard (needs the tensorboard package)"),
     ]
