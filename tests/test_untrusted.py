@@ -132,3 +132,16 @@ def test_a_fifo_is_refused_not_read(tmp_path):
 def test_good_weights_still_load_and_record_their_plugins(good):
     model = zoo.load_model(good)
     assert model.zoo_meta["plugins"] == {"resnet": zoo.__version__}
+
+
+def test_zoo_info_describes_a_weights_file_from_its_checked_metadata(good, tmp_path):
+    result = run_zoo("info", str(good), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["model"] == "resnet" and report["classes"][:2] == ["c0", "c1"] and report["input"] == [3, 32, 32]
+    text = run_zoo("info", str(good)).stdout
+    assert "resnet  (resnet:resnet)" in text and "10 classes (c0, c1, c2, c3, c4, ...)" in text
+    crafted = rewrite_metadata(good, tmp_path / "crafted.safetensors",
+                               lambda d: d.update(metrics={"test_accuracy": "99%"}, provenance={"versions": 3}))
+    bad = run_zoo("info", str(crafted))
+    assert bad.returncode == 2 and "'metrics.test_accuracy' must be a number" in bad.stderr

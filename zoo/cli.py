@@ -170,7 +170,11 @@ def build_model(name: str, sets: tuple[str, ...], **standard: Any):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def info_command(model: str, num_classes: int | None, in_chans: int, input_size: int | None,
                  sets: tuple[str, ...], as_json: bool) -> None:
-    """Parameters, multiply-adds, output shape and layers of MODEL for one image."""
+    """Parameters, multiply-adds, output shape and layers of MODEL for one image; for a weights file
+    (MODEL ending in .safetensors), what it holds, read from its metadata without loading tensors."""
+    if model.endswith(".safetensors"):
+        _describe_weights(model, as_json)
+        return
     registry = _registry()
     _, arch = registry.resolve_model(model)
     size = input_size or arch.input_size
@@ -196,6 +200,38 @@ def info_command(model: str, num_classes: int | None, in_chans: int, input_size:
     for layer in report["layers"]:
         table.add_row(layer["name"], layer["type"], "x".join(map(str, layer["output"])), f"{layer['params']:,}")
     console.print(table)
+
+
+def _describe_weights(path: str, as_json: bool) -> None:
+    from .weights import read_metadata
+
+    meta = read_metadata(path)  # checked like any file, tensors left unread
+    metrics, trainer = meta.get("metrics", {}), meta.get("trainer", {})
+    versions = meta.get("provenance", {}).get("versions", {"zoo": meta.get("zoo_version", "")})
+    report = {"weights": path, "model": meta["model"], "architecture": meta.get("architecture"),
+              "wrappers": meta.get("wrappers", []), "options": meta.get("options", {}), "data": meta.get("dataset"),
+              "classes": meta.get("classes"), "input": [meta.get("in_chans"), meta.get("input_size"),
+                                                        meta.get("input_size")],
+              "mean": meta.get("mean"), "std": meta.get("std"), "parameters": meta.get("parameters"),
+              "trainer": trainer.get("name"), "precision": trainer.get("precision"),
+              "epochs": metrics.get("epoch"), "test_accuracy": metrics.get("test_accuracy"),
+              "test_loss": metrics.get("test_loss"), "plugins": meta.get("plugins", {}), "versions": versions}
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    classes = report["classes"] or []
+    lines = [f"{report['model']}  ({report['architecture']}"
+             + (f" wrapped by {', '.join(report['wrappers'])}" if report["wrappers"] else "") + ")",
+             f"options        {json.dumps(report['options'])}",
+             f"data           {report['data']}: {len(classes)} classes ({', '.join(classes[:5])}"
+             + (", ..." if len(classes) > 5 else "") + f"), input {'x'.join(map(str, report['input']))}",
+             f"trainer        {report['trainer']} ({report['precision']})",
+             f"accuracy       {report['test_accuracy']:.2%} after {report['epochs']} epochs (test loss "
+             f"{report['test_loss']:.4f})" if report["test_accuracy"] is not None else "accuracy       not recorded",
+             f"parameters     {report['parameters']:,}" if report["parameters"] else "parameters     not recorded",
+             "versions       " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()),
+             "plugins        " + ", ".join(f"{k} {v}" for k, v in report["plugins"].items())]
+    click.echo("\n".join(lines))
 
 
 @cli.command("train")

@@ -180,9 +180,15 @@ def check_document(document: dict[str, Any], path: Path) -> None:
         if not isinstance(values, list) or len(values) != document.get("in_chans", len(values)) or not all(
                 isinstance(v, (int, float)) and not isinstance(v, bool) and low <= v <= 1e6 for v in values):
             raise bad(field, "one number per channel" + (", each positive" if field == "std" else ""))
-    for field in ("trainer", "metrics", "plugins"):
+    for field in ("trainer", "metrics", "plugins", "provenance"):
         if not isinstance(document.get(field, {}), dict):
             raise bad(field, "a table")
+    integer("parameters", 0, 10**12)
+    for key, value in document.get("metrics", {}).items():
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise bad(f"metrics.{key}", "a number")
+    if not isinstance(document.get("provenance", {}).get("versions", {}), dict):
+        raise bad("provenance.versions", "a table")
     trainer = document.get("trainer", {})
     if not isinstance(trainer.get("name", ""), str) or not isinstance(trainer.get("options", {}), dict):
         raise bad("trainer", "a table with a name and options")
