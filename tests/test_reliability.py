@@ -427,3 +427,88 @@ def test_overflowed_steps_a_trainer_skips_are_counted_not_divergence(workspace, 
     record = json.loads((tmp_path / "run" / "metrics.jsonl").read_text())
     assert record["skipped_steps"] == skipped and math.isfinite(record["train_loss"])
     assert math.isfinite(summary["test_loss"])
+
+
+# ------------------------------------------------------------------ more of issue 14's classes
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG that announces a huge image in a few bytes: what a decompression bomb starts with."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def test_an_image_that_announces_gigapixels_is_refused_before_decoding(workspace, tmp_path):
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(_png_header_only(100_000, 100_000))
+    result = run_zoo("predict", str(workspace / "good.safetensors"), str(bomb), cwd=tmp_path)
+    assert result.returncode == 2 and "is too large an image" in result.stderr, result.stderr
+
+
+def test_cifar_data_that_is_not_uint8_is_refused_not_cast(tmp_path):
+    import pickle
+
+    import numpy as np
+
+    data = write_cifar10(tmp_path / "data")
+    batch_file = data / "cifar-10-batches-py" / "data_batch_1"
+    batch = pickle.loads(batch_file.read_bytes())
+    batch[b"data"] = batch[b"data"].astype(np.float32) / 255  # floats in [0, 1] would all cast to 0
+    batch_file.write_bytes(pickle.dumps(batch, protocol=2))
+    result = run_zoo("train", "vgg_bn", "--data-dir", str(data), *TINY, cwd=tmp_path)
+    assert result.returncode == 2 and "data of type float32, not uint8" in result.stderr, result.stderr
+
+
+def test_ctrl_c_during_compare_exits_130_and_says_how_to_continue(slow_data, tmp_path):
+    process = _start(["compare", "--model", "vgg_bn", "--augs", "none", "--augs", "hflip", "--data-dir",
+                      str(slow_data), "--epochs", "4", "--out", str(tmp_path / "cmp")], tmp_path)
+    _wait_for(lambda: _metrics_lines(tmp_path / "cmp" / "runs" / "vgg_bn-none") >= 1, process)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1].endswith("run the same zoo compare again to continue")
+    assert "Traceback" not in stderr
+
+
+def test_a_temporary_file_left_by_a_killed_write_is_removed_by_the_next_write(workspace, tmp_path):
+    import os
+
+    stale, fresh = tmp_path / ".w.safetensors.old1.tmp", tmp_path / ".w.safetensors.new1.tmp"
+    stale.write_bytes(b"half a file")
+    fresh.write_bytes(b"another process is writing this")
+    hours_ago = time.time() - 2 * 3600
+    os.utime(stale, (hours_ago, hours_ago))
+    result = run_zoo("train", "vgg_bn", "--data-dir", str(workspace / "data"), *TINY, "--out",
+                     str(tmp_path / "w.safetensors"), "--run-dir", str(tmp_path / "run"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert not stale.exists() and fresh.exists()  # one in progress is someone else's
+
+
+def test_a_full_disk_is_one_line_and_leaves_what_resumes(workspace, tmp_path):
+    import os
+    import shutil
+
+    disk = tmp_path / "small-disk"
+    disk.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48k", "tmpfs", str(disk)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("needs root to mount a small tmpfs (CI runs as root)")
+    try:
+        result = run_zoo("train", "vgg_bn", "--data-dir", str(workspace / "data"), *TINY, "--set", "layout=128,M,256,M",
+                         "--run-dir", str(disk / "run"), "--out", str(tmp_path / "w.safetensors"), cwd=tmp_path)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        last = result.stderr.strip().splitlines()[-1]  # after the run's header: it had started
+        assert last.startswith("zoo: error: cannot write") and "No space left on device" in last
+        left = sorted(p.name for p in (disk / "run").iterdir())
+        assert left == ["config.json", "metrics.jsonl"]  # no partial checkpoint, no temporary file
+        assert json.loads((disk / "run" / "config.json").read_text())["model"] == "vgg_bn"
+        shutil.copytree(disk / "run", tmp_path / "moved")
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
+    resumed = run_zoo("train", "--resume", str(tmp_path / "moved"), cwd=tmp_path)  # the config was never partial
+    assert resumed.returncode == 0, resumed.stderr

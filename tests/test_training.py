@@ -358,3 +358,58 @@ def test_checkpointing_every_n_epochs_still_resumes_exactly(cifar_dir, tmp_path)
     assert _comparable(tmp_path / "full") == _comparable(tmp_path / "cut")
     full, cut = load_model(tmp_path / "full.safetensors"), load_model(tmp_path / "cut.safetensors")
     assert all(torch.equal(a, b) for a, b in zip(full.state_dict().values(), cut.state_dict().values()))
+
+
+def _picture_folder(root: Path, splits=(("train", 6), ("test", 2)), classes=("blue", "red")) -> Path:
+    from PIL import Image
+
+    colours = {"red": (255, 0, 0), "blue": (0, 0, 255), "green": (0, 255, 0)}
+    for split, count in splits:
+        for cls in classes:
+            folder = root / split / cls
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                Image.new("RGB", (20, 24), colours[cls]).save(folder / f"{i}.png")
+    return root
+
+
+def test_imagefolder_refuses_test_classes_it_cannot_learn_and_records_itself_as_the_dataset(tmp_path):
+    pics = _picture_folder(tmp_path / "cifar10")  # a folder named like a built-in dataset
+    _picture_folder(pics, splits=(("test", 2),), classes=("green",))
+    with pytest.raises(UserError, match="class folder.* green in .*test are not in .*train"):
+        zoo.default_registry().get("data", "imagefolder").load()(root=pics)
+    import shutil
+
+    shutil.rmtree(pics / "test" / "green")
+    result = run_zoo("train", "vgg_bn", "--data", "imagefolder", "--data-dir", str(pics), "--set", "layout=8,M",
+                     "--epochs", "1", "--batch-size", "4", "--aug", "none", "--out", "w.safetensors", "--run-dir", "r",
+                     cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert load_model(tmp_path / "w.safetensors").zoo_meta["dataset"] == "imagefolder"
+    evaluated = run_zoo("eval", "w.safetensors", "--data-dir", str(pics), "--json", cwd=tmp_path)
+    assert evaluated.returncode == 0 and json.loads(evaluated.stdout)["data"] == "imagefolder", evaluated.stderr
+
+
+def test_eval_refuses_data_of_another_input_size(cifar_dir, tmp_path):
+    pics = _picture_folder(tmp_path / "pics")
+    trained = run_zoo("train", "vgg_bn", "--data", "imagefolder", "--data-dir", str(pics), "--set", "layout=8,M",
+                      "--epochs", "1", "--batch-size", "4", "--aug", "none", "--out", "w.safetensors", "--run-dir",
+                      "r", cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    meta_path = tmp_path / "w.safetensors"
+    from conftest import rewrite_metadata
+
+    rewrite_metadata(meta_path, tmp_path / "w64.safetensors",
+                     lambda d: d.update(input_size=64) or d["options"].update(input_size=64))
+    result = run_zoo("eval", "w64.safetensors", "--data-dir", str(pics), cwd=tmp_path)
+    assert result.returncode == 2 and "was trained on 64x64 images; imagefolder has 32x32" in result.stderr
+
+
+def test_overwrite_keeps_the_mode_the_umask_gives(cifar_dir, tmp_path):
+    out = tmp_path / "w.safetensors"
+    out.write_text("old")
+    out.chmod(0o644)
+    train(tiny_config(data_dir=str(cifar_dir), epochs=1), run_dir=tmp_path / "r", weights=out, overwrite=True)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask and load_model(out).zoo_meta["model"] == "vgg_bn"

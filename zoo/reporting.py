@@ -44,7 +44,7 @@ class RichReporter(SilentReporter):
     def start(self, config, info: dict[str, Any]) -> None:
         self.epochs, self.steps, self.batch = config.epochs, info["steps_per_epoch"], info["batch_size"]
         self.console.print(soft_wrap=True, *[
-            f"[bold]{config.model}[/] on {config.data}: {info['parameters']:,} parameters, "
+            f"[bold]{config.model}[/] on {config.data.rpartition(':')[2]}: {info['parameters']:,} parameters, "
             f"{info['train_images']:,} train / {info['test_images']:,} test images, {info['device']} "
             f"{info['precision']}{' channels_last' if info['channels_last'] else ''}; {config.epochs} epochs of "
             f"{self.steps:,} steps (batch {self.batch:,}); run {info['run_dir']}"])

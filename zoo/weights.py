@@ -66,8 +66,9 @@ def atomic_write(path: Path, write, replace: bool = True) -> Path:
             os.link(tmp, path)  # fails if path exists: no run replaces another's file
     except FileExistsError:
         raise  # the caller decides where the file goes instead
-    except OSError as exc:
-        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    except (OSError, SafetensorError) as exc:  # a full disk, a read-only folder (safetensors wraps the OSError)
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).rpartition("I/O error: ")[2]
+        raise UserError(f"cannot write {path}: {reason}") from exc
     finally:
         Path(tmp).unlink(missing_ok=True)
     return path
