@@ -113,3 +113,17 @@ def test_in_a_terminal_the_bar_has_an_eta(cifar_dir, tmp_path):
     assert process.wait(timeout=120) == 0
     text = output.decode(errors="replace")
     assert "ETA" in text and "epoch 1/1" in text and "estimated after" in text
+
+
+def test_a_fifo_in_dot_git_or_a_huge_config_never_stalls_a_run(tmp_path):
+    import os
+    from pathlib import Path
+
+    from zoo.provenance import git_commit
+
+    (tmp_path / ".git").mkdir()
+    os.mkfifo(tmp_path / ".git" / "HEAD")
+    assert git_commit(Path(tmp_path)) is None  # returns at once, nothing read from the FIFO
+    (tmp_path / "big.json").write_text('{"model": "' + "x" * (2 << 20) + '"}')
+    with pytest.raises(UserError, match="larger than a run config could be"):
+        zoo.RunConfig.from_file(tmp_path / "big.json")

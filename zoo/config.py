@@ -59,7 +59,10 @@ class RunConfig:
     def from_file(cls, path: str | Path) -> "RunConfig":
         """A config from a JSON file: a run's ``config.json`` or what ``zoo train --print-config``
         printed. The file is untrusted: unknown keys and wrong types are one clear error."""
-        document = parse_json(regular_file(Path(path), "run config").read_text(), f"{path}")
+        file = regular_file(Path(path), "run config")
+        if file.stat().st_size > 1 << 20:
+            raise UserError(f"{path} is larger than a run config could be (1 MB)")
+        document = parse_json(file.read_text(), f"{path}")
         if not isinstance(document, dict):
             raise UserError(f"{path} is not a run config (a JSON table of a run's options)")
         names = {f.name for f in fields(cls)}

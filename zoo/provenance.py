@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata as metadata
 import platform
+import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -41,24 +42,32 @@ def _version(distribution: str) -> str:
 
 def git_commit(folder: Path) -> str | None:
     """The commit checked out in the git working tree around ``folder``, read from ``.git`` itself:
-    running git in a folder someone else made could run their hooks (core.fsmonitor)."""
+    running git in a folder someone else made could run their hooks (core.fsmonitor). Only regular
+    files are read, and only their first 64 KiB: a FIFO or a huge file there must not stall a run."""
     for candidate in (folder, *folder.parents):
         git = candidate / ".git"
         if git.is_dir():
-            try:
-                head = (git / "HEAD").read_text().strip()
-                if not head.startswith("ref: "):
-                    return head
-                ref = head[5:]
-                if (git / ref).is_file():
-                    return (git / ref).read_text().strip()
-                for line in (git / "packed-refs").read_text().splitlines():
-                    if line.endswith(" " + ref):
-                        return line.split()[0]
-            except OSError:
-                return None
+            head = _small_text(git / "HEAD")
+            if head is None or not head.startswith("ref: "):
+                return head
+            ref = head[5:]
+            if (found := _small_text(git / ref)) is not None:
+                return found
+            for line in (_small_text(git / "packed-refs") or "").splitlines():
+                if line.endswith(" " + ref):
+                    return line.split()[0]
             return None
     return None
+
+
+def _small_text(path: Path) -> str | None:
+    try:
+        if not stat.S_ISREG(path.stat().st_mode):
+            return None
+        with open(path, "rb") as f:
+            return f.read(1 << 16).decode(errors="replace").strip()
+    except OSError:
+        return None
 
 
 def machine(device: torch.device) -> dict[str, Any]:
