@@ -203,19 +203,9 @@ def info_command(model: str, num_classes: int | None, in_chans: int, input_size:
 
 
 def _describe_weights(path: str, as_json: bool) -> None:
-    from .weights import read_metadata
+    from .weights import describe_weights
 
-    meta = read_metadata(path)  # checked like any file, tensors left unread
-    metrics, trainer = meta.get("metrics", {}), meta.get("trainer", {})
-    versions = meta.get("provenance", {}).get("versions", {"zoo": meta.get("zoo_version", "")})
-    report = {"weights": path, "model": meta["model"], "architecture": meta.get("architecture"),
-              "wrappers": meta.get("wrappers", []), "options": meta.get("options", {}), "data": meta.get("dataset"),
-              "classes": meta.get("classes"), "input": [meta.get("in_chans"), meta.get("input_size"),
-                                                        meta.get("input_size")],
-              "mean": meta.get("mean"), "std": meta.get("std"), "parameters": meta.get("parameters"),
-              "trainer": trainer.get("name"), "precision": trainer.get("precision"),
-              "epochs": metrics.get("epoch"), "test_accuracy": metrics.get("test_accuracy"),
-              "test_loss": metrics.get("test_loss"), "plugins": meta.get("plugins", {}), "versions": versions}
+    report = describe_weights(path)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return

@@ -257,3 +257,18 @@ def _shape_difference(expected: dict[str, tuple[int, ...]], found: dict[str, tup
                 f"{len(extra)} unexpected tensors, e.g. {extra[0]}")
     key = next(k for k in expected if expected[k] != found[k])
     return f"{key} is {list(found[key])} in the file, {list(expected[key])} in the model"
+
+
+def describe_weights(path: str | os.PathLike) -> dict[str, Any]:
+    """What a weights file holds, from its checked metadata, tensors left unread: ``zoo info WEIGHTS``."""
+    meta = read_metadata(Path(path))
+    metrics, trainer = meta.get("metrics", {}), meta.get("trainer", {})
+    versions = meta.get("provenance", {}).get("versions", {"zoo": meta.get("zoo_version", "")})
+    size = meta.get("input_size")
+    return {"weights": str(path), "model": meta["model"], "architecture": meta.get("architecture"),
+            "wrappers": meta.get("wrappers", []), "options": meta.get("options", {}), "data": meta.get("dataset"),
+            "classes": meta.get("classes"), "input": [meta.get("in_chans"), size, size],
+            "mean": meta.get("mean"), "std": meta.get("std"), "parameters": meta.get("parameters"),
+            "trainer": trainer.get("name"), "precision": trainer.get("precision"), "epochs": metrics.get("epoch"),
+            "test_accuracy": metrics.get("test_accuracy"), "test_loss": metrics.get("test_loss"),
+            "plugins": meta.get("plugins", {}), "versions": versions}
