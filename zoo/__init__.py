@@ -8,7 +8,7 @@ from typing import Any
 
 from .errors import PluginError, UserError
 from .hookspecs import hookimpl
-from .specs import Architecture, Augmentation, Dataset, Logger, Optimizer, Scheduler, Trainer, Wrapper
+from .specs import Architecture, Augmentation, Dataset, Logger, Optimizer, Scheduler, Trainer, Weights, Wrapper
 
 __version__ = "0.1.0"
 
@@ -45,7 +45,7 @@ _LAZY = {
 }
 
 __all__ = [
-    "Architecture", "Augmentation", "Dataset", "Logger", "Optimizer", "Scheduler", "Trainer", "Wrapper",
+    "Architecture", "Augmentation", "Dataset", "Logger", "Optimizer", "Scheduler", "Trainer", "Weights", "Wrapper",
     "PluginError", "UserError", "hookimpl", "__version__", *_LAZY,
 ]
 

@@ -167,13 +167,18 @@ def build_model(name: str, sets: tuple[str, ...], **standard: Any):
 @click.option("--in-chans", type=int, default=3, show_default=True, help="Input channels.")
 @click.option("--input-size", type=int, help="Input side in pixels (default: the architecture's).")
 @set_option
+@click.option("--weights", "list_weights", is_flag=True, help="The pretrained weights for MODEL: tags, sources, "
+              "licences, input sizes, normalisation, accuracy.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def info_command(model: str, num_classes: int | None, in_chans: int, input_size: int | None,
-                 sets: tuple[str, ...], as_json: bool) -> None:
+                 sets: tuple[str, ...], list_weights: bool, as_json: bool) -> None:
     """Parameters, multiply-adds, output shape and layers of MODEL for one image; for a weights file
     (MODEL ending in .safetensors), what it holds, read from its metadata without loading tensors."""
     if model.endswith(".safetensors"):
         _describe_weights(model, as_json)
+        return
+    if list_weights:
+        _pretrained_weights(model, as_json)
         return
     registry = _registry()
     _, arch = registry.resolve_model(model)
@@ -200,6 +205,34 @@ def info_command(model: str, num_classes: int | None, in_chans: int, input_size:
     for layer in report["layers"]:
         table.add_row(layer["name"], layer["type"], "x".join(map(str, layer["output"])), f"{layer['params']:,}")
     console.print(table)
+
+
+def _pretrained_weights(model: str, as_json: bool) -> None:
+    from .pretrained import describe, weights_for
+
+    registry = _registry()
+    wrappers, arch = registry.resolve_model(model)
+    found = weights_for(model, registry) + (weights_for(arch.name, registry) if wrappers else [])
+    if not found:
+        raise UserError(f"no pretrained weights for {model!r}; see `zoo list --kind weights`")
+    described = [{**describe(spec), "default": spec.default, "plugin": spec.plugin} for spec in found]
+    if as_json:
+        click.echo(json.dumps(described, indent=2))
+        return
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for column in ("weights", "source", "licence", "input", "top-1"):
+        table.add_column(column, overflow="fold")
+    for d in described:
+        source = (f"hf-hub:{d['hf_hub_id']}" if d.get("hf_hub_id") else
+                  d["url"].rpartition("/")[2] if d.get("url") else d.get("file", ""))
+        table.add_row(d["name"] + (" (default)" if d["default"] else ""), source, d.get("license") or "?",
+                      str(d.get("input_size") or "?"), f"{d['accuracy']:.2f} %" if d.get("accuracy") else "")
+    _console().print(table)
+    _console().print("Mean and std, classes and the rest: --json.")
+    if wrappers:
+        _console().print(f"Weights of {arch.name} leave the blocks of {', '.join(w.name for w in wrappers)} new.")
 
 
 def _describe_weights(path: str, as_json: bool) -> None:
@@ -244,6 +277,11 @@ def _describe_weights(path: str, as_json: bool) -> None:
 @click.option("--epochs", type=int, help="Epochs (default 30).")
 @click.option("--batch-size", type=int, help="Global batch size (default 128).")
 @click.option("--label-smoothing", type=float, help="Label smoothing (default 0).")
+@click.option("--pretrained", is_flag=False, flag_value="default", metavar="[TAG]",
+              help="Start from pretrained weights: the model's default ones, or a tag (tv_in1k; zoo info MODEL --weights).")
+@click.option("--init", type=click.Path(dir_okay=False), help="Start from a zoo weights file (an earlier run's).")
+@click.option("--freeze-epochs", type=int, metavar="N", help="Train the classifier alone for the first N epochs "
+              "of a fine-tuning (default 0).")
 @click.option("--no-normalize", is_flag=True, help="Feed pixels in [0, 1], not normalised by the data's mean "
               "and std (as the lab did).")
 @click.option("--amp", is_flag=True, help="Mixed precision (the amp trainer): bf16 on CPU, fp16/bf16 on CUDA.")
@@ -280,6 +318,7 @@ def train_command(context: click.Context, model: str | None, config_file, print_
     zoo train se-vgg16 --aug hflip                 CIFAR-10, downloaded when missing
     zoo train resnet20 --data fashion-mnist-sample --epochs 3
     zoo train vgg16_bn --opt adam --lr 0.005 --sched multistep=[20,30,40] --epochs 50 --batch-size 256
+    zoo train resnet50 --pretrained --data imagefolder --data-dir photos/ --freeze-epochs 1   fine-tuning
     zoo train --config runs/<run>/config.json --seed 1   a run again, with another seed
     zoo train --resume runs/<run>                        continue a run with its own config
     """
@@ -372,7 +411,7 @@ def _config_changes(base, given: dict[str, Any]) -> dict[str, Any]:
                        "sched": "sched", "warmup": "warmup", "epochs": "epochs", "batch_size": "batch_size",
                        "label_smoothing": "label_smoothing", "seed": "seed", "checkpoint_every": "checkpoint_every",
                        "limit_train": "train_limit", "limit_test": "test_limit", "trainer": "trainer",
-                       "model": "model"}
+                       "model": "model", "pretrained": "pretrained", "init": "init", "freeze_epochs": "freeze_epochs"}
     for flag, field_name in fields_of_flags.items():
         if flag in given:
             changes[field_name] = given[flag]

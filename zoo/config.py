@@ -44,6 +44,9 @@ class RunConfig:
     trainer: str = "zoo:fp32"
     trainer_options: dict[str, Any] = field(default_factory=dict)
     model_options: dict[str, Any] = field(default_factory=dict)
+    pretrained: str | None = None  # "default" or a weights tag: start from registered weights
+    init: str | None = None  # start from a zoo weights file (an earlier run's)
+    freeze_epochs: int = 0  # epochs that train the classifier alone, at the start of a fine-tuning
     seed: int = 0
     train_limit: int | None = None
     test_limit: int | None = None
@@ -164,6 +167,14 @@ class Run:
         if not (0 <= config.weight_decay < math.inf and 0 <= config.warmup < math.inf
                 and 0 <= config.label_smoothing < 1):
             raise UserError("weight decay and warmup must be >= 0, label smoothing in [0, 1)")
+        if config.pretrained is not None and config.init is not None:
+            raise UserError("start from pretrained weights or from a weights file (init), not both")
+        if not 0 <= config.freeze_epochs <= config.epochs:
+            raise UserError(f"freeze epochs must be in 0..{config.epochs} (the epochs), got {config.freeze_epochs}")
+        if config.freeze_epochs and config.pretrained is None and config.init is None:
+            raise UserError("freeze epochs keep trained weights fixed: give pretrained weights or a weights file")
+        if config.init is not None:
+            regular_file(Path(config.init), "weights")
         decided = sorted(set(config.model_options) & set(STANDARD_OPTIONS))
         if decided:
             raise UserError(f"the data decides {', '.join(decided)} in training; it is not a model option to set")

@@ -112,8 +112,12 @@ def check_model(name: str, registry: Registry | None = None, **kwargs: Any) -> N
     _plan(name, registry or default_registry(), kwargs)
 
 
-def create_model(name: str, registry: Registry | None = None, **kwargs: Any):
+def create_model(name: str, registry: Registry | None = None, pretrained: bool | str | None = None, **kwargs: Any):
     """Build model ``name`` with architecture options ``kwargs`` (``None`` values are dropped).
+
+    ``pretrained`` starts it from trained weights: True for the model's default ones, a tag
+    (``"tv2_in1k"``, ``"resnet50.tv2_in1k"``) or a zoo weights file (``"run.safetensors"``); a classifier
+    for another class count starts new. ``model.zoo_pretrained`` then says what was loaded and changed.
 
     Wrapper options go in a dict under the wrapper's name: ``create_model("se-vgg16",
     se={"placement": "stage"})``. The model remembers how it was built in ``model.zoo_config``,
@@ -145,6 +149,10 @@ def create_model(name: str, registry: Registry | None = None, **kwargs: Any):
                     for p in sorted({arch.plugin, *(w.plugin for w in wrappers)})},
         "options": json.loads(json.dumps({**options, **{k: v for k, v in wrapper_options.items() if v}}, default=repr)),
     }
+    if pretrained not in (None, False):
+        from .pretrained import start_from
+
+        model.zoo_pretrained = start_from(model, name, pretrained, registry, build_base=build_arch)
     return model
 
 

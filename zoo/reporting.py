@@ -48,6 +48,13 @@ class RichReporter(SilentReporter):
             f"{info['train_images']:,} train / {info['test_images']:,} test images, {info['device']} "
             f"{info['precision']}{' channels_last' if info['channels_last'] else ''}; {config.epochs} epochs of "
             f"{self.steps:,} steps (batch {self.batch:,}); run {info['run_dir']}"])
+        started_from = info.get("started_from")
+        if started_from:
+            self.console.print(soft_wrap=True, *[
+                f"starting from {started_from['weights']}" + "".join(f"; {note}" for note in started_from["notes"])
+                + (f"; they were trained at {started_from['input_size']} px" if started_from.get("input_size") else "")
+                + (f"; the first {config.freeze_epochs} epochs train {started_from['classifier']} alone"
+                   if config.freeze_epochs else "")])
 
     def epoch_start(self, epoch: int, steps: int) -> None:
         self.epoch, self.started = epoch, time.monotonic()

@@ -174,8 +174,26 @@ class Logger(Spec):
     word: ClassVar[str] = "logger"
 
 
+@dataclass(frozen=True)
+class Weights(Spec):
+    """Pretrained weights for the model ``arch`` (wrappers allowed), named ``<arch>.<tag>`` as timm
+    names them (``resnet50.tv2_in1k``). ``factory(**options)`` returns their description, a dict read
+    only when they are used (so listing imports nothing): where the file comes from (``url`` with a
+    SHA-256, ``hf_hub_id``, or ``file``) and what it was trained with (see docs/pretrained.md).
+    ``default`` marks the weights ``pretrained=True`` picks for ``arch``; ``accuracy`` is the reported
+    top-1, in percent, for listings."""
+
+    arch: str = ""
+    default: bool = False
+    accuracy: float | None = None
+    kind: ClassVar[str] = "weights"
+    hook: ClassVar[str] = "weights"
+    hook_doc: ClassVar[str] = "Pretrained weights for architectures (or wrapped models), by tag."
+    word: ClassVar[str] = "weights"
+
+
 # The one table of kinds: the hooks, the registry, the CLI's --kind and zoo.testing all read it, so a
 # new kind is a new Spec class added here.
 KINDS: dict[str, type[Spec]] = {
-    cls.kind: cls for cls in (Architecture, Wrapper, Augmentation, Optimizer, Scheduler, Trainer, Dataset, Logger)
+    cls.kind: cls for cls in (Architecture, Wrapper, Augmentation, Optimizer, Scheduler, Trainer, Dataset, Logger, Weights)
 }

@@ -182,13 +182,34 @@ def _check_data(registry: Registry, spec, input_size: int | None) -> str:
     return f"{len(data.train_images)} + {len(data.test_images)} images"
 
 
+def _check_weights(registry: Registry, spec, input_size: int | None) -> str:
+    """The description is complete and the model exists; the file fits the model when cached here
+    (a conformance check never downloads)."""
+    from .errors import UserError
+    from .models import create_model
+    from .pretrained import describe, fit_state_dict, read_state_dict, weights_file
+
+    description = describe(spec)
+    for key in ("mean", "std"):
+        assert len(description.get(key) or [0]) in (1, 3), f"{key} must have one value per channel"
+    model = create_model(spec.arch, registry=registry, num_classes=description.get("num_classes"))
+    try:
+        path = weights_file(description, download=False)
+    except UserError as exc:
+        if "not in the cache" not in str(exc):
+            raise
+        return "described; the file is not cached here"
+    fit_state_dict(model, read_state_dict(path, spec.name), spec.name, description.get("classifier", ""))
+    return "described; the cached file fits the model"
+
+
 class _Skip(Exception):
     pass
 
 
 CHECKS: dict[str, Callable[[Registry, Any, int | None], str]] = {
     "arch": _check_arch, "wrapper": _check_wrapper, "aug": _check_aug, "opt": _check_opt, "sched": _check_sched,
-    "trainer": _check_trainer, "data": _check_data,
+    "trainer": _check_trainer, "data": _check_data, "weights": _check_weights,
 }
 
 

@@ -140,23 +140,39 @@ class _Loop:
         torch.manual_seed(config.seed)  # the same on every rank: one permutation, split between them
         self.data = data = run.load_data().to(trainer.device)
         model = create_model(config.model, registry=run.registry, num_classes=data.num_classes,
-                             in_chans=data.channels, input_size=data.input_size, **config.model_options)
-        self.zoo_config = model.zoo_config
+                             in_chans=data.channels, input_size=data.input_size, pretrained=config.init or (
+                                 True if config.pretrained == "default" else config.pretrained),
+                             **config.model_options)
+        self.zoo_config, self.started_from = model.zoo_config, getattr(model, "zoo_pretrained", None)
+        self.frozen = False  # in the first freeze_epochs the classifier alone trains
+        self.body = _body_of(model, self.started_from["classifier"]) if config.freeze_epochs else []
         if config.sync_bn and world.distributed:
             model = distributed.convert_sync_batchnorm(model, trainer.device)
         model = prepare_model(trainer, model, tuple(data.train_images.shape[1:]), compile=not world.distributed)
         if world.distributed:  # compiled after DDP wraps it, which keeps DDP's overlap of communication
             model = trainer.compiled(distributed.wrap(model, trainer.device))
         self.model, self.optimizer, self.schedule = model, run.optimizer(model.parameters()), run.schedule()
-        # Without normalisation the model sees pixels in [0, 1], as the lab's ToTensor() alone gave it.
-        self.mean, self.std = ((data.mean, data.std) if config.normalize
-                               else ([0.0] * data.channels, [1.0] * data.channels))
+        if self.body:
+            self.optimizer.register_step_pre_hook(self.drop_body_gradients)
+        # Without normalisation the model sees pixels in [0, 1], as the lab's ToTensor() alone gave it;
+        # weights started from see what they were trained on.
+        if not config.normalize:
+            self.mean, self.std = [0.0] * data.channels, [1.0] * data.channels
+        elif self.started_from and self.started_from.get("mean"):
+            self.mean, self.std = _stats_for(self.started_from, data.channels)
+        else:
+            self.mean, self.std = data.mean, data.std
         self.augmenter = Augmenter(run.augmentations(), any(spec.mixes_labels for spec, _ in run.augs), self.mean,
                                    self.std, data.num_classes)
         self.steps_per_epoch = len(data.train_images) // config.batch_size
         self.warmup_steps = config.warmup * self.steps_per_epoch
         self.position, self.history, self.test = Position(), [], None
         self.provenance = provenance(run, trainer)
+
+    def drop_body_gradients(self, *_) -> None:
+        if self.frozen:
+            for p in self.body:
+                p.grad = None
 
     def open_run(self, run_dir: Path, weights: Path, resuming: bool, overwrite: bool, named_by_zoo: bool) -> None:
         """Restore the checkpoint of a resumed run, or claim an empty run folder; then the run header."""
@@ -178,13 +194,15 @@ class _Loop:
                      "parameters": sum(p.numel() for p in self.model.parameters()),
                      "train_images": len(self.data.train_images), "test_images": len(self.data.test_images),
                      "processes": self.world.size, "steps_per_epoch": self.steps_per_epoch,
-                     "batch_size": self.config.batch_size, **self.trainer.describe()}
+                     "batch_size": self.config.batch_size, **self.trainer.describe(),
+                     **({"started_from": self.started_from} if self.started_from else {})}
         self.reporter.start(self.config, self.info)
 
     def train_epoch(self, epoch: int, interrupted) -> None:
         device, steps = self.trainer.device, self.steps_per_epoch
         self.reporter.epoch_start(epoch, steps)
         self.model.train()
+        self.frozen = epoch < self.config.freeze_epochs
         if self.position.order is None:  # a new epoch, not one resumed half-way
             self.position = Position(epoch, 0, torch.randperm(len(self.data.train_images), device=device),
                                      *(torch.zeros((), device=device) for _ in range(3)))
@@ -300,6 +318,7 @@ class _Loop:
                 in_chans=data.channels, input_size=data.input_size, padded_from=data.padded_from,
                 num_classes=data.num_classes, metrics=final, per_class_accuracy=test["per_class_accuracy"],
                 parameters=self.info["parameters"], processes=self.world.size, run=str(self.run_dir),
+                **({"pretrained": self.started_from["weights"]} if self.started_from else {}),
                 provenance=self.provenance,
                 trainer={"name": self.run.trainer_spec.name, "options": portable_options(config.trainer_options),
                          **self.trainer.describe()})
@@ -310,6 +329,22 @@ class _Loop:
                    "run_dir": str(self.run_dir), "parameters": self.info["parameters"], "processes": self.world.size}
         self.reporter.finish(summary)
         return summary
+
+
+def _body_of(model: torch.nn.Module, classifier: str) -> list[torch.nn.Parameter]:
+    """The parameters outside the classifier: frozen, their gradients are dropped before each step (the
+    optimizer then skips them: no update, no momentum, no weight decay)."""
+    head = {id(p) for p in model.get_submodule(classifier).parameters()}
+    return [p for p in model.parameters() if id(p) not in head]
+
+
+def _stats_for(started_from: dict[str, Any], channels: int) -> tuple[list[float], list[float]]:
+    """The mean and std weights were trained with, for ``channels``-channel images (averaged for grey
+    images fed to colour weights, whose first convolution was summed over the colours)."""
+    mean, std = list(started_from["mean"]), list(started_from["std"])
+    if len(mean) != channels:
+        mean, std = [sum(mean) / len(mean)] * channels, [sum(std) / len(std)] * channels
+    return mean, std
 
 
 def _save_weights_of_run(model: torch.nn.Module, weights: Path, run_dir: Path, replace: bool, **info: Any) -> None:
