@@ -78,8 +78,8 @@ def test_tags_resolve_as_timm_users_expect():
     assert find_weights("se-resnet50", "a1_in1k").name == "se-resnet50.a1_in1k"
     with pytest.raises(UserError, match=r"no weights 'nope' for 'resnet50'; it has .*resnet50\.tv2_in1k"):
         find_weights("resnet50", "nope")
-    with pytest.raises(UserError, match="are for 'vgg16', not 'resnet50'"):
-        find_weights("resnet50", "vgg16.tv_in1k")
+    # any weights by their full name: timm's resnet50 and zoo's share a state dict (the fit decides)
+    assert find_weights("resnet50", "timm/resnet50.a1_in1k").arch == "timm/resnet50"
     with pytest.raises(UserError, match="no pretrained weights for 'resnet20'"):
         find_weights("resnet20")
 
@@ -197,6 +197,8 @@ def test_weights_of_another_network_are_refused_in_one_line(caches, test_registr
     torch_hub_file(caches, "vgg11", torchvision.models.resnet18().state_dict())
     with pytest.raises(UserError, match="weights vgg11.test do not fit this model: it has no"):
         zoo.create_model("vgg11", registry=test_registry, pretrained=True)
+    with pytest.raises(UserError, match="weights resnet18.test do not fit this model: it has no"):
+        zoo.create_model("vgg11", registry=test_registry, pretrained="resnet18.test")
 
 
 def test_built_in_weights_conform(caches):
@@ -242,11 +244,30 @@ def test_fine_tuning_options_are_checked_before_anything_runs(tmp_path):
 def test_fine_tuning_from_earlier_weights_beats_training_from_scratch(tmp_path, real_fashion_mnist):
     """ImageNet-shape resnet18 on real Fashion-MNIST: one epoch from weights trained here on other
     images reaches a higher accuracy than one epoch from scratch."""
-    common = dict(model="resnet18", data="datasets:fashion-mnist", augs=[],
-                  epochs=1, batch_size=64, train_limit=1000, test_limit=500, opt="optim:adam", lr=1e-3)
-    zoo.train(zoo.RunConfig(**common, seed=1), run_dir=tmp_path / "pre", weights=tmp_path / "pre.safetensors")
-    scratch = zoo.train(zoo.RunConfig(**common, seed=2), run_dir=tmp_path / "scratch",
+    common = dict(model="resnet18", model_options={"shape": "imagenet"}, data="datasets:fashion-mnist", augs=[],
+                  epochs=1, batch_size=50, test_limit=1000, opt="optim:adam", lr=2e-3, warmup=0)
+    zoo.train(zoo.RunConfig(**common, train_limit=4000, seed=1), run_dir=tmp_path / "pre",
+              weights=tmp_path / "pre.safetensors")
+    scratch = zoo.train(zoo.RunConfig(**common, train_limit=500, seed=2), run_dir=tmp_path / "scratch",
                         weights=tmp_path / "scratch.safetensors")
-    tuned = zoo.train(zoo.RunConfig(**common, seed=2, init=str(tmp_path / "pre.safetensors")),
+    tuned = zoo.train(zoo.RunConfig(**common, train_limit=500, seed=2, init=str(tmp_path / "pre.safetensors")),
                       run_dir=tmp_path / "tuned", weights=tmp_path / "tuned.safetensors")
-    assert tuned["test_accuracy"] > scratch["test_accuracy"] + 0.03, (tuned, scratch)
+    assert tuned["test_accuracy"] > scratch["test_accuracy"] + 0.1, (tuned, scratch)
+
+
+def test_imagenet_weights_keep_their_imagenet_stem_on_small_images(caches):
+    """zoo's resnet18 takes a CIFAR stem below 64 px; from ImageNet weights it is built as they were
+    trained (224 px), and still runs on CIFAR's 32 px images."""
+    state = timm_state("resnet18")
+    hub_cache(caches / "hub", "timm/resnet18.a1_in1k", state)
+    cifar = caches / "data"
+    from conftest import write_cifar10
+
+    write_cifar10(cifar)
+    summary = zoo.train(zoo.RunConfig(model="resnet18", pretrained="timm/resnet18.a1_in1k", data_dir=str(cifar),
+                                      epochs=1, batch_size=20, augs=[]), run_dir=caches / "run",
+                        weights=caches / "w.safetensors")
+    assert summary["test_accuracy"] >= 0
+    meta = zoo.weights.read_metadata(caches / "w.safetensors")
+    assert meta["options"]["input_size"] == 224 and meta["input_size"] == 32
+    assert zoo.load_model(caches / "w.safetensors").conv1.kernel_size == (7, 7)

@@ -36,7 +36,8 @@ def weights_for(model: str, registry: Registry | None = None) -> list[Weights]:
 
 def find_weights(model: str, choice: bool | str = True, registry: Registry | None = None) -> Weights:
     """The weights ``choice`` names for ``model``: True for the default (the model's own, else its
-    architecture's under the wrappers), a tag (``tv2_in1k``) or a full name (``resnet50.tv2_in1k``)."""
+    architecture's under the wrappers), a tag (``tv2_in1k``) or any weights' full name
+    (``resnet50.tv2_in1k``, ``timm/resnet50.a1_in1k``)."""
     registry = registry or default_registry()
     wrappers, arch = registry.resolve_model(model)
     candidates = [model] + ([arch.name] if wrappers else [])
@@ -48,14 +49,13 @@ def find_weights(model: str, choice: bool | str = True, registry: Registry | Non
         raise UserError(f"no pretrained weights for {model!r}; see `zoo list --kind weights`")
     if not isinstance(choice, str):
         raise UserError(f"pretrained must be true or a weights tag, got {choice!r}")
-    names = [choice] if "." in choice and choice.split(".")[0] in candidates else [f"{n}.{choice}" for n in candidates]
-    for name in names:
-        spec = registry.find("weights", name)
+    full = registry.find("weights", choice) if "." in choice else None
+    if full is not None:  # any weights by their full name: whether they fit the model is checked as they load
+        return full  # type: ignore[return-value]
+    for name in candidates:
+        spec = registry.find("weights", f"{name}.{choice}")
         if spec is not None:
             return spec  # type: ignore[return-value]
-    if "." in choice and registry.find("weights", choice) is not None:
-        other = registry.get("weights", choice).arch  # type: ignore[attr-defined]
-        raise UserError(f"weights {choice!r} are for {other!r}, not {model!r}")
     tags = [w.name for name in candidates for w in weights_for(name, registry)]
     raise UserError(f"no weights {choice!r} for {model!r}" + (f"; it has {', '.join(tags)}" if tags else
                                                               "; see `zoo list --kind weights`"))
@@ -205,6 +205,17 @@ def read_state_dict(path: Path, name: str) -> dict[str, torch.Tensor]:
 
 
 # ----------------------------------------------------------------------------- starting a model from weights
+def trained_size(model_name: str, pretrained: bool | str, registry: Registry | None = None) -> int | None:
+    """The input size the weights ``pretrained`` names were trained at: a model is built for it (an
+    ImageNet ResNet keeps its ImageNet stem on CIFAR's 32 px images), and adapts to the data's size."""
+    if isinstance(pretrained, str) and pretrained.endswith(".safetensors"):
+        from .weights import read_metadata
+
+        return read_metadata(Path(pretrained)).get("input_size")
+    return describe(find_weights(model_name, pretrained, registry)).get("input_size")
+
+
+
 def start_from(model: nn.Module, model_name: str, pretrained: bool | str, registry: Registry | None = None,
                build_base=None) -> dict[str, Any]:
     """Load into ``model`` (built as ``model_name``) the weights ``pretrained`` names: True or a tag

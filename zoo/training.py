@@ -21,6 +21,7 @@ from .distributed import World
 from .errors import UserError
 from .evaluation import evaluate, portable_options
 from .models import create_model
+from .pretrained import trained_size
 from .provenance import provenance
 from .registry import Registry, default_registry
 from .reporting import Reporter, SilentReporter
@@ -139,10 +140,10 @@ class _Loop:
         self.mine = slice(world.rank * local_batch, (world.rank + 1) * local_batch)  # this rank's part of a batch
         torch.manual_seed(config.seed)  # the same on every rank: one permutation, split between them
         self.data = data = run.load_data().to(trainer.device)
-        model = create_model(config.model, registry=run.registry, num_classes=data.num_classes,
-                             in_chans=data.channels, input_size=data.input_size, pretrained=config.init or (
-                                 True if config.pretrained == "default" else config.pretrained),
-                             **config.model_options)
+        pretrained = config.init or (True if config.pretrained == "default" else config.pretrained)
+        size = trained_size(config.model, pretrained, run.registry) if pretrained else None
+        model = create_model(config.model, registry=run.registry, num_classes=data.num_classes, in_chans=data.channels,
+                             input_size=size or data.input_size, pretrained=pretrained, **config.model_options)
         self.zoo_config, self.started_from = model.zoo_config, getattr(model, "zoo_pretrained", None)
         self.frozen = False  # in the first freeze_epochs the classifier alone trains
         self.body = _body_of(model, self.started_from["classifier"]) if config.freeze_epochs else []
