@@ -1,0 +1,152 @@
+"""Datasets larger than memory: image files decoded batch by batch in DataLoader worker processes,
+then augmented on the device by zoo's batched augmentations, as the in-memory path is.
+
+Every random choice a worker makes (the training crop) is drawn from the run's seed, the epoch and
+the image's index, so a resumed run decodes exactly what the uninterrupted one would have.
+"""
+from __future__ import annotations
+
+import math
+import os
+import random
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from .data import balanced_choice
+from .errors import UserError
+
+CROP_SCALE, CROP_RATIO = (0.08, 1.0), (3 / 4, 4 / 3)  # RandomResizedCrop's, the ImageNet training crop
+
+
+@dataclass
+class ImageFiles:
+    """A dataset as image files and int64 labels: decoded when a batch is drawn. Training images get
+    a random resized crop; test images are resized so that a centre crop of ``crop_pct`` of their
+    shorter side becomes ``image_size`` (timm's and torchvision's evaluation)."""
+
+    name: str
+    train_files: Sequence[str]
+    train_labels: torch.Tensor
+    test_files: Sequence[str]
+    test_labels: torch.Tensor
+    classes: Sequence[str]
+    mean: Sequence[float]
+    std: Sequence[float]
+    image_size: int
+    channels: int = 3
+    crop_pct: float = 0.875
+    workers: int = 0  # 0: one per core, at most 8
+    padded_from = None
+    streams = True
+
+    def __post_init__(self) -> None:
+        for split in ("train", "test"):
+            files, labels = getattr(self, f"{split}_files"), getattr(self, f"{split}_labels")
+            if len(files) != len(labels) or not len(files):
+                raise UserError(f"{self.name}: {len(files)} {split} files but {len(labels)} labels")
+
+    @property
+    def input_size(self) -> int:
+        return self.image_size
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def to(self, device) -> "ImageFiles":
+        return self  # files stay where they are; batches go to the device as they are drawn
+
+    def subset(self, train: int | None = None, test: int | None = None, seed: int = 0) -> "ImageFiles":
+        def pick(files, labels, count):
+            index = balanced_choice(labels, count, seed)
+            chosen = range(len(files))[index] if isinstance(index, slice) else index.tolist()
+            return [files[i] for i in chosen], labels[index]
+
+        (train_files, train_labels), (test_files, test_labels) = (
+            pick(self.train_files, self.train_labels, train), pick(self.test_files, self.test_labels, test))
+        return replace(self, train_files=train_files, train_labels=train_labels, test_files=test_files,
+                       test_labels=test_labels)
+
+    def train_batches(self, batches: list[list[int]], seed: int, epoch: int, device) -> Iterator:
+        """The uint8 images and labels of ``batches`` (lists of training indices), on ``device``."""
+        return self._load(_Decoder(self.train_files, self.train_labels, self.image_size, self.channels,
+                                   self.crop_pct, (seed, epoch)), batches, device)
+
+    def test_batches(self, indices: range, batch_size: int, device) -> Iterator:
+        batches = [list(indices[i:i + batch_size]) for i in range(0, len(indices), batch_size)]
+        return self._load(_Decoder(self.test_files, self.test_labels, self.image_size, self.channels,
+                                   self.crop_pct, None), batches, device)
+
+    def _load(self, decoder: "_Decoder", batches: list[list[int]], device) -> Iterator:
+        device = torch.device(device)
+        workers = self.workers or min(8, os.cpu_count() or 1)
+        loader = torch.utils.data.DataLoader(
+            decoder, batch_sampler=batches, num_workers=min(workers, len(batches)), pin_memory=device.type == "cuda",
+            prefetch_factor=4 if workers else None, persistent_workers=False)
+        for images, labels in loader:
+            if labels.min() < 0:  # a worker could not read an image: name it, in one line
+                bad = decoder.files[-int(labels.min()) - 1]
+                raise UserError(f"{bad} is not a readable image; remove it or replace it")
+            yield images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+
+
+class _Decoder(torch.utils.data.Dataset):
+    """Decodes image ``index`` in a worker: a random resized crop for training (``draw`` seeds it),
+    the evaluation's centre crop otherwise; uint8 (C, H, W)."""
+
+    def __init__(self, files: Sequence[str], labels: torch.Tensor, size: int, channels: int, crop_pct: float,
+                 draw: tuple[int, int] | None):
+        self.files, self.labels, self.size, self.channels = files, labels, size, channels
+        self.crop_pct, self.draw = crop_pct, draw
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        from PIL import Image, UnidentifiedImageError
+
+        from .data import open_image
+
+        try:
+            with open_image(Path(self.files[index])) as img:
+                if self.draw is None:  # JPEG decodes at a reduced scale when the crop is smaller anyway
+                    img.draft("RGB" if self.channels == 3 else "L", (self.size, self.size))
+                img = img.convert("RGB" if self.channels == 3 else "L")
+                box = (random_resized_crop(img.size, random.Random(hash((*self.draw, index))))
+                       if self.draw is not None else centre_crop(img.size, self.crop_pct))
+                img = img.resize((self.size, self.size), Image.Resampling.BILINEAR, box=box)
+                array = np.asarray(img, dtype=np.uint8).reshape(self.size, self.size, self.channels)
+        except (UnidentifiedImageError, OSError, UserError, ValueError):
+            return torch.zeros(self.channels, self.size, self.size, dtype=torch.uint8), -1 - index
+        return torch.from_numpy(array.copy()).permute(2, 0, 1), int(self.labels[index])
+
+
+def random_resized_crop(size: tuple[int, int], rng: random.Random) -> tuple[float, float, float, float]:
+    """torchvision's RandomResizedCrop box: area 8-100 % of the image, aspect ratio 3/4-4/3, ten
+    tries, then the centre crop of the nearest allowed ratio."""
+    width, height = size
+    area = width * height
+    for _ in range(10):
+        target = area * rng.uniform(*CROP_SCALE)
+        ratio = math.exp(rng.uniform(math.log(CROP_RATIO[0]), math.log(CROP_RATIO[1])))
+        w, h = round(math.sqrt(target * ratio)), round(math.sqrt(target / ratio))
+        if 0 < w <= width and 0 < h <= height:
+            left, top = rng.randint(0, width - w), rng.randint(0, height - h)
+            return left, top, left + w, top + h
+    ratio = width / height
+    w, h = ((width, round(width / CROP_RATIO[0])) if ratio < CROP_RATIO[0] else
+            (round(height * CROP_RATIO[1]), height) if ratio > CROP_RATIO[1] else (width, height))
+    left, top = (width - w) // 2, (height - h) // 2
+    return left, top, left + w, top + h
+
+
+def centre_crop(size: tuple[int, int], crop_pct: float) -> tuple[float, float, float, float]:
+    """The centre square of side ``crop_pct`` of the shorter side: resize-then-centre-crop in one step."""
+    width, height = size
+    side = min(width, height) * crop_pct
+    left, top = (width - side) / 2, (height - side) / 2
+    return left, top, left + side, top + side
