@@ -34,7 +34,7 @@ def make_folder(root: Path, files: int, classes: int = 4, seed: int = 0) -> Path
 
     rng = np.random.default_rng(seed)
     for i in range(files):
-        split = "val" if i % 10 == 0 else "train"
+        split = "val" if (i // classes) % 10 == 0 else "train"
         folder = root / split / f"class{i % classes}"
         folder.mkdir(parents=True, exist_ok=True)
         small = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)

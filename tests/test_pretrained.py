@@ -271,3 +271,23 @@ def test_imagenet_weights_keep_their_imagenet_stem_on_small_images(caches):
     meta = zoo.weights.read_metadata(caches / "w.safetensors")
     assert meta["options"]["input_size"] == 224 and meta["input_size"] == 32
     assert zoo.load_model(caches / "w.safetensors").conv1.kernel_size == (7, 7)
+
+
+def declares_pretrained(num_classes: int = 10, in_chans: int = 3, input_size: int = 32, pretrained: bool = False):
+    return zoo.testing.plain_convnet(num_classes, in_chans, input_size)
+
+
+class DeclaresPretrainedPlugin:
+    @staticmethod
+    @hookimpl
+    def architectures():
+        return [zoo.Architecture("naive", declares_pretrained, "declares pretrained, marks nothing unsafe")]
+
+
+def test_a_weights_file_never_sets_pretrained_whatever_a_factory_declares(tmp_path):
+    registry = fresh_registry({"naive": DeclaresPretrainedPlugin()})
+    model = zoo.create_model("naive", registry=registry)
+    model.zoo_config["options"]["pretrained"] = True
+    zoo.save_weights(model, tmp_path / "w.safetensors")
+    with pytest.raises(UserError, match="sets option 'pretrained' .* which a file may not set"):
+        zoo.load_model(tmp_path / "w.safetensors", registry=registry)

@@ -36,6 +36,7 @@ _LAZY = {
     "Normalize": "zoo.augmenter",
     "add_attention": "zoo.attention",
     "ImageData": "zoo.data",
+    "ImageFiles": "zoo.streaming",
     "channel_stats": "zoo.data",
     "data_root": "zoo.data",
     "download": "zoo.data",

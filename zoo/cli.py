@@ -264,6 +264,8 @@ def _describe_weights(path: str, as_json: bool) -> None:
 @click.option("--print-config", is_flag=True, help="Print the full resolved config, loadable with --config, and stop.")
 @click.option("--data", help="Dataset (zoo list --kind data; default cifar10).")
 @data_dir_option
+@click.option("--data-set", multiple=True, metavar="KEY=VALUE", help="A dataset option (image_size=224, "
+              "stream=true, workers=4; a wrong key lists the dataset's options).")
 @click.option("--aug", "augs", multiple=True, metavar="NAME[=VALUE]",
               help="Augmentation, in order; repeatable (default: crop=4 then hflip; 'none' for none).")
 @click.option("--opt", metavar="NAME[=VALUE]", help="Optimizer (default sgd-nesterov).")
@@ -415,7 +417,8 @@ def _config_changes(base, given: dict[str, Any]) -> dict[str, Any]:
     for flag, field_name in fields_of_flags.items():
         if flag in given:
             changes[field_name] = given[flag]
-    for flag, field_name in (("opt_set", "opt_options"), ("sched_set", "sched_options"), ("sets", "model_options")):
+    for flag, field_name in (("opt_set", "opt_options"), ("sched_set", "sched_options"), ("sets", "model_options"),
+                             ("data_set", "data_options")):
         if flag in given:
             changes[field_name] = parse_sets(given[flag])
     if "augs" in given:

@@ -26,6 +26,7 @@ class RunConfig:
     model: str = "resnet18"
     # Defaults name their provider: a plugin that also offers an `hflip` breaks only the bare name.
     data: str = "datasets:cifar10"
+    data_options: dict[str, Any] = field(default_factory=dict)  # the dataset's own (image_size, stream, ...)
     augs: list[str] = field(default_factory=lambda: ["augment:crop=4", "augment:hflip"])
     opt: str = "optim:sgd-nesterov"
     opt_options: dict[str, Any] = field(default_factory=dict)
@@ -181,8 +182,10 @@ class Run:
         check_model(config.model, registry, **config.model_options)
         opt_spec, opt_options = parse_choice(registry, "opt", config.opt)
         sched_spec, sched_options = parse_choice(registry, "sched", config.sched)
+        data_spec = registry.get("data", config.data)
+        check_options(data_spec, data_spec.load(), config.data_options)
         run = cls(
-            config, registry, registry.get("data", config.data),
+            config, registry, data_spec,
             [parse_choice(registry, "aug", text) for text in config.augs],
             (opt_spec, {**opt_options, **config.opt_options}),
             (sched_spec, {**sched_options, **config.sched_options}),
@@ -210,10 +213,10 @@ class Run:
 
     def load_data(self) -> ImageData:
         root = data_root(self.config.data_dir)
-        data = call_factory(self.data_spec, root=root, download=self.config.download)
+        data = call_factory(self.data_spec, root=root, download=self.config.download, **self.config.data_options)
         if self.config.train_limit or self.config.test_limit:
             data = data.subset(self.config.train_limit, self.config.test_limit, self.config.seed)
-        if self.config.batch_size > len(data.train_images):
-            raise UserError(f"batch size {self.config.batch_size} is larger than the {len(data.train_images)} "
+        if self.config.batch_size > len(data.train_labels):
+            raise UserError(f"batch size {self.config.batch_size} is larger than the {len(data.train_labels)} "
                             f"training images of {data.name}")
         return data

@@ -10,7 +10,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
+from typing import BinaryIO, Sequence
 
 import torch
 
@@ -36,20 +36,22 @@ def data_root(data_dir: str | os.PathLike | None = None) -> Path:
 MAX_IMAGE_PIXELS = 64_000_000  # larger images are refused as decompression bombs, not decoded
 
 
-def open_image(path: Path):
-    """A PIL image from a regular file (a FIFO would block forever), refusing decompression bombs."""
+def open_image(path: Path | BinaryIO, name: str = ""):
+    """A PIL image from a regular file (a FIFO would block forever) or an open binary file (a member of
+    a tar shard, ``name`` naming it), refusing decompression bombs."""
     import warnings
 
     from PIL import Image
 
-    regular_file(path, "image")
+    if isinstance(path, (str, os.PathLike)):
+        regular_file(Path(path), "image")
     Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             return Image.open(path)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise UserError(f"{path} is too large an image ({exc})") from None
+            raise UserError(f"{name or path} is too large an image ({exc})") from None
 
 
 @dataclass

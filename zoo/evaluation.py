@@ -19,29 +19,41 @@ from .trainer import BaseTrainer, full_precision, prepare_model
 from .weights import load_model, require_fields
 
 
-def evaluate(model: torch.nn.Module, trainer: BaseTrainer, normalize: Normalize, images: torch.Tensor,
-             labels: torch.Tensor, batch_size: int, num_classes: int, world: World = World()) -> dict[str, Any]:
-    """Loss, accuracy and per-class accuracy over all ``images``, in inference mode. In a distributed
-    run each rank evaluates its own share and the sums are added up, so every image counts once."""
-    share = slice(world.rank * len(images) // world.size, (world.rank + 1) * len(images) // world.size)
-    images, labels = images[share], labels[share]
+def evaluate(model: torch.nn.Module, trainer: BaseTrainer, normalize: Normalize, data, batch_size: int,
+             world: World = World()) -> dict[str, Any]:
+    """Loss, accuracy and per-class accuracy over the test set of ``data`` (in memory on the trainer's
+    device, or streamed from files), in inference mode. In a distributed run each rank evaluates its
+    own share and the sums are added up, so every image counts once."""
+    count = len(data.test_labels)
+    share = range(world.rank * count // world.size, (world.rank + 1) * count // world.size)
+    device = trainer.device
     was_training = model.training
     model.eval()
-    loss_sum = torch.zeros(1, device=images.device)
-    correct = torch.zeros(num_classes, device=images.device)
+    loss_sum = torch.zeros(1, device=device)
+    correct = torch.zeros(data.num_classes, device=device)
+    counts = torch.zeros(data.num_classes, device=device)
     with torch.inference_mode(), trainer.autocast():
-        for start in range(0, len(images), batch_size):
-            x = trainer.prepare_input(normalize(images[start:start + batch_size]))
-            y = labels[start:start + batch_size]
-            logits = full_precision(model(x))
+        for images, y in test_batches(data, share, batch_size, device):
+            logits = full_precision(model(trainer.prepare_input(normalize(images))))
             loss_sum += F.cross_entropy(logits, y, reduction="sum")
             correct.index_add_(0, y, (logits.argmax(1) == y).float())
+            counts += torch.bincount(y, minlength=data.num_classes)
     model.train(was_training)
-    counts = torch.bincount(labels, minlength=num_classes).float()
     distributed.all_sum(loss_sum, correct, counts)
     total = counts.sum().item()
     return {"loss": loss_sum.item() / total, "accuracy": correct.sum().item() / total,
             "per_class_accuracy": (correct / counts.clamp(min=1)).tolist()}
+
+
+def test_batches(data, share: range, batch_size: int, device):
+    """Batches of uint8 test images and labels on ``device``: slices of the tensors of in-memory data,
+    decoded by workers for streamed data."""
+    if getattr(data, "streams", False):
+        yield from data.test_batches(share, batch_size, device)
+        return
+    images, labels = data.test_images[share.start:share.stop], data.test_labels[share.start:share.stop]
+    for start in range(0, len(images), batch_size):
+        yield images[start:start + batch_size], labels[start:start + batch_size]
 
 
 def portable_options(trainer_options: dict[str, Any]) -> dict[str, Any]:
@@ -81,7 +93,11 @@ def evaluate_weights(weights: str | Path, data: str | None = None, data_dir: str
     require_fields(meta, weights, "num_classes", "in_chans", "mean", "std", *(() if data else ("dataset",)))
     runner = evaluation_trainer(registry, meta.get("trainer", {}), trainer, device)
     name = data or meta["dataset"]
-    dataset = registry.get("data", name).load()(root=data_root(data_dir), download=True)
+    spec = registry.get("data", name)
+    # the data as the run had it (its image size, its crop), when it is the data the weights were trained on
+    options = meta.get("data_options", {}) if spec.name == meta.get("dataset", spec.name) else {}
+    check_file_options(spec, spec.load(), options, source=f"{weights}")
+    dataset = call_factory(spec, root=data_root(data_dir), download=True, **options)
     if meta.get("input_size") is not None and dataset.input_size != meta["input_size"]:
         raise UserError(f"{weights} was trained on {meta['input_size']}x{meta['input_size']} images; {name} has "
                         f"{dataset.input_size}x{dataset.input_size}, and zoo eval does not resize (the accuracy "
@@ -90,10 +106,8 @@ def evaluate_weights(weights: str | Path, data: str | None = None, data_dir: str
         raise UserError(f"{weights} was trained for {meta.get('num_classes')} classes of {meta.get('in_chans')}-"
                         f"channel images; {name} has {dataset.num_classes} classes of {dataset.channels}-channel "
                         "images")
-    model = prepare_model(runner, model, tuple(dataset.test_images.shape[1:]))
-    on_device = dataset.to(runner.device)
-    result = evaluate(model, runner, Normalize(meta["mean"], meta["std"]), on_device.test_images,
-                      on_device.test_labels, batch_size, dataset.num_classes)
-    return {"weights": str(weights), "model": meta["model"], "data": name, "test_images": len(dataset.test_images),
+    model = prepare_model(runner, model, (dataset.channels, dataset.input_size, dataset.input_size))
+    result = evaluate(model, runner, Normalize(meta["mean"], meta["std"]), dataset.to(runner.device), batch_size)
+    return {"weights": str(weights), "model": meta["model"], "data": name, "test_images": len(dataset.test_labels),
             "precision": runner.precision, "accuracy": result["accuracy"], "loss": result["loss"],
             "per_class_accuracy": dict(zip(dataset.classes, result["per_class_accuracy"]))}

@@ -67,7 +67,8 @@ def check_file_options(spec: Spec, factory: Callable[..., Any], options: Any, sk
     declared = {p.name: p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
     for name, value in options.items():
         bound = name in spec.options and name not in STANDARD_OPTIONS  # decided by the model's name
-        if bound or name in spec.unsafe_options or name.startswith("attn_") or (
+        # `pretrained` is create_model's own (it fetches weights), whatever a factory declares
+        if bound or name in spec.unsafe_options or name == "pretrained" or name.startswith("attn_") or (
                 name not in declared and name not in spec.safe_kwargs):
             raise UserError(f"{source} sets option {name!r} of {spec.word} {spec.name!r}, which a file may not set "
                             "(only options the plugin declares safe); refused")

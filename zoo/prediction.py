@@ -23,8 +23,8 @@ def predict(weights: str | Path, images: Sequence[str | Path], top_k: int = 3,
     meta = model.zoo_meta
     require_fields(meta, weights, "input_size", "in_chans", "classes", "mean", "std")
     classes = meta["classes"]
-    batch = np.stack([_as_trained(Path(path), meta["input_size"], meta["in_chans"], meta.get("padded_from"))
-                      for path in images])
+    batch = np.stack([_as_trained(Path(path), meta["input_size"], meta["in_chans"], meta.get("padded_from"),
+                                  meta.get("crop_pct")) for path in images])
     x = Normalize(meta["mean"], meta["std"])(torch.from_numpy(batch).permute(0, 3, 1, 2))
     with torch.inference_mode():
         top = model(x).softmax(1).topk(min(top_k, len(classes)), dim=1)
@@ -33,16 +33,21 @@ def predict(weights: str | Path, images: Sequence[str | Path], top_k: int = 3,
             for path, values, indices in zip(images, top.values, top.indices)]
 
 
-def _as_trained(path: Path, size: int, channels: int, padded_from: int | None) -> np.ndarray:
-    """An image as training saw its dataset's: resized to the side the model saw, or to the original
-    side then zero-padded when the dataset was padded (Fashion-MNIST's 28 in 32)."""
+def _as_trained(path: Path, size: int, channels: int, padded_from: int | None, crop_pct: float | None) -> np.ndarray:
+    """An image as evaluation saw its dataset's: resized to the side the model saw, or to the original
+    side then zero-padded when the dataset was padded (Fashion-MNIST's 28 in 32), or its centre crop
+    of ``crop_pct`` resized when the data was streamed from files."""
     from PIL import Image, UnidentifiedImageError
+
+    from .streaming import centre_crop
 
     side = padded_from or size
     margin = (size - side) // 2
     try:
         with open_image(path) as img:
-            img = img.convert("L" if channels == 1 else "RGB").resize((side, side), Image.Resampling.BILINEAR)
+            img = img.convert("L" if channels == 1 else "RGB")
+            img = img.resize((side, side), Image.Resampling.BILINEAR,
+                             box=centre_crop(img.size, crop_pct) if crop_pct else None)
             array = np.asarray(img, dtype=np.uint8).reshape(side, side, channels)
     except (UnidentifiedImageError, OSError) as exc:
         raise UserError(f"{path} is not an image zoo can read ({type(exc).__name__})") from exc

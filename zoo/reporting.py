@@ -53,7 +53,8 @@ class RichReporter(SilentReporter):
             self.console.print(soft_wrap=True, *[
                 f"starting from {started_from['weights']}" + "".join(f"; {note}" for note in started_from["notes"])
                 + (f"; they were trained at {started_from['input_size']} px" if started_from.get("input_size") else "")
-                + (f"; the first {config.freeze_epochs} epochs train {started_from['classifier']} alone"
+                + (f"; {started_from['classifier']} trains alone for {config.freeze_epochs} epoch"
+                   f"{'s' if config.freeze_epochs > 1 else ''}"
                    if config.freeze_epochs else "")])
 
     def epoch_start(self, epoch: int, steps: int) -> None:

@@ -24,7 +24,8 @@ CROP_SCALE, CROP_RATIO = (0.08, 1.0), (3 / 4, 4 / 3)  # RandomResizedCrop's, the
 
 @dataclass
 class ImageFiles:
-    """A dataset as image files and int64 labels: decoded when a batch is drawn. Training images get
+    """A dataset as image files and int64 labels: decoded when a batch is drawn. A file is a path, or a
+    member of a tar shard as ``(shard, offset, size, member name)``. Training images get
     a random resized crop; test images are resized so that a centre crop of ``crop_pct`` of their
     shorter side becomes ``image_size`` (timm's and torchvision's evaluation)."""
 
@@ -34,10 +35,10 @@ class ImageFiles:
     test_files: Sequence[str]
     test_labels: torch.Tensor
     classes: Sequence[str]
-    mean: Sequence[float]
-    std: Sequence[float]
-    image_size: int
-    channels: int = 3
+    mean: Sequence[float] = ()  # empty: estimated from a seeded sample of the training images
+    std: Sequence[float] = ()
+    image_size: int = 224
+    channels: int = 0  # 0: 1 if the first images are all grey, else 3
     crop_pct: float = 0.875
     workers: int = 0  # 0: one per core, at most 8
     padded_from = None
@@ -48,6 +49,23 @@ class ImageFiles:
             files, labels = getattr(self, f"{split}_files"), getattr(self, f"{split}_labels")
             if len(files) != len(labels) or not len(files):
                 raise UserError(f"{self.name}: {len(files)} {split} files but {len(labels)} labels")
+        if not self.channels:
+            self.channels = 1 if all(_mode(f) in ("1", "L", "I;16") for f in self.train_files[:16]) else 3
+        if not self.mean:
+            self.mean, self.std = self._sample_stats()
+
+    def _sample_stats(self, count: int = 256) -> tuple[list[float], list[float]]:
+        from .data import channel_stats
+
+        chosen = torch.randperm(len(self.train_files), generator=torch.Generator().manual_seed(0))[:count]
+        decoder = _Decoder(self.train_files, self.train_labels, self.image_size, self.channels, self.crop_pct, None)
+        images = []
+        for i in chosen.tolist():
+            image, label = decoder[i]
+            if label < 0:
+                raise UserError(f"{name_of(self.train_files[i])} is not a readable image; remove it or replace it")
+            images.append(image)
+        return channel_stats(torch.stack(images))
 
     @property
     def input_size(self) -> int:
@@ -90,7 +108,7 @@ class ImageFiles:
         for images, labels in loader:
             if labels.min() < 0:  # a worker could not read an image: name it, in one line
                 bad = decoder.files[-int(labels.min()) - 1]
-                raise UserError(f"{bad} is not a readable image; remove it or replace it")
+                raise UserError(f"{name_of(bad)} is not a readable image; remove it or replace it")
             yield images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
 
 
@@ -111,18 +129,57 @@ class _Decoder(torch.utils.data.Dataset):
 
         from .data import open_image
 
+        mode = "RGB" if self.channels == 3 else "L"
         try:
-            with open_image(Path(self.files[index])) as img:
-                if self.draw is None:  # JPEG decodes at a reduced scale when the crop is smaller anyway
-                    img.draft("RGB" if self.channels == 3 else "L", (self.size, self.size))
-                img = img.convert("RGB" if self.channels == 3 else "L")
+            with _open(self.files[index]) as img:
                 box = (random_resized_crop(img.size, random.Random(hash((*self.draw, index))))
                        if self.draw is not None else centre_crop(img.size, self.crop_pct))
+                # A JPEG decodes at 1/2, 1/4 or 1/8 scale for a fraction of the work: when the crop stays
+                # at least as large as the output there, decode it that way (PIL's draft mode).
+                scale = min(box[2] - box[0], box[3] - box[1]) / self.size
+                if scale >= 2 and img.format == "JPEG":
+                    width, height = img.size
+                    img.draft(mode, (math.ceil(width / scale), math.ceil(height / scale)))
+                    fx, fy = img.size[0] / width, img.size[1] / height
+                    box = (box[0] * fx, box[1] * fy, box[2] * fx, box[3] * fy)
+                if img.mode != mode:
+                    img = img.convert(mode)
                 img = img.resize((self.size, self.size), Image.Resampling.BILINEAR, box=box)
                 array = np.asarray(img, dtype=np.uint8).reshape(self.size, self.size, self.channels)
         except (UnidentifiedImageError, OSError, UserError, ValueError):
             return torch.zeros(self.channels, self.size, self.size, dtype=torch.uint8), -1 - index
         return torch.from_numpy(array.copy()).permute(2, 0, 1), int(self.labels[index])
+
+
+MAX_MEMBER_BYTES = 256 << 20  # no image in a shard is larger: a crafted size is refused, not allocated
+
+
+def _open(file):
+    """A PIL image from a path, or from a tar shard's member, read at its offset (never extracted)."""
+    import io
+
+    from .data import open_image
+
+    if isinstance(file, str):
+        return open_image(Path(file))
+    shard, offset, size, member = file
+    if not 0 < size <= MAX_MEMBER_BYTES:
+        raise UserError(f"{shard}: member {member} is {size} bytes, not an image zoo reads")
+    with open(shard, "rb") as f:
+        f.seek(offset)
+        return open_image(io.BytesIO(f.read(size)), f"{shard}:{member}")
+
+
+def name_of(file) -> str:
+    return file if isinstance(file, str) else f"{file[0]}:{file[3]}"
+
+
+def _mode(file) -> str:
+    try:
+        with _open(file) as img:
+            return img.mode
+    except (OSError, UserError, ValueError):
+        return "?"  # read again, and named, when its batch is decoded
 
 
 def random_resized_crop(size: tuple[int, int], rng: random.Random) -> tuple[float, float, float, float]:

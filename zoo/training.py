@@ -149,7 +149,8 @@ class _Loop:
         self.body = _body_of(model, self.started_from["classifier"]) if config.freeze_epochs else []
         if config.sync_bn and world.distributed:
             model = distributed.convert_sync_batchnorm(model, trainer.device)
-        model = prepare_model(trainer, model, tuple(data.train_images.shape[1:]), compile=not world.distributed)
+        model = prepare_model(trainer, model, (data.channels, data.input_size, data.input_size),
+                              compile=not world.distributed)
         if world.distributed:  # compiled after DDP wraps it, which keeps DDP's overlap of communication
             model = trainer.compiled(distributed.wrap(model, trainer.device))
         self.model, self.optimizer, self.schedule = model, run.optimizer(model.parameters()), run.schedule()
@@ -165,7 +166,8 @@ class _Loop:
             self.mean, self.std = data.mean, data.std
         self.augmenter = Augmenter(run.augmentations(), any(spec.mixes_labels for spec, _ in run.augs), self.mean,
                                    self.std, data.num_classes)
-        self.steps_per_epoch = len(data.train_images) // config.batch_size
+        self.steps_per_epoch = len(data.train_labels) // config.batch_size
+        self.streams, self.waited = getattr(data, "streams", False), 0.0  # seconds waiting for streamed batches
         self.warmup_steps = config.warmup * self.steps_per_epoch
         self.position, self.history, self.test = Position(), [], None
         self.provenance = provenance(run, trainer)
@@ -181,7 +183,7 @@ class _Loop:
         if resuming and self.checkpoint.exists():
             self.position, self.history = load_checkpoint(self.checkpoint, self.model, self.optimizer, self.trainer,
                                                           self.config, self.steps_per_epoch,
-                                                          len(self.data.train_images))
+                                                          len(self.data.train_labels))
         elif self.world.main:  # a new run, or one resumed before its first checkpoint: from an empty folder
             run_dir, weights = claim_run_dir(run_dir, weights, overwrite or resuming, named_by_zoo)
             self.checkpoint = run_dir / "checkpoint.safetensors"
@@ -193,7 +195,7 @@ class _Loop:
             atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in self.history))
         self.info = {"run_dir": str(run_dir), "weights": str(weights),
                      "parameters": sum(p.numel() for p in self.model.parameters()),
-                     "train_images": len(self.data.train_images), "test_images": len(self.data.test_images),
+                     "train_images": len(self.data.train_labels), "test_images": len(self.data.test_labels),
                      "processes": self.world.size, "steps_per_epoch": self.steps_per_epoch,
                      "batch_size": self.config.batch_size, **self.trainer.describe(),
                      **({"started_from": self.started_from} if self.started_from else {})}
@@ -205,10 +207,15 @@ class _Loop:
         self.model.train()
         self.frozen = epoch < self.config.freeze_epochs
         if self.position.order is None:  # a new epoch, not one resumed half-way
-            self.position = Position(epoch, 0, torch.randperm(len(self.data.train_images), device=device),
+            self.position = Position(epoch, 0, torch.randperm(len(self.data.train_labels), device=device),
                                      *(torch.zeros((), device=device) for _ in range(3)))
         started = time.perf_counter() - self.position.seconds
         self.lr = self.config.lr
+        if self.streams:  # this rank's part of each remaining batch, decoded by workers as the steps go
+            order, size = self.position.order.tolist(), self.config.batch_size
+            self.stream = self.data.train_batches(
+                [order[i * size:(i + 1) * size][self.mine] for i in range(self.position.step, steps)],
+                self.config.seed, epoch, device)
         for i in range(self.position.step, steps):
             self.step(epoch, i)
             logging_step = (i + 1) % self.log_every == 0 or i + 1 == steps
@@ -231,13 +238,17 @@ class _Loop:
         self.lr = config.lr * self.schedule(step / self.steps_per_epoch) * ramp
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr
-        batch = position.order[i * config.batch_size:(i + 1) * config.batch_size]
-        images, labels = self.data.train_images, self.data.train_labels
-        if self.augmenter.augs:  # drawn for the whole batch, as one process would, then this rank's part
-            x, y = self.augmenter(images[batch], labels[batch])
+        if self.streams:
+            waiting = time.perf_counter()
+            x, y = self.augmenter(*next(self.stream))
+            self.waited += time.perf_counter() - waiting
+        elif self.augmenter.augs:  # drawn for the whole batch, as one process would, then this rank's part
+            batch = position.order[i * config.batch_size:(i + 1) * config.batch_size]
+            x, y = self.augmenter(self.data.train_images[batch], self.data.train_labels[batch])
             x, y = x[self.mine], y[self.mine]
         else:
-            x, y = self.augmenter(images[batch[self.mine]], labels[batch[self.mine]])
+            batch = position.order[i * config.batch_size:(i + 1) * config.batch_size][self.mine]
+            x, y = self.augmenter(self.data.train_images[batch], self.data.train_labels[batch])
         with trainer.autocast():
             logits = full_precision(self.model(trainer.prepare_input(x)))
             loss = F.cross_entropy(logits, y.to(logits.dtype) if y.is_floating_point() else y,
@@ -304,9 +315,8 @@ class _Loop:
             raise TrainingInterrupted(self.run_dir, epoch + 1, steps)
 
     def evaluate(self) -> dict[str, Any]:
-        data = self.data
-        return evaluate(self.model, self.trainer, self.augmenter.normalize, data.test_images, data.test_labels,
-                        self.config.eval_batch_size, data.num_classes, self.world)
+        return evaluate(self.model, self.trainer, self.augmenter.normalize, self.data, self.config.eval_batch_size,
+                        self.world)
 
     def finish(self, replace: bool) -> dict[str, Any]:
         """The weights file and the summary."""
@@ -316,6 +326,7 @@ class _Loop:
             _save_weights_of_run(
                 unwrapped(self.model, self.zoo_config), self.weights, self.run_dir, replace,
                 classes=list(data.classes), mean=list(self.mean), std=list(self.std), dataset=data.name,
+                data_options=config.data_options, **({"crop_pct": data.crop_pct} if self.streams else {}),
                 in_chans=data.channels, input_size=data.input_size, padded_from=data.padded_from,
                 num_classes=data.num_classes, metrics=final, per_class_accuracy=test["per_class_accuracy"],
                 parameters=self.info["parameters"], processes=self.world.size, run=str(self.run_dir),
@@ -327,7 +338,9 @@ class _Loop:
                    "test_accuracy": final["test_accuracy"], "test_loss": final["test_loss"],
                    "seconds": sum(r["seconds"] for r in self.history),
                    "wall_seconds": time.perf_counter() - self.started, "weights": str(self.weights),
-                   "run_dir": str(self.run_dir), "parameters": self.info["parameters"], "processes": self.world.size}
+                   "run_dir": str(self.run_dir), "parameters": self.info["parameters"], "processes": self.world.size,
+                   **({"data_wait_share": self.waited / max(1e-9, sum(r["seconds"] for r in self.history))}
+                      if self.streams else {})}
         self.reporter.finish(summary)
         return summary
 

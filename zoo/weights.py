@@ -181,9 +181,14 @@ def check_document(document: dict[str, Any], path: Path) -> None:
         if not isinstance(values, list) or len(values) != document.get("in_chans", len(values)) or not all(
                 isinstance(v, (int, float)) and not isinstance(v, bool) and low <= v <= 1e6 for v in values):
             raise bad(field, "one number per channel" + (", each positive" if field == "std" else ""))
-    for field in ("trainer", "metrics", "plugins", "provenance"):
+    for field in ("trainer", "metrics", "plugins", "provenance", "data_options"):
         if not isinstance(document.get(field, {}), dict):
             raise bad(field, "a table")
+    crop = document.get("crop_pct", 1.0)
+    if not isinstance(crop, (int, float)) or isinstance(crop, bool) or not 0.05 <= crop <= 1:
+        raise bad("crop_pct", "a number in 0.05..1")
+    if not isinstance(document.get("pretrained", ""), str) or len(document.get("pretrained", "")) > 4096:
+        raise bad("pretrained", "the name of the weights the run started from")
     integer("parameters", 0, 10**12)
     for key, value in document.get("metrics", {}).items():
         if not isinstance(value, (int, float)) or isinstance(value, bool):

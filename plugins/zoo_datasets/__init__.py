@@ -13,5 +13,8 @@ def datasets():
         Dataset("fashion-mnist-sample", "zoo_datasets.loaders:fashion_mnist_sample", "5,000 + 1,000 real "
                 "Fashion-MNIST images shipped with zoo (no download needed)", channels=1),
         Dataset("imagefolder", "zoo_datasets.loaders:image_folder", "your images: --data-dir with train/ and test/ "
-                "(or val/), one folder per class; resized to 32x32", num_classes=0),
+                "(or val/), one folder per class; 32x32 unless --data-set image_size=N; streamed when larger than "
+                "memory", num_classes=0),
+        Dataset("webdataset", "zoo_datasets.loaders:webdataset", "WebDataset tar shards (train/*.tar, test/*.tar: "
+                "<key>.jpg + <key>.cls), streamed; --data-set image_size=224", input_size=224, num_classes=0),
     ]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import pickle
 import struct
 import tarfile
@@ -11,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from zoo import ImageData, UserError, channel_stats, download, file_md5, regular_file
+from zoo import ImageData, ImageFiles, UserError, channel_stats, download, file_md5, regular_file
 
 CIFAR = {
     "cifar10": dict(
@@ -208,50 +209,144 @@ def fashion_mnist_sample(root: Path | None = None, download: bool = False) -> Im
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
-def image_folder(root: Path, download: bool = False, image_size: int = 32) -> ImageData:
-    """``root/train/<class>/*.png`` and ``root/test/<class>/*`` (or ``val/``), resized to ``image_size``."""
+def image_folder(root: Path, download: bool = False, image_size: int = 32, stream: bool | None = None,
+                 budget_gb: float = 0.0, workers: int = 0, crop_pct: float = 0.875, val_fraction: float = 0.0):
+    """``root/train/<class>/*`` and ``root/test/<class>/*`` (or ``val/``, or ``val_fraction`` of each
+    training class held out), at ``image_size``. Decoded into memory when that fits ``budget_gb``
+    (default: a quarter of this machine's memory, shared by its processes), else streamed from the files (``stream`` forces
+    either): ``workers`` processes decode each batch, with a random resized crop for training and a
+    centre crop of ``crop_pct`` for testing."""
+    if not 8 <= image_size <= 4096 or not 0.05 <= crop_pct <= 1 or not 0 <= val_fraction < 1 or workers < 0 \
+            or budget_gb < 0:
+        raise UserError("imagefolder: image_size must be in 8..4096, crop_pct in 0.05..1, val_fraction in [0, 1), "
+                        "workers and budget_gb >= 0")
+    test_dir = next((root / d for d in ("test", "val") if (root / d).is_dir()), None)
+    if not (root / "train").is_dir() or (test_dir is None and not val_fraction):
+        raise UserError(f"imagefolder needs {root}/train/<class>/ and {root}/test/<class>/ (or val/, or "
+                        f"--data-set val_fraction=0.1); set the folder with --data-dir")
+    classes = sorted(d.name for d in (root / "train").iterdir() if d.is_dir())
+    if not classes:
+        raise UserError(f"{root / 'train'} has no class folders")
+    train = _image_files(root / "train", classes)
+    if test_dir is None:
+        held = _spread(len(train[1]), round(len(train[1]) * val_fraction))
+        test = ([train[0][i] for i in held], train[1][held])
+        kept = sorted(set(range(len(train[0]))) - set(held.tolist()))
+        train = ([train[0][i] for i in kept], train[1][kept])
+    else:
+        unknown = sorted(d.name for d in test_dir.iterdir() if d.is_dir() and d.name not in classes)
+        if unknown:  # their images would be dropped and the accuracy measured without them
+            raise UserError(f"class folder(s) {', '.join(unknown[:5])} in {test_dir} are not in {root / 'train'}")
+        test = _image_files(test_dir, classes)
+    empty = [cls for label, cls in enumerate(classes) if not (train[1] == label).any()]
+    if empty:  # a class the model could never learn, and an output it would never use
+        raise UserError(f"class folder(s) {', '.join(empty)} in {root / 'train'} hold no images; add some or remove them")
+    decoded = (len(train[0]) + len(test[0])) * 3 * image_size ** 2
+    # every process of a distributed run on this machine holds its own copy of in-memory data
+    budget = budget_gb * 2**30 or (os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 4
+                                   / int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    if stream or (stream is None and decoded > budget):
+        return ImageFiles("imagefolder", *train, *test, classes, image_size=image_size, crop_pct=crop_pct,
+                          workers=workers)
+    train_images, test_images = _decoded(train[0], image_size), _decoded(test[0], image_size)
+    if train_images.shape[1] != test_images.shape[1]:  # one split in colour, the other gray
+        train_images, test_images = (t.expand(-1, 3, -1, -1).contiguous() for t in (train_images, test_images))
+    mean, std = channel_stats(train_images)
+    return ImageData("imagefolder", train_images, train[1], test_images, test[1], classes, mean, std)
+
+
+def _spread(total: int, count: int) -> torch.Tensor:
+    """``count`` evenly spaced indices of ``total`` files listed class by class: each class gives its
+    share, the same every time."""
+    return torch.tensor(sorted({int(i * total / count) for i in range(count)}), dtype=torch.long)
+
+
+def _image_files(folder: Path, classes: list[str]) -> tuple[list[str], torch.Tensor]:
+    files, labels = [], []
+    for label, cls in enumerate(classes):
+        for file in sorted((folder / cls).iterdir()) if (folder / cls).is_dir() else []:
+            if file.suffix.lower() in IMAGE_SUFFIXES:
+                files.append(str(file))
+                labels.append(label)
+    if not files:
+        raise UserError(f"{folder} has no images in class folders {', '.join(classes)}")
+    return files, torch.tensor(labels)
+
+
+def _decoded(files: list[str], image_size: int) -> torch.Tensor:
+    """Every image resized to ``image_size``, as one uint8 (N, C, H, W) tensor; grey if all are grey."""
     from PIL import Image, UnidentifiedImageError
 
     from zoo import open_image
 
+    images = []
+    for file in files:
+        try:
+            with open_image(Path(file)) as img:
+                img = img.convert("L" if img.mode in ("1", "L", "I;16") else "RGB")
+                img = img.resize((image_size, image_size), Image.Resampling.BILINEAR)
+                images.append(np.asarray(img, dtype=np.uint8).reshape(image_size, image_size, -1))
+        except (UnidentifiedImageError, OSError) as exc:
+            raise UserError(f"{file} is not a readable image ({exc})") from exc
+    channels = max(i.shape[-1] for i in images)
+    array = np.stack([np.repeat(i, channels // i.shape[-1], axis=-1) for i in images])
+    return torch.from_numpy(array).permute(0, 3, 1, 2).contiguous()
+
+
+MAX_LABEL_BYTES = 64
+
+
+def webdataset(root: Path, download: bool = False, image_size: int = 224, workers: int = 0,
+               crop_pct: float = 0.875) -> ImageFiles:
+    """WebDataset tar shards, streamed: ``root/train/*.tar`` and ``root/test/*.tar`` (or ``val/``), each
+    sample a ``<key>.jpg`` (or .png, .webp, ...) with its class number in ``<key>.cls``; class names
+    from ``root/classes.txt`` (one per line) when it is there. Members are read where they lie in the
+    shards, never extracted."""
+    if not 8 <= image_size <= 4096 or not 0.05 <= crop_pct <= 1 or workers < 0:
+        raise UserError("webdataset: image_size must be in 8..4096, crop_pct in 0.05..1, workers >= 0")
     test_dir = next((root / d for d in ("test", "val") if (root / d).is_dir()), None)
-    if not (root / "train").is_dir() or test_dir is None:
-        raise UserError(f"imagefolder needs {root}/train/<class>/ and {root}/test/<class>/ (or val/); "
-                        f"set the folder with --data-dir")
-    classes = sorted(d.name for d in (root / "train").iterdir() if d.is_dir())
-    if not classes:
-        raise UserError(f"{root / 'train'} has no class folders")
-    modes = set()
+    shards = {split: sorted(folder.glob("*.tar")) if folder and folder.is_dir() else []
+              for split, folder in (("train", root / "train"), ("test", test_dir))}
+    if not shards["train"] or not shards["test"]:
+        raise UserError(f"webdataset needs tar shards in {root}/train/ and {root}/test/ (or val/); set the folder "
+                        "with --data-dir")
+    train, test = _shard_samples(shards["train"]), _shard_samples(shards["test"])
+    names_file, count = root / "classes.txt", int(max(train[1].max(), test[1].max())) + 1
+    classes = [str(i) for i in range(count)]
+    if names_file.exists():
+        if regular_file(names_file, "class names").stat().st_size > 10 << 20:
+            raise UserError(f"{names_file} is too large to be class names")
+        classes = [line.strip() for line in names_file.read_text(errors="replace").splitlines() if line.strip()]
+        if len(classes) < count:
+            raise UserError(f"{names_file} names {len(classes)} classes; the shards use {count}")
+    return ImageFiles("webdataset", *train, *test, classes, image_size=image_size, crop_pct=crop_pct,
+                      workers=workers)
 
-    def split(folder: Path) -> tuple[torch.Tensor, torch.Tensor]:
-        images, labels = [], []
-        for label, cls in enumerate(classes):
-            for file in sorted((folder / cls).glob("*")) if (folder / cls).is_dir() else []:
-                if file.suffix.lower() not in IMAGE_SUFFIXES:
-                    continue
-                try:
-                    with open_image(file) as img:
-                        img = img.convert("L" if img.mode in ("1", "L", "I;16") else "RGB")
-                        modes.add(img.mode)
-                        img = img.resize((image_size, image_size), Image.Resampling.BILINEAR)
-                        images.append(np.asarray(img, dtype=np.uint8).reshape(image_size, image_size, -1))
-                except (UnidentifiedImageError, OSError) as exc:
-                    raise UserError(f"{file} is not a readable image ({exc})") from exc
-                labels.append(label)
-        if not images:
-            raise UserError(f"{folder} has no images in class folders {', '.join(classes)}")
-        channels = 3 if "RGB" in modes else 1
-        array = np.stack([np.repeat(i, channels // i.shape[-1], axis=-1) for i in images])
-        return torch.from_numpy(array).permute(0, 3, 1, 2).contiguous(), torch.tensor(labels)
 
-    unknown = sorted(d.name for d in test_dir.iterdir() if d.is_dir() and d.name not in classes)
-    if unknown:  # their images would be dropped and the accuracy measured without them
-        raise UserError(f"class folder(s) {', '.join(unknown[:5])} in {test_dir} are not in {root / 'train'}")
-    train, test = split(root / "train"), split(test_dir)
-    empty = [cls for label, cls in enumerate(classes) if not (train[1] == label).any()]
-    if empty:  # a class the model could never learn, and an output it would never use
-        raise UserError(f"class folder(s) {', '.join(empty)} in {root / 'train'} hold no images; add some or remove them")
-    if train[0].shape[1] != test[0].shape[1]:  # one split in colour, the other gray
-        train, test = ((t[0].expand(-1, 3, -1, -1).contiguous(), t[1]) for t in (train, test))
-    mean, std = channel_stats(train[0])
-    return ImageData("imagefolder", *train, *test, classes, mean, std)  # the dataset, not the folder's name
+def _shard_samples(shards: list[Path]) -> tuple[list[tuple[str, int, int, str]], torch.Tensor]:
+    """Every sample of the shards: where its image lies (shard, offset, size, member) and its label."""
+    files, labels = [], []
+    for shard in shards:
+        images, classes = {}, {}
+        try:
+            with tarfile.open(regular_file(shard, "shard"), "r:") as tar:  # uncompressed: members are seekable
+                for member in tar:
+                    key, _, suffix = member.name.rpartition(".")
+                    if not member.isfile():
+                        continue
+                    if "." + suffix.lower() in IMAGE_SUFFIXES:
+                        images[key] = (str(shard), member.offset_data, member.size, member.name)
+                    elif suffix == "cls":
+                        if member.size > MAX_LABEL_BYTES:
+                            raise UserError(f"{shard}: {member.name} is no class number")
+                        classes[key] = tar.extractfile(member).read().decode("ascii", "replace").strip()
+        except (tarfile.TarError, OSError) as exc:
+            raise UserError(f"{shard} is not a readable tar shard ({exc})") from exc
+        for key in sorted(images.keys() & classes.keys()):
+            if not classes[key].isdigit() or int(classes[key]) > 100_000:
+                raise UserError(f"{shard}: {key}.cls holds {classes[key][:20]!r}, not a class number")
+            files.append(images[key])
+            labels.append(int(classes[key]))
+    if not files:
+        raise UserError(f"{shards[0].parent} has no samples with both an image and a .cls")
+    return files, torch.tensor(labels)
