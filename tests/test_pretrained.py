@@ -291,3 +291,34 @@ def test_a_weights_file_never_sets_pretrained_whatever_a_factory_declares(tmp_pa
     zoo.save_weights(model, tmp_path / "w.safetensors")
     with pytest.raises(UserError, match="sets option 'pretrained' .* which a file may not set"):
         zoo.load_model(tmp_path / "w.safetensors", registry=registry)
+
+
+def test_pretrained_weights_set_the_image_size_a_dataset_takes_unless_given(caches):
+    def printed(*args):
+        result = run_zoo("train", "resnet50", "--pretrained", "--print-config", *args, cwd=caches)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)["data_options"]
+
+    assert printed("--data", "imagefolder") == {"image_size": 224}
+    assert printed("--data", "imagefolder", "--data-set", "image_size=128") == {"image_size": 128}
+    assert printed("--data", "cifar10") == {}  # CIFAR is 32 px: the model adapts
+
+
+def test_a_download_goes_to_the_cache_and_is_checked_against_its_hash(caches, test_registry, server, monkeypatch):
+    """Downloads from a local server, as from download.pytorch.org: into torch.hub's cache, then checked."""
+    monkeypatch.delenv("ZOO_OFFLINE")
+    torch.manual_seed(0)
+    reference = torchvision.models.resnet18()
+    made = torch_hub_file(caches, "resnet18", reference.state_dict())
+    served = made.rename(server.folder / made.name)
+    URLS["current"] = server.url + served.name
+    model = zoo.create_model("resnet18", registry=test_registry, pretrained=True)
+    assert server.requests == ["/" + served.name] and (caches / "torch" / "hub" / "checkpoints" / served.name).exists()
+    assert torch.equal(model.state_dict()["fc.weight"], reference.fc.weight)
+    (caches / "torch" / "hub" / "checkpoints" / served.name).unlink()
+    data = bytearray(served.read_bytes())  # the server now sends other bytes under the same name
+    data[len(data) // 2] ^= 1
+    served.write_bytes(bytes(data))
+    with pytest.raises(UserError, match="does not match the SHA-256 of weights resnet18.test.*nothing was kept"):
+        zoo.create_model("resnet18", registry=test_registry, pretrained=True)
+    assert not list((caches / "torch" / "hub" / "checkpoints").iterdir())

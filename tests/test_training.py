@@ -330,11 +330,11 @@ def test_predict_shapes_images_as_training_did(tmp_path):
 
 @pytest.mark.parametrize("opt, lr", [("sgd-nesterov", 0.05), ("adam", 1e-3), ("timm/lion", 1e-4), ("timm/sgdp", 0.05)])
 def test_each_optimizer_brings_its_learning_rate_unless_one_is_given(opt, lr):
-    from zoo.config import with_default_lr
+    from zoo.config import with_defaults
 
     registry = zoo.default_registry()
-    assert with_default_lr(RunConfig(opt=opt), registry).lr == lr
-    assert with_default_lr(RunConfig(opt=opt, lr=0.3), registry).lr == 0.3
+    assert with_defaults(RunConfig(opt=opt), registry).lr == lr
+    assert with_defaults(RunConfig(opt=opt, lr=0.3), registry).lr == 0.3
 
 
 def test_without_normalisation_the_model_sees_pixels_in_0_1_and_the_weights_say_so(cifar_dir, tmp_path):

@@ -41,6 +41,6 @@ class Normalize:
         return self.scaled(images.float().div_(255))
 
     def scaled(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` already in [0, 1], normalised."""
+        """``x`` already in [0, 1], normalised (``x`` itself: the caller's fresh float batch)."""
         mean, std = self.stats(x.device)
-        return (x - mean) / std
+        return x.sub_(mean).div_(std)  # in place: x is always a fresh float batch, made from uint8

@@ -326,7 +326,7 @@ def train_command(context: click.Context, model: str | None, config_file, print_
     """
     from dataclasses import asdict, replace
 
-    from .config import RunConfig, with_default_lr
+    from .config import RunConfig, with_defaults
     from .reporting import RichReporter
     from .training import TrainingInterrupted, train
 
@@ -354,7 +354,7 @@ def train_command(context: click.Context, model: str | None, config_file, print_
         base = RunConfig()
     config = replace(base, **_config_changes(base, given))
     if print_config:
-        click.echo(json.dumps(asdict(with_default_lr(config, _registry())), indent=2))
+        click.echo(json.dumps(asdict(with_defaults(config, _registry())), indent=2))
         return
     try:
         steps, seconds = _log_every(log_every)

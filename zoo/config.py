@@ -2,6 +2,7 @@
 name looked up and every option checked before any data is read."""
 from __future__ import annotations
 
+import inspect
 import math
 import warnings
 from dataclasses import dataclass, field, fields, replace
@@ -104,12 +105,22 @@ def check_config_types(config: RunConfig) -> None:
 DEFAULT_LR = 0.05  # for optimizers that recommend none (SGD): zoo's recipe for its CNNs
 
 
-def with_default_lr(config: RunConfig, registry: Registry) -> RunConfig:
-    """``config`` with its learning rate, the optimizer's recommended one if none was given."""
-    if config.lr is not None:
-        return config
-    spec = registry.get("opt", str(config.opt).partition("=")[0].strip())
-    return replace(config, lr=getattr(spec, "lr", None) or DEFAULT_LR)
+def with_defaults(config: RunConfig, registry: Registry) -> RunConfig:
+    """``config`` with the defaults that depend on other choices: the optimizer's recommended learning
+    rate when none was given, and the image size pretrained weights were trained at when the dataset
+    takes one and none was given."""
+    if config.lr is None:
+        spec = registry.get("opt", str(config.opt).partition("=")[0].strip())
+        config = replace(config, lr=getattr(spec, "lr", None) or DEFAULT_LR)
+    data = registry.get("data", config.data)
+    if (config.pretrained is not None and "image_size" not in config.data_options
+            and "image_size" in inspect.signature(data.load()).parameters):
+        from .pretrained import trained_size
+
+        size = trained_size(config.model, True if config.pretrained == "default" else config.pretrained, registry)
+        if size:
+            config = replace(config, data_options={**config.data_options, "image_size": size})
+    return config
 
 
 def parse_choice(registry: Registry, kind: str, text: str) -> tuple[Spec, dict[str, Any]]:
@@ -152,7 +163,7 @@ class Run:
     def resolve(cls, config: RunConfig, registry: Registry | None = None) -> "Run":
         registry = registry or default_registry()
         check_config_types(config)
-        config = with_default_lr(config, registry)
+        config = with_defaults(config, registry)
         for name, value, low in (("epochs", config.epochs, 1), ("batch size", config.batch_size, 1),
                                  ("checkpoint_every", config.checkpoint_every, 1),
                                  ("eval batch size", config.eval_batch_size, 1)):

@@ -131,8 +131,18 @@ def balanced_choice(labels: torch.Tensor, count: int | None, seed: int) -> torch
 def channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:
     """Per-channel mean and standard deviation of uint8 images, scaled to [0, 1]. A constant channel
     gets the deviation of one grey level, not 0, which would normalise it to NaN."""
-    x = images.float().div_(255).transpose(0, 1).reshape(images.shape[1], -1)
-    return x.mean(1).tolist(), x.std(1).clamp(min=1 / 255).tolist()
+    # summed a chunk at a time, in float64: a float copy of a whole large dataset would be 4x its size
+    channels = images.shape[1]
+    total = torch.zeros(channels, dtype=torch.float64)
+    squares = torch.zeros(channels, dtype=torch.float64)
+    for chunk in images.split(256):
+        x = chunk.transpose(0, 1).reshape(channels, -1).double()
+        total += x.sum(1)
+        squares += x.square().sum(1)
+    count = images.numel() // channels
+    mean = total / count
+    variance = (squares - count * mean.square()) / max(1, count - 1)
+    return (mean / 255).tolist(), (variance.clamp(min=0).sqrt() / 255).clamp(min=1 / 255).tolist()
 
 
 def file_md5(path: Path) -> str:

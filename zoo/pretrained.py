@@ -117,8 +117,11 @@ def _url_file(description: dict[str, Any], download: bool) -> Path:
         if not download:
             raise UserError(f"weights {name} are not in the cache and downloads are off; {where}")
         folder.mkdir(parents=True, exist_ok=True)
-        try:
-            torch.hub.download_url_to_file(url, str(path), hash_prefix=None, progress=True)
+        try:  # checked before it is moved into the cache: a bad download never lands there
+            torch.hub.download_url_to_file(url, str(path), hash_prefix=expected, progress=True)
+        except RuntimeError as exc:
+            raise UserError(f"{url} does not match the SHA-256 of weights {name} ({expected}...): a corrupt download "
+                            "or other weights; nothing was kept") from exc
         except (OSError, ValueError) as exc:  # no network, an HTTP error, a full disk
             raise UserError(f"weights {name}: cannot download {url} ({exc}); {where}") from exc
     _check_hash(path, expected, name)

@@ -16,7 +16,7 @@ from . import __version__
 from . import distributed
 from .augmenter import Augmenter
 from .checkpoint import Position, check_finite, last_good, load_checkpoint, save_checkpoint, unwrapped
-from .config import Run, RunConfig, call_factory, check_config_types, with_default_lr
+from .config import Run, RunConfig, call_factory, check_config_types, with_defaults
 from .distributed import World
 from .errors import UserError
 from .evaluation import evaluate, portable_options
@@ -77,7 +77,7 @@ def train(config: RunConfig | None, registry: Registry | None = None, run_dir: s
         raise UserError("nothing to train: give a config, or a run folder to resume")
     if config is not None:
         check_config_types(config)
-        config = with_default_lr(config, registry or default_registry())
+        config = with_defaults(config, registry or default_registry())
     if resume is not None:
         config, run_dir, weights = resume_config(config, Path(resume), weights)
     run = Run.resolve(config, registry)

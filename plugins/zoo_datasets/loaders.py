@@ -274,23 +274,25 @@ def _image_files(folder: Path, classes: list[str]) -> tuple[list[str], torch.Ten
 
 
 def _decoded(files: list[str], image_size: int) -> torch.Tensor:
-    """Every image resized to ``image_size``, as one uint8 (N, C, H, W) tensor; grey if all are grey."""
+    """Every image resized to ``image_size``, as one uint8 (N, C, H, W) tensor filled in place (a list
+    of arrays stacked would hold the data twice); grey if all are grey."""
     from PIL import Image, UnidentifiedImageError
 
     from zoo import open_image
 
-    images = []
-    for file in files:
+    out = torch.empty(len(files), 3, image_size, image_size, dtype=torch.uint8)
+    grey = True
+    for i, file in enumerate(files):
         try:
             with open_image(Path(file)) as img:
                 img = img.convert("L" if img.mode in ("1", "L", "I;16") else "RGB")
                 img = img.resize((image_size, image_size), Image.Resampling.BILINEAR)
-                images.append(np.asarray(img, dtype=np.uint8).reshape(image_size, image_size, -1))
+                grey = grey and img.mode == "L"
+                array = np.asarray(img, dtype=np.uint8).reshape(image_size, image_size, -1)
         except (UnidentifiedImageError, OSError) as exc:
             raise UserError(f"{file} is not a readable image ({exc})") from exc
-    channels = max(i.shape[-1] for i in images)
-    array = np.stack([np.repeat(i, channels // i.shape[-1], axis=-1) for i in images])
-    return torch.from_numpy(array).permute(0, 3, 1, 2).contiguous()
+        out[i] = torch.from_numpy(array.copy()).permute(2, 0, 1)  # a grey image fills all three channels
+    return out[:, :1].contiguous() if grey else out
 
 
 MAX_LABEL_BYTES = 64
