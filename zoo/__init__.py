@@ -29,6 +29,7 @@ _LAZY = {
     "TrainingInterrupted": "zoo.training",
     "evaluate_weights": "zoo.evaluation",
     "predict": "zoo.prediction",
+    "iter_predictions": "zoo.prediction",
     # for plugins: trainers, wrappers, datasets
     "BaseTrainer": "zoo.trainer",
     "prepare_model": "zoo.trainer",
@@ -36,6 +37,7 @@ _LAZY = {
     "Normalize": "zoo.augmenter",
     "add_attention": "zoo.attention",
     "ImageData": "zoo.data",
+    "IMAGE_SUFFIXES": "zoo.data",
     "ImageFiles": "zoo.streaming",
     "channel_stats": "zoo.data",
     "data_root": "zoo.data",

@@ -492,19 +492,52 @@ def eval_command(weights: str, data: str | None, data_dir, batch_size: int, devi
 
 @cli.command("predict")
 @click.argument("weights", type=click.Path())
-@click.argument("images", nargs=-1, required=True, type=click.Path())
+@click.argument("images", nargs=-1, required=True)
 @click.option("--top-k", type=int, default=3, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def predict_command(weights: str, images: tuple[str, ...], top_k: int, as_json: bool) -> None:
-    """Top-k classes for each image file, with their probabilities."""
-    from .prediction import predict
+@click.option("--batch-size", type=int, default=64, show_default=True, help="Images the model sees at a time.")
+@click.option("--device", help="cpu, cuda, cuda:1 (default: cuda if available).")
+@click.option("--format", "output", type=click.Choice(["text", "jsonl", "csv"]), default="text", show_default=True,
+              help="One line per image; jsonl and csv for other programs (csv: one row per class).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON list (of what jsonl prints).")
+def predict_command(weights: str, images: tuple[str, ...], top_k: int, batch_size: int, device: str | None,
+                    output: str, as_json: bool) -> None:
+    """Top-k classes for each image, with their probabilities. IMAGES are files, folders (searched
+    recursively) or quoted patterns ('photos/**/*.jpg'); an unreadable image is reported and skipped.
 
-    results = predict(weights, images, top_k, registry=_registry())
-    if as_json:
-        click.echo(json.dumps(results, indent=2))
-        return
+    \b
+    zoo predict weights/run.safetensors shoe.png
+    zoo predict weights/run.safetensors photos/ --format csv > predictions.csv
+    """
+    import csv
+
+    from .prediction import iter_predictions
+
+    results = iter_predictions(weights, images, top_k, batch_size, device, registry=_registry())
+    listed, skipped, done = [], [], 0
+    writer = csv.writer(sys.stdout) if output == "csv" and not as_json else None
+    if writer:
+        writer.writerow(["image", "rank", "class", "probability"])
     for result in results:
-        click.echo(result["image"] + ": " + ", ".join(f"{t['class']} {t['probability']:.1%}" for t in result["top"]))
+        if "error" in result:
+            skipped.append(result["error"])
+            click.echo(f"zoo: skipped {result['error']}", err=True)
+            continue
+        done += 1
+        if as_json:
+            listed.append(result)
+        elif writer:
+            writer.writerows([result["image"], rank, t["class"], f"{t['probability']:.6f}"]
+                             for rank, t in enumerate(result["top"], 1))
+        elif output == "jsonl":
+            click.echo(json.dumps(result))
+        else:
+            click.echo(result["image"] + ": " + ", ".join(f"{t['class']} {t['probability']:.1%}" for t in result["top"]))
+    if not done:
+        raise UserError(f"no image could be read: {skipped[0]}" if skipped else f"no images in {' '.join(images)}")
+    if as_json:
+        click.echo(json.dumps(listed, indent=2))
+    if skipped:
+        click.echo(f"zoo: {done} images predicted, {len(skipped)} unreadable skipped", err=True)
 
 
 @cli.command("compare")

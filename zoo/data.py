@@ -33,6 +33,7 @@ def data_root(data_dir: str | os.PathLike | None = None) -> Path:
     return root
 
 
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 MAX_IMAGE_PIXELS = 64_000_000  # larger images are refused as decompression bombs, not decoded
 
 

@@ -1,36 +1,74 @@
-"""Top-k classes of image files under a weights file's model, each image shaped as in training."""
+"""Top-k classes of image files (folders, patterns) under a weights file's model, in batches, each image
+shaped as evaluation saw its dataset's; an unreadable image is reported, not fatal."""
 from __future__ import annotations
 
+import glob
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
 
 from .augmenter import Normalize
-from .data import open_image
+from .data import IMAGE_SUFFIXES, open_image
 from .errors import UserError
 from .registry import Registry
 from .weights import load_model, require_fields
 
 
-def predict(weights: str | Path, images: Sequence[str | Path], top_k: int = 3,
-            registry: Registry | None = None) -> list[dict[str, Any]]:
-    """``[{"image": path, "top": [{"class": ..., "probability": ...}, ...]}, ...]``: what ``zoo predict`` prints."""
-    if top_k < 1:
-        raise UserError(f"--top-k must be positive, got {top_k}")
-    model = load_model(weights, registry=registry)
+def image_paths(inputs: Sequence[str | Path]) -> list[Path]:
+    """The images ``inputs`` name: files as given, folders searched recursively for image files, shell
+    patterns (``"photos/**/*.jpg"``) expanded; a path that names nothing is kept, to be reported."""
+    found: list[Path] = []
+    for item in map(str, inputs):
+        path = Path(item)
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        elif not path.exists() and glob.has_magic(item):
+            found += sorted(Path(p) for p in glob.glob(item, recursive=True) if Path(p).is_file())
+        else:
+            found.append(path)
+    return found
+
+
+def iter_predictions(weights: str | Path, images: Sequence[str | Path], top_k: int = 3, batch_size: int = 64,
+                     device: str | None = None, registry: Registry | None = None) -> Iterator[dict[str, Any]]:
+    """For each image (:func:`image_paths` of ``images``), in order, ``{"image": path, "top": [{"class",
+    "probability"}, ...]}``, or ``{"image": path, "error": why}`` for one that cannot be read; the
+    model sees ``batch_size`` images at a time, on ``device``."""
+    if top_k < 1 or batch_size < 1:
+        raise UserError(f"--top-k and --batch-size must be positive, got {top_k} and {batch_size}")
+    from .trainer import usable_device
+
+    target = usable_device(device)
+    model = load_model(weights, registry=registry).to(target)
     meta = model.zoo_meta
     require_fields(meta, weights, "input_size", "in_chans", "classes", "mean", "std")
-    classes = meta["classes"]
-    batch = np.stack([_as_trained(Path(path), meta["input_size"], meta["in_chans"], meta.get("padded_from"),
-                                  meta.get("crop_pct")) for path in images])
-    x = Normalize(meta["mean"], meta["std"])(torch.from_numpy(batch).permute(0, 3, 1, 2))
-    with torch.inference_mode():
-        top = model(x).softmax(1).topk(min(top_k, len(classes)), dim=1)
-    return [{"image": str(path), "top": [{"class": classes[i], "probability": p}
-                                         for p, i in zip(values.tolist(), indices.tolist())]}
-            for path, values, indices in zip(images, top.values, top.indices)]
+    classes, normalize, k = meta["classes"], Normalize(meta["mean"], meta["std"]), min(top_k, len(meta["classes"]))
+    paths = image_paths(images)
+    for start in range(0, len(paths), batch_size):
+        arrays, readable, results = [], [], {}
+        for path in paths[start:start + batch_size]:
+            try:
+                arrays.append(_as_trained(path, meta["input_size"], meta["in_chans"], meta.get("padded_from"),
+                                          meta.get("crop_pct")))
+                readable.append(path)
+            except UserError as error:
+                results[path] = {"image": str(path), "error": str(error)}
+        if arrays:
+            x = normalize(torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).to(target))
+            with torch.inference_mode():
+                top = model(x).float().softmax(1).topk(k, dim=1)
+            for path, values, indices in zip(readable, top.values.tolist(), top.indices.tolist()):
+                results[path] = {"image": str(path), "top": [{"class": classes[i], "probability": p}
+                                                             for p, i in zip(values, indices)]}
+        yield from (results[path] for path in paths[start:start + batch_size])
+
+
+def predict(weights: str | Path, images: Sequence[str | Path], top_k: int = 3, batch_size: int = 64,
+            device: str | None = None, registry: Registry | None = None) -> list[dict[str, Any]]:
+    """:func:`iter_predictions` as a list: what ``zoo predict --json`` prints."""
+    return list(iter_predictions(weights, images, top_k, batch_size, device, registry))
 
 
 def _as_trained(path: Path, size: int, channels: int, padded_from: int | None, crop_pct: float | None) -> np.ndarray:

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from zoo import ImageData, ImageFiles, UserError, channel_stats, download, file_md5, regular_file
+from zoo import IMAGE_SUFFIXES, ImageData, ImageFiles, UserError, channel_stats, download, file_md5, regular_file
 
 CIFAR = {
     "cifar10": dict(
@@ -204,9 +204,6 @@ def _fashion_mnist(root: Path, download_missing: bool) -> ImageData:
 def fashion_mnist_sample(root: Path | None = None, download: bool = False) -> ImageData:
     """The 5,000 + 1,000 real images shipped in the package; needs no network and no files."""
     return _idx_dataset("fashion-mnist-sample", SAMPLE)
-
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
 def image_folder(root: Path, download: bool = False, image_size: int = 32, stream: bool | None = None,
