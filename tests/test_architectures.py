@@ -219,3 +219,31 @@ def test_the_labs_fc_stack_head_on_the_cifar_vgg():
     assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
     with pytest.raises(zoo.UserError, match="unknown VGG head 'fc'"):
         zoo.create_model("vgg16_bn", head="fc")
+
+
+def test_features_only_gives_timms_feature_maps_per_stage():
+    import timm
+
+    ours, theirs = zoo.create_model("resnet50", features_only=True), timm.create_model("resnet50", features_only=True)
+    x = torch.randn(1, 3, 224, 224)
+    assert [t.shape for t in ours(x)] == [t.shape for t in theirs(x)]
+    assert ours.feature_channels == theirs.feature_info.channels() == [64, 256, 512, 1024, 2048]
+    se = zoo.create_model("se-resnet18", features_only=True, input_size=32)
+    assert [t.shape[1] for t in se(torch.randn(1, 3, 32, 32))] == [64, 64, 128, 256, 512]
+
+
+@pytest.mark.parametrize("name", ["resnet18", "vgg11_bn", "se-vgg11", "se-resnet20"])
+def test_timms_model_api_and_checkpointing_keep_the_gradients(name):
+    torch.manual_seed(0)
+    model = zoo.create_model(name, num_classes=10, input_size=32)
+    x = torch.randn(4, 3, 32, 32)
+    model(x).logsumexp(1).sum().backward()
+    plain = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    model.set_grad_checkpointing()
+    model(x).logsumexp(1).sum().backward()
+    assert all(torch.allclose(p.grad, g, atol=1e-5) for p, g in zip(model.parameters(), plain))
+    from zoo.testing import _check_model_api
+
+    _check_model_api(model, 32)
+    assert model.num_classes == 5 and model.get_classifier().out_features == 5

@@ -256,7 +256,13 @@ def start_from(model: nn.Module, model_name: str, pretrained: bool | str, regist
 
 # ----------------------------------------------------------------------------- fitting weights to a model
 def classifier_name(model: nn.Module, num_classes: int | None = None) -> str:
-    """The last linear layer (or 1x1 convolution) with ``num_classes`` outputs: the classifier."""
+    """The classifier: what timm's ``get_classifier()`` returns where the model has it, else the last
+    linear layer (or 1x1 convolution) with ``num_classes`` outputs."""
+    if hasattr(model, "get_classifier"):
+        head = model.get_classifier()
+        named = next((name for name, module in model.named_modules() if module is head), "")
+        if named:
+            return named
     found = ""
     for name, module in model.named_modules():
         outputs = (module.out_features if isinstance(module, nn.Linear) else

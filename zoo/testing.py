@@ -83,9 +83,39 @@ def _check_arch(registry: Registry, spec, input_size: int | None) -> str:
     from .models import create_model
 
     size = input_size or spec.input_size
-    _forward_backward(create_model(spec.qualified_name, registry=registry, num_classes=3, in_chans=3,
-                                   input_size=size), size)
-    return f"forward and backward at 3x{size}x{size}"
+    model = create_model(spec.qualified_name, registry=registry, num_classes=3, in_chans=3, input_size=size)
+    _forward_backward(model, size)
+    if not hasattr(model, "forward_features"):
+        return f"forward and backward at 3x{size}x{size}"
+    _check_model_api(model, size)
+    return f"forward and backward at 3x{size}x{size}; timm's model API"
+
+
+MODEL_API = ("forward_features", "forward_head", "get_classifier", "reset_classifier", "num_features",
+             "set_grad_checkpointing")
+
+
+def _check_model_api(model, size: int) -> None:
+    """What timm models expose, for an architecture that declares it (has ``forward_features``)."""
+    import torch
+
+    missing = [name for name in MODEL_API if not hasattr(model, name)]
+    assert not missing, f"forward_features without {', '.join(missing)}"
+    x = torch.randn(2, 3, size, size)
+    model.eval()
+    with torch.no_grad():
+        features = model.forward_features(x)
+        assert torch.allclose(model.forward_head(features), model(x), atol=1e-5), "forward_head(forward_features) != forward"
+        width = getattr(model, "head_hidden_size", None) or model.num_features  # timm's, where a head has layers
+        assert tuple(model.forward_head(features, pre_logits=True).shape) == (2, width), \
+            "pre_logits is not (batch, head_hidden_size or num_features)"
+        logits = model(x)
+        assert model.get_classifier()(model.forward_head(features, pre_logits=True)).shape == logits.shape
+    model.set_grad_checkpointing(True)
+    _forward_backward(model, size, classes=logits.shape[1])
+    model.reset_classifier(5)
+    _forward_backward(model, size, classes=5)
+    model.set_grad_checkpointing(False)
 
 
 def _check_wrapper(registry: Registry, spec, input_size: int | None) -> str:

@@ -6,6 +6,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 AttnLayer = Callable[[int], nn.Module]
 
@@ -102,7 +103,7 @@ class ResNet(nn.Module):
             self.maxpool = nn.Identity()
         self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
-        in_ch = width
+        in_ch, self.feature_channels = width, [width]
         for index, blocks in enumerate(layers):
             planes, stride = width * 2**index, 1 if index == 0 else 2
             stage = []
@@ -110,7 +111,10 @@ class ResNet(nn.Module):
                 stage.append(block(in_ch, planes, stride if i == 0 else 1, shortcut, attn_layer, stride_in_1x1))
                 in_ch = planes * block.expansion
             self.add_module(f"layer{index + 1}", nn.Sequential(*stage))
+            self.feature_channels.append(in_ch)
         self.num_stages = len(layers)
+        self.num_features = self.head_hidden_size = in_ch  # timm's names
+        self.num_classes, self.grad_checkpointing = num_classes, False
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(in_ch, num_classes)
         for m in self.modules():
@@ -126,11 +130,54 @@ class ResNet(nn.Module):
                 elif isinstance(m, BasicBlock):
                     nn.init.zeros_(m.bn2.weight)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    # timm's model API: features, head, classifier, gradient checkpointing.
+    def stages(self) -> list[nn.Module]:
+        return [getattr(self, f"layer{index + 1}") for index in range(self.num_stages)]
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        for stage in self.stages():
+            x = checkpoint(stage, x, use_reentrant=False) if self.grad_checkpointing and self.training else stage(x)
+        return x
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = torch.flatten(self.avgpool(x), 1)
+        return x if pre_logits else self.fc(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def get_classifier(self) -> nn.Module:
+        return self.fc
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """A new classifier for ``num_classes`` (0: none, the model returns its pooled features)."""
+        self.num_classes = num_classes
+        self.fc = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each stage's activations in the backward pass instead of keeping them: less memory."""
+        self.grad_checkpointing = enable
+
+
+class ResNetFeatures(nn.Module):
+    """The feature maps of a ResNet's stem and of each stage (strides 2, 4, 8, 16, 32 on the ImageNet
+    shape), as timm's ``features_only=True`` returns them: a backbone for detection or segmentation."""
+
+    def __init__(self, net: ResNet):
+        super().__init__()
+        for name in ("conv1", "bn1", "relu", "maxpool", *(f"layer{i + 1}" for i in range(net.num_stages))):
+            self.add_module(name, getattr(net, name))
+        self.num_stages, self.feature_channels = net.num_stages, net.feature_channels
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = self.relu(self.bn1(self.conv1(x)))
+        features = [x]
+        x = self.maxpool(x)
         for index in range(self.num_stages):
             x = getattr(self, f"layer{index + 1}")(x)
-        return self.fc(torch.flatten(self.avgpool(x), 1))
+            features.append(x)
+        return features
 
 
 def resnet(
@@ -145,16 +192,18 @@ def resnet(
     shortcut: str = "conv",
     stride_in_1x1: bool = False,
     zero_init_residual: bool = False,
+    features_only: bool = False,
     attn_layer: AttnLayer | None = None,
     attn_site: str = "block",
-) -> ResNet:
+) -> ResNet | ResNetFeatures:
     """A ResNet of ``block`` ("basic" or "bottleneck") with ``layers`` blocks per stage.
 
     The first stage has ``base_channels * width`` channels, doubled at each later stage. ``shape`` is "cifar"
     (3x3 stride-1 stem, no max-pool) or "imagenet" (7x7 stride-2 stem and max-pool); by default,
     CIFAR for inputs up to 64 pixels. ``shortcut`` is "conv" (1x1 projection, the paper's option B)
     or "pad" (zero padding, option A). ``stride_in_1x1`` puts a bottleneck's stride on its first 1x1
-    conv as in the paper, instead of on the 3x3 as torchvision does.
+    conv as in the paper, instead of on the 3x3 as torchvision does. ``features_only`` returns the
+    feature maps of the stem and of every stage instead of class scores (timm's option).
     """
     if block not in BLOCKS:
         raise ValueError(f"unknown ResNet block {block!r}; choose basic or bottleneck")
@@ -174,5 +223,6 @@ def resnet(
     shape = shape or ("cifar" if input_size <= 64 else "imagenet")
     if shape not in ("cifar", "imagenet"):
         raise ValueError(f"unknown shape {shape!r}; choose cifar or imagenet")
-    return ResNet(BLOCKS[block], layers, max(1, round(base_channels * width)), num_classes, in_chans, shape == "imagenet", shortcut,
-                  attn_layer, stride_in_1x1, zero_init_residual)
+    net = ResNet(BLOCKS[block], layers, max(1, round(base_channels * width)), num_classes, in_chans,
+                 shape == "imagenet", shortcut, attn_layer, stride_in_1x1, zero_init_residual)
+    return ResNetFeatures(net) if features_only else net

@@ -6,6 +6,7 @@ from typing import Callable, Sequence
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 # The paper's Table 1. A token is a conv ("64", or "256k1" for a 1x1 kernel), "M" (max-pool) or
 # "LRN" (local response normalisation).
@@ -85,6 +86,9 @@ class VGG(nn.Module):
         if attn_layer and attn_site == "stage" and layers[-1][0] != "pool":
             modules.append(attn_layer(channels))
         self.features = nn.Sequential(*modules)
+        pools = [i + 1 for i, m in enumerate(modules) if isinstance(m, nn.MaxPool2d)]
+        self.stage_ends = pools if pools and pools[-1] == len(modules) else [*pools, len(modules)]
+        self.num_classes, self.grad_checkpointing = num_classes, False
         pooled = 7 if imagenet_shape else 1
         self.avgpool = nn.AdaptiveAvgPool2d((pooled, pooled))
         if mlp_head:
@@ -96,6 +100,8 @@ class VGG(nn.Module):
             )
         else:
             self.classifier = nn.Linear(channels * pooled * pooled, num_classes)
+        # timm's names: the feature maps' channels, and the width of what the last layer reads
+        self.num_features, self.head_hidden_size = channels, self.get_classifier().in_features
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -107,8 +113,40 @@ class VGG(nn.Module):
                 nn.init.normal_(m.weight, 0, 0.01)
                 nn.init.zeros_(m.bias)
 
+    # timm's model API: features, head, classifier, gradient checkpointing.
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.grad_checkpointing and self.training):
+            return self.features(x)
+        start = 0
+        for end in self.stage_ends:  # stage by stage: each starts with a conv, whose input is kept
+            x = checkpoint(self.features[start:end], x, use_reentrant=False)
+            start = end
+        return x
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = torch.flatten(self.avgpool(x), 1)
+        if isinstance(self.classifier, nn.Sequential):  # the MLP head: its hidden layers are the features
+            x = self.classifier[:-1](x)
+        return x if pre_logits else self.get_classifier()(x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+        return self.forward_head(self.forward_features(x))
+
+    def get_classifier(self) -> nn.Module:
+        return self.classifier[-1] if isinstance(self.classifier, nn.Sequential) else self.classifier
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """A new last layer for ``num_classes`` (0: none, the model returns its pre-logit features)."""
+        self.num_classes = num_classes
+        layer = nn.Linear(self.head_hidden_size, num_classes) if num_classes else nn.Identity()
+        if isinstance(self.classifier, nn.Sequential):
+            self.classifier[-1] = layer
+        else:
+            self.classifier = layer
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute activations stage by stage in the backward pass instead of keeping them: less memory."""
+        self.grad_checkpointing = enable
 
 
 def vgg(
