@@ -1,0 +1,56 @@
+"""The ``zoo`` command. Heavy modules (torch) are imported inside the commands that need them; each
+command group lives in its own module (catalogue, training, results)."""
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from .. import __version__
+from ..errors import PluginError, UserError
+from . import common
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, invoke_without_command=True,
+             no_args_is_help=False)
+@click.version_option(__version__, "--version", prog_name="zoo")
+@click.option("--debug", is_flag=True, help=f"Show tracebacks of errors (or set {common.DEBUG_ENV}=1).")
+@click.pass_context
+def cli(context: click.Context, debug: bool) -> None:
+    """A model zoo and trainer for VGG, ResNet and Squeeze-and-Excitation networks.
+
+    \b
+    zoo list '*resnet*'           what is installed
+    zoo info se-resnet50          parameters, multiply-adds, layers
+    zoo train resnet20 --data fashion-mnist-sample --epochs 3
+    """
+    if debug:
+        os.environ[common.DEBUG_ENV] = "1"
+    if context.invoked_subcommand is None:  # plain `zoo`: the help, as `zoo --help`
+        click.echo(context.get_help())
+
+
+def main() -> None:
+    """Entry point: user errors are one line and exit code 2, never a traceback."""
+    try:
+        cli.main(standalone_mode=False)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        click.echo("zoo: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:  # a bad flag or argument: one line too, with where to look
+        context = getattr(exc, "ctx", None)
+        hint = f" (see {context.command_path} --help)" if context is not None else ""
+        click.echo(f"zoo: error: {exc.format_message()}{hint}", err=True)
+        sys.exit(2 if exc.exit_code in (1, 2) else exc.exit_code)
+    except (UserError, PluginError) as exc:  # PluginError: a broken plugin under ZOO_STRICT_PLUGINS=1
+        if os.environ.get(common.DEBUG_ENV):
+            raise
+        if common.prints_errors():
+            click.echo(f"zoo: error: {exc}", err=True)
+        sys.exit(2)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+
+
+from . import catalogue, results, training  # noqa: E402,F401 - their commands register on `cli`

@@ -1,0 +1,172 @@
+"""``zoo eval``, ``zoo predict``, ``zoo compare``, ``zoo report``: what trained weights do."""
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from ..errors import UserError
+from . import cli, common
+
+
+@cli.command("eval")
+@click.argument("weights", type=click.Path())
+@click.option("--data", help="Dataset (default: the one the weights were trained on).")
+@common.data_dir_option
+@click.option("--batch-size", type=int, default=1024, show_default=True)
+@click.option("--device", help="cpu, cuda (default: cuda if available).")
+@click.option("--trainer", help="Whose precision and memory format to evaluate in (default: the trainer that "
+                                "trained the weights, which reproduces the accuracy it reported).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def eval_command(weights: str, data: str | None, data_dir, batch_size: int, device, trainer: str | None,
+                 as_json: bool) -> None:
+    """Accuracy, loss and per-class accuracy of WEIGHTS on the whole test set (even if training used --limit-test)."""
+    from ..evaluation import evaluate_weights
+
+    report = evaluate_weights(weights, data, data_dir, batch_size, device, trainer, registry=common.registry())
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    click.echo(f"{report['model']} on {report['data']} ({report['test_images']:,} test images, {report['precision']}): "
+               f"accuracy {report['accuracy']:.2%}, loss {report['loss']:.4f}")
+    for cls, acc in report["per_class_accuracy"].items():
+        click.echo(f"  {cls:<20} {acc:7.2%}")
+
+
+@cli.command("predict")
+@click.argument("weights", type=click.Path())
+@click.argument("images", nargs=-1, required=True)
+@click.option("--top-k", type=int, default=3, show_default=True)
+@click.option("--batch-size", type=int, default=64, show_default=True, help="Images the model sees at a time.")
+@click.option("--device", help="cpu, cuda, cuda:1 (default: cuda if available).")
+@click.option("--format", "output", type=click.Choice(["text", "jsonl", "csv"]), default="text", show_default=True,
+              help="One line per image; jsonl and csv for other programs (csv: one row per class).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON list (of what jsonl prints).")
+def predict_command(weights: str, images: tuple[str, ...], top_k: int, batch_size: int, device: str | None,
+                    output: str, as_json: bool) -> None:
+    """Top-k classes for each image, with their probabilities. IMAGES are files, folders (searched
+    recursively) or quoted patterns ('photos/**/*.jpg'); an unreadable image is reported and skipped.
+
+    \b
+    zoo predict weights/run.safetensors shoe.png
+    zoo predict weights/run.safetensors photos/ --format csv > predictions.csv
+    """
+    import csv
+
+    from ..prediction import iter_predictions
+
+    results = iter_predictions(weights, images, top_k, batch_size, device, registry=common.registry())
+    listed, skipped, done = [], [], 0
+    writer = csv.writer(sys.stdout) if output == "csv" and not as_json else None
+    if writer:
+        writer.writerow(["image", "rank", "class", "probability"])
+    for result in results:
+        if "error" in result:
+            skipped.append(result["error"])
+            click.echo(f"zoo: skipped {result['error']}", err=True)
+            continue
+        done += 1
+        if as_json:
+            listed.append(result)
+        elif writer:
+            writer.writerows([result["image"], rank, t["class"], f"{t['probability']:.6f}"]
+                             for rank, t in enumerate(result["top"], 1))
+        elif output == "jsonl":
+            click.echo(json.dumps(result))
+        else:
+            click.echo(result["image"] + ": " + ", ".join(f"{t['class']} {t['probability']:.1%}" for t in result["top"]))
+    if not done:
+        raise UserError(f"no image could be read: {skipped[0]}" if skipped else f"no images in {' '.join(images)}")
+    if as_json:
+        click.echo(json.dumps(listed, indent=2))
+    if skipped:
+        click.echo(f"zoo: {done} images predicted, {len(skipped)} unreadable skipped", err=True)
+
+
+@cli.command("compare")
+@click.argument("experiment", required=False, type=click.Path(dir_okay=False))
+@click.option("--model", "models", multiple=True, help="A network to compare; repeatable.")
+@click.option("--augs", "aug_sets", multiple=True, metavar="A+B", help="An augmentation set, e.g. crop=4+hflip or "
+              "none; repeatable.")
+@click.option("--opt", "opts", multiple=True, help="An optimizer; repeatable.")
+@click.option("--lr", "lrs", multiple=True, type=float, help="A learning rate; repeatable.")
+@click.option("--sched", "scheds", multiple=True, help="A schedule; repeatable.")
+@click.option("--batch-size", "batch_sizes", multiple=True, type=int, help="A batch size; repeatable.")
+@click.option("--data", help="Dataset of every run.")
+@common.data_dir_option
+@click.option("--epochs", type=int, help="Epochs of every run.")
+@click.option("--amp", is_flag=True, help="Mixed precision for every run.")
+@click.option("--quick", is_flag=True, help="The experiment's scale-down: few epochs, a data subset.")
+@click.option("--out", type=click.Path(file_okay=False), help="Output folder (default comparisons/<name>).")
+@click.option("--dry-run", is_flag=True, help="List the runs and stop.")
+def compare_command(experiment, models, aug_sets, opts, lrs, scheds, batch_sizes, data, data_dir, epochs, amp, quick,
+                    out, dry_run) -> None:
+    """Train a grid of runs one after another and compare them in a table and plots.
+
+    EXPERIMENT is a TOML file (see experiments/); options add axes to its grid or make one. Runs
+    already finished are skipped, an interrupted one resumes, so re-running continues a comparison.
+
+    \b
+    zoo compare experiments/augmentations.toml --quick
+    zoo compare --model vgg16_bn --model resnet18 --augs none --augs crop=4+hflip --epochs 10
+    """
+    from pathlib import Path
+
+    from ..experiments import Experiment, checked_runs, run_experiment
+    from ..reporting import RichReporter
+
+    spec = Experiment.from_toml(Path(experiment)) if experiment else Experiment("comparison")
+    for axis, values in (("model", list(models)), ("augs", [[] if a == "none" else a.split("+") for a in aug_sets]),
+                         ("opt", list(opts)), ("lr", list(lrs)), ("sched", list(scheds)),
+                         ("batch_size", list(batch_sizes))):
+        if values:
+            spec.axes[axis] = values
+    if not spec.axes and not experiment:
+        raise UserError("nothing to compare: give an experiment file (see experiments/) or values to compare, "
+                        "e.g. --model vgg16_bn --model resnet18")
+    for key, value in (("data", data), ("data_dir", data_dir), ("epochs", epochs),
+                       ("trainer", common.registry().flagged("trainer", "amp").qualified_name if amp else None)):
+        if value is not None:
+            spec.base[key] = value
+    console = common.console(stderr=True)
+    if dry_run:
+        for slug, _, config in checked_runs(spec, quick, common.registry()):
+            click.echo(f"{slug}: {config.model} on {config.data}, {config.epochs} epochs, {config.opt} lr {config.lr}, "
+                       f"{config.sched}, batch {config.batch_size}, augs {'+'.join(config.augs) or 'none'}")
+        return
+    folder = Path(out) if out else Path("comparisons") / (spec.name + ("-quick" if quick else ""))
+    console.print(f"{len(spec.runs(quick))} runs -> {folder}")
+    from ..training import TrainingInterrupted
+
+    try:
+        rows = run_experiment(spec, folder, quick, registry=common.registry(), reporter_factory=lambda slug: RichReporter(),
+                              on_skip=lambda slug: console.print(f"{slug}: finished before, skipped"))
+    except TrainingInterrupted as exc:
+        click.echo(f"zoo: {exc}; run the same zoo compare again to continue", err=True)
+        sys.exit(130)
+    from ..experiments import markdown_table
+
+    click.echo(markdown_table(rows))
+    click.echo(f"table, CSV and plots in {folder}")
+
+
+@cli.command("report")
+@click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), default="report", show_default=True)
+@click.option("--title", default="comparison", show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace a report already in --out.")
+def report_command(runs, out, title, overwrite) -> None:
+    """Redraw the results table and plots from existing run folders."""
+    from pathlib import Path
+
+    from ..experiments import REPORT_FILES, markdown_table, write_report
+
+    existing = [name for name in REPORT_FILES if (Path(out) / name).exists()]
+    if existing and not overwrite:
+        raise UserError(f"{out} already holds a report ({', '.join(existing)}); choose another --out or pass "
+                        "--overwrite")
+
+    rows = write_report([Path(r) for r in runs], Path(out), title)
+    click.echo(markdown_table(rows))
+    click.echo(f"table, CSV and plots in {out}")
