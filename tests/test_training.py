@@ -413,3 +413,18 @@ def test_overwrite_keeps_the_mode_the_umask_gives(cifar_dir, tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert out.stat().st_mode & 0o777 == 0o666 & ~umask and load_model(out).zoo_meta["model"] == "vgg_bn"
+
+
+def test_biases_and_norm_weights_are_exempt_from_weight_decay_unless_asked(tmp_path):
+    from zoo.config import Run
+
+    model = zoo.create_model("se-resnet20", num_classes=10)
+    exempt = {id(p) for name, p in model.named_parameters() if p.ndim <= 1}
+    assert len(exempt) > 40  # batch norm weights and biases, SE and classifier biases
+    groups = Run.resolve(RunConfig(weight_decay=5e-4)).optimizer(model).param_groups
+    assert {id(p) for p in groups[1]["params"]} == exempt and groups[1]["weight_decay"] == 0.0
+    assert groups[0]["weight_decay"] == 5e-4 and all(p.ndim == 4 or p.ndim == 2 for p in groups[0]["params"])
+    everything = Run.resolve(RunConfig(weight_decay=5e-4, decay_all=True)).optimizer(model).param_groups
+    assert len(everything) == 1 and everything[0]["weight_decay"] == 5e-4
+    printed = run_zoo("train", "resnet20", "--wd-all", "--print-config", cwd=tmp_path)
+    assert json.loads(printed.stdout)["decay_all"] is True

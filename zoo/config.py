@@ -33,6 +33,7 @@ class RunConfig:
     opt_options: dict[str, Any] = field(default_factory=dict)
     lr: float | None = None  # None: the optimizer's recommended rate, else DEFAULT_LR
     weight_decay: float = 5e-4
+    decay_all: bool = False  # weight decay on biases and normalisation weights too (the lab's; not timm's)
     sched: str = "optim:cosine"
     sched_options: dict[str, Any] = field(default_factory=dict)
     warmup: float = 1.0
@@ -212,7 +213,17 @@ class Run:
         return run
 
     def optimizer(self, params) -> torch.optim.Optimizer:
+        """The optimizer over ``params``, or over a model's parameters with biases and normalisation
+        weights exempt from weight decay (timm's and torchvision's recipes) unless ``decay_all``."""
         spec, options = self.opt
+        if isinstance(params, torch.nn.Module) and not self.config.decay_all:
+            decay, exempt = [], []
+            for name, param in params.named_parameters():
+                if param.requires_grad:
+                    (exempt if param.ndim <= 1 or name.endswith(".bias") else decay).append(param)
+            params = [{"params": decay}, {"params": exempt, "weight_decay": 0.0}]
+        elif isinstance(params, torch.nn.Module):
+            params = params.parameters()
         return call_factory(spec, params, lr=self.config.lr, weight_decay=self.config.weight_decay, **options)
 
     def schedule(self) -> Callable[[float], float]:

@@ -153,7 +153,7 @@ class _Loop:
                               compile=not world.distributed)
         if world.distributed:  # compiled after DDP wraps it, which keeps DDP's overlap of communication
             model = trainer.compiled(distributed.wrap(model, trainer.device))
-        self.model, self.optimizer, self.schedule = model, run.optimizer(model.parameters()), run.schedule()
+        self.model, self.optimizer, self.schedule = model, run.optimizer(model), run.schedule()
         if self.body:
             self.optimizer.register_step_pre_hook(self.drop_body_gradients)
         # Without normalisation the model sees pixels in [0, 1], as the lab's ToTensor() alone gave it;

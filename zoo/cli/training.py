@@ -27,7 +27,9 @@ from . import cli, common
 @click.option("--opt", metavar="NAME[=VALUE]", help="Optimizer (default sgd-nesterov).")
 @click.option("--opt-set", multiple=True, metavar="KEY=VALUE", help="An optimizer option (betas=[0.9,0.99]).")
 @click.option("--lr", type=float, help="Peak learning rate (default: the optimizer's; 0.05 for SGD).")
-@click.option("--wd", "weight_decay", type=float, help="Weight decay (default 5e-4).")
+@click.option("--wd", "weight_decay", type=float, help="Weight decay (default 5e-4; biases and normalisation "
+              "weights exempt).")
+@click.option("--wd-all", is_flag=True, help="Weight decay on biases and normalisation weights too (the lab's way).")
 @click.option("--sched", metavar="NAME[=VALUE]",
               help="Learning-rate schedule, e.g. multistep=[20,30,40] (default cosine).")
 @click.option("--sched-set", multiple=True, metavar="KEY=VALUE", help="A schedule option (gamma=0.5).")
@@ -180,7 +182,7 @@ def _config_changes(base, given: dict[str, Any]) -> dict[str, Any]:
     if "augs" in given:
         changes["augs"] = [] if list(given["augs"]) == ["none"] else list(given["augs"])
     for flag, field_name, value in (("no_normalize", "normalize", False), ("no_download", "download", False),
-                                    ("sync_bn", "sync_bn", True)):
+                                    ("sync_bn", "sync_bn", True), ("wd_all", "decay_all", True)):
         if flag in given:
             changes[field_name] = value
     if "amp" in given:
