@@ -247,3 +247,15 @@ def test_timms_model_api_and_checkpointing_keep_the_gradients(name):
 
     _check_model_api(model, 32)
     assert model.num_classes == 5 and model.get_classifier().out_features == 5
+
+
+def test_info_counts_per_layer_and_attention_with_torchs_flop_counter(tmp_path):
+    report = summarize(zoo.create_model("resnet18"), 224, 3, depth=1)
+    assert report["multiply_adds"] == pytest.approx(1.82e9, rel=0.01)  # the paper's 1.8 GFLOPs
+    assert sum(layer["multiply_adds"] for layer in report["layers"]) == report["multiply_adds"]
+    conv1 = report["layers"][0]
+    assert (conv1["name"], conv1["multiply_adds"], conv1["activation_bytes"]) == ("conv1", 118_013_952, 64 * 112 * 112 * 4)
+    vit = summarize(zoo.create_model("timm/vit_tiny_patch16_224"), 224, 3)  # attention's matrix products too
+    assert vit["multiply_adds"] == pytest.approx(1.08e9, rel=0.02)  # timm: 1.1 GMACs; 0.9 without attention
+    deep = json.loads(run_zoo("info", "resnet18", "--depth", "3", "--json").stdout)["layers"]
+    assert "layer1.0.conv1" in {layer["name"] for layer in deep}

@@ -15,42 +15,42 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def summarize(model: nn.Module, input_size: int, in_chans: int, depth: int = 2) -> dict[str, Any]:
-    """Run one image through ``model`` and measure it.
+    """Run one image through ``model`` and measure it, with a row per layer down to ``depth`` levels.
 
-    Multiply-adds count the convolutions and linear layers (what the ResNet paper's "FLOPs" count).
+    Multiply-adds are half of what torch's ``FlopCounterMode`` counts: the convolutions and matrix
+    products, attention included (what the ResNet paper's "FLOPs" count). A layer's activation memory
+    is the size of its output for that image.
     """
-    macs = 0
+    from torch.utils.flop_counter import FlopCounterMode
+
     layers: list[dict[str, Any]] = []
     shallow = {name: module for name, module in model.named_modules() if name and name.count(".") < depth}
 
-    def count(module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
-        nonlocal macs
-        if isinstance(module, nn.Conv2d):
-            per_output = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
-            macs += output.numel() * per_output
-        elif isinstance(module, nn.Linear):
-            macs += output.numel() * module.in_features
-
     def record(name: str):
         def hook(module: nn.Module, _inputs: Any, output: Any) -> None:
-            shape = list(output.shape[1:]) if isinstance(output, torch.Tensor) else []
-            layers.append({"name": name, "type": type(module).__name__, "output": shape,
-                           "params": count_parameters(module)})
+            tensor = output if isinstance(output, torch.Tensor) else None
+            layers.append({"name": name, "type": type(module).__name__,
+                           "output": list(tensor.shape[1:]) if tensor is not None else [],
+                           "params": count_parameters(module),
+                           "activation_bytes": tensor.numel() * tensor.element_size() if tensor is not None else 0})
         return hook
 
-    handles = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     # A container above the deepest level (features, layer1) is shown through its children instead.
-    handles += [m.register_forward_hook(record(name)) for name, m in shallow.items()
-                if not (_is_container(m) and name.count(".") < depth - 1)]
+    handles = [m.register_forward_hook(record(name)) for name, m in shallow.items()
+               if not (_is_container(m) and name.count(".") < depth - 1)]
     try:
-        output = forward_one(model, (in_chans, input_size, input_size))
+        with FlopCounterMode(display=False, depth=None) as counter:
+            output = forward_one(model, (in_chans, input_size, input_size))
     finally:
         for handle in handles:
             handle.remove()
+    counts, root = counter.get_flop_counts(), type(model).__name__
+    for layer in layers:
+        layer["multiply_adds"] = sum(counts.get(f"{root}.{layer['name']}", {}).values()) // 2
     return {
         "parameters": count_parameters(model),
         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
-        "multiply_adds": macs,
+        "multiply_adds": counter.get_total_flops() // 2,
         "input": [in_chans, input_size, input_size],
         "output": list(output.shape[1:]),
         "layers": layers,

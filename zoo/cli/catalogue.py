@@ -120,11 +120,12 @@ def build_model(name: str, sets: tuple[str, ...], **standard: Any):
 @click.option("--in-chans", type=int, default=3, show_default=True, help="Input channels.")
 @click.option("--input-size", type=int, help="Input side in pixels (default: the architecture's).")
 @common.set_option
+@click.option("--depth", type=int, default=2, show_default=True, help="Levels of modules in the layer table.")
 @click.option("--weights", "list_weights", is_flag=True, help="The pretrained weights for MODEL: tags, sources, "
               "licences, input sizes, normalisation, accuracy.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def info_command(model: str, num_classes: int | None, in_chans: int, input_size: int | None,
-                 sets: tuple[str, ...], list_weights: bool, as_json: bool) -> None:
+                 sets: tuple[str, ...], depth: int, list_weights: bool, as_json: bool) -> None:
     """Parameters, multiply-adds, output shape and layers of MODEL for one image; for a weights file
     (MODEL ending in .safetensors), what it holds, read from its metadata without loading tensors."""
     if model.endswith(".safetensors"):
@@ -139,7 +140,9 @@ def info_command(model: str, num_classes: int | None, in_chans: int, input_size:
     net = build_model(model, sets, num_classes=num_classes, in_chans=in_chans, input_size=size)
     from ..summary import summarize
 
-    report = {"model": model, **net.zoo_config, **summarize(net, size, in_chans)}
+    if depth < 1:
+        raise UserError(f"--depth must be positive, got {depth}")
+    report = {"model": model, **net.zoo_config, **summarize(net, size, in_chans, depth)}
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
@@ -153,10 +156,11 @@ def info_command(model: str, num_classes: int | None, in_chans: int, input_size:
                   f"{in_chans}x{size}x{size} image)")
     console.print(f"output         {report['output']}")
     table = Table(box=None, pad_edge=False)
-    for column in ("layer", "type", "output", "params"):
-        table.add_column(column, justify="right" if column == "params" else "left")
+    for column in ("layer", "type", "output", "params", "mult-adds", "activations"):
+        table.add_column(column, justify="left" if column in ("layer", "type", "output") else "right")
     for layer in report["layers"]:
-        table.add_row(layer["name"], layer["type"], "x".join(map(str, layer["output"])), f"{layer['params']:,}")
+        table.add_row(layer["name"], layer["type"], "x".join(map(str, layer["output"])), f"{layer['params']:,}",
+                      f"{layer['multiply_adds'] / 1e6:,.1f} M", f"{layer['activation_bytes'] / 2**10:,.0f} KiB")
     console.print(table)
 
 
