@@ -322,3 +322,11 @@ def test_a_download_goes_to_the_cache_and_is_checked_against_its_hash(caches, te
     with pytest.raises(UserError, match="does not match the SHA-256 of weights resnet18.test.*nothing was kept"):
         zoo.create_model("resnet18", registry=test_registry, pretrained=True)
     assert not list((caches / "torch" / "hub" / "checkpoints").iterdir())
+
+
+def test_without_a_network_the_cli_says_so_at_once_in_one_line(tmp_path):
+    """No ZOO_OFFLINE: zoo tries the network, which this test's host name makes unreachable."""
+    result = run_zoo("info", "timm/resnet18", "--set", "pretrained=True", cwd=tmp_path, timeout=60,
+                     env={"HF_HUB_CACHE": str(tmp_path / "hub"), "HF_ENDPOINT": "https://no-such-host.invalid"})
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "no-such-host.invalid cannot be reached" in result.stderr and "Retrying" not in result.stderr

@@ -129,7 +129,7 @@ def _url_file(description: dict[str, Any], download: bool) -> Path:
 
 
 def _hub_file(description: dict[str, Any], download: bool) -> Path:
-    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+    from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
 
     repo, name, cache = description["hf_hub_id"], description["name"], hub_cache()
     files = [description["hf_filename"]] if description.get("hf_filename") else list(HUB_FILES)
@@ -141,6 +141,7 @@ def _hub_file(description: dict[str, Any], download: bool) -> Path:
              f"{files[0]}` where there is a network, then copy the cache), or set HF_HUB_CACHE")
     if not download:
         raise UserError(f"weights {name} are not in the cache and downloads are off; {where}")
+    _reachable(constants.ENDPOINT, name, where)
     errors = []
     for file_name in files:
         try:
@@ -150,6 +151,18 @@ def _hub_file(description: dict[str, Any], download: bool) -> Path:
         except Exception as exc:  # noqa: BLE001 - the Hub raises its own errors for a missing file or no network
             errors.append(f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}")
     raise UserError(f"weights {name}: cannot download them from the Hub ({'; '.join(errors)}); {where}")
+
+
+def _reachable(endpoint: str, name: str, where: str) -> None:
+    """One quick connection to the Hub before downloading: without a network the Hub's client retries
+    each file for most of a minute, printing as it goes."""
+    import socket
+
+    host = urlparse(endpoint).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=5).close()
+    except OSError as exc:
+        raise UserError(f"weights {name} are not in the cache and {host} cannot be reached ({exc}); {where}") from exc
 
 
 def hub_cache() -> str:
