@@ -293,14 +293,15 @@ def test_a_weights_file_never_sets_pretrained_whatever_a_factory_declares(tmp_pa
         zoo.load_model(tmp_path / "w.safetensors", registry=registry)
 
 
-def test_pretrained_weights_set_the_image_size_a_dataset_takes_unless_given(caches):
+def test_pretrained_weights_set_the_image_size_and_crop_a_dataset_takes_unless_given(caches):
     def printed(*args):
         result = run_zoo("train", "resnet50", "--pretrained", "--print-config", *args, cwd=caches)
         assert result.returncode == 0, result.stderr
         return json.loads(result.stdout)["data_options"]
 
-    assert printed("--data", "imagefolder") == {"image_size": 224}
-    assert printed("--data", "imagefolder", "--data-set", "image_size=128") == {"image_size": 128}
+    assert printed("--data", "imagefolder") == {"image_size": 224, "crop_pct": 224 / 232}  # torchvision's 232 -> 224
+    assert printed("--data", "imagefolder", "--data-set", "image_size=128") == {"image_size": 128,
+                                                                               "crop_pct": 224 / 232}
     assert printed("--data", "cifar10") == {}  # CIFAR is 32 px: the model adapts
 
 

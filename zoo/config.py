@@ -108,19 +108,21 @@ DEFAULT_LR = 0.05  # for optimizers that recommend none (SGD): zoo's recipe for 
 
 def with_defaults(config: RunConfig, registry: Registry) -> RunConfig:
     """``config`` with the defaults that depend on other choices: the optimizer's recommended learning
-    rate when none was given, and the image size pretrained weights were trained at when the dataset
-    takes one and none was given."""
+    rate when none was given; the image size and evaluation crop pretrained weights were trained with,
+    when the dataset takes them and none were given."""
     if config.lr is None:
         spec = registry.get("opt", str(config.opt).partition("=")[0].strip())
         config = replace(config, lr=getattr(spec, "lr", None) or DEFAULT_LR)
-    data = registry.get("data", config.data)
-    if (config.pretrained is not None and "image_size" not in config.data_options
-            and "image_size" in inspect.signature(data.load()).parameters):
-        from .pretrained import trained_size
+    if config.pretrained is not None:
+        from .pretrained import trained_preprocessing
 
-        size = trained_size(config.model, True if config.pretrained == "default" else config.pretrained, registry)
-        if size:
-            config = replace(config, data_options={**config.data_options, "image_size": size})
+        takes = inspect.signature(registry.get("data", config.data).load()).parameters
+        wanted = [key for key in ("image_size", "crop_pct") if key in takes and key not in config.data_options]
+        if wanted:
+            trained = trained_preprocessing(config.model, True if config.pretrained == "default" else config.pretrained,
+                                            registry)
+            config = replace(config, data_options={**config.data_options,
+                                                   **{k: trained[k] for k in wanted if k in trained}})
     return config
 
 

@@ -221,15 +221,26 @@ def read_state_dict(path: Path, name: str) -> dict[str, torch.Tensor]:
 
 
 # ----------------------------------------------------------------------------- starting a model from weights
-def trained_size(model_name: str, pretrained: bool | str, registry: Registry | None = None) -> int | None:
-    """The input size the weights ``pretrained`` names were trained at: a model is built for it (an
-    ImageNet ResNet keeps its ImageNet stem on CIFAR's 32 px images), and adapts to the data's size."""
+def trained_preprocessing(model_name: str, pretrained: bool | str, registry: Registry | None = None) -> dict:
+    """The ``image_size`` the weights ``pretrained`` names were trained at, and the ``crop_pct`` of their
+    evaluation's centre crop, where known: what a dataset that takes them should use by default."""
     if isinstance(pretrained, str) and pretrained.endswith(".safetensors"):
         from .weights import read_metadata
 
-        return read_metadata(Path(pretrained)).get("input_size")
-    return describe(find_weights(model_name, pretrained, registry)).get("input_size")
+        meta = read_metadata(Path(pretrained))
+        found = {"image_size": meta.get("input_size"), "crop_pct": meta.get("crop_pct")}
+    else:
+        description = describe(find_weights(model_name, pretrained, registry))
+        size, resize = description.get("input_size"), description.get("resize_size")
+        found = {"image_size": size, "crop_pct": description.get("crop_pct") or (size / resize if size and resize
+                                                                                  else None)}
+    return {key: value for key, value in found.items() if value}
 
+
+def trained_size(model_name: str, pretrained: bool | str, registry: Registry | None = None) -> int | None:
+    """The input size the weights were trained at: a model is built for it (an ImageNet ResNet keeps
+    its ImageNet stem on CIFAR's 32 px images), and adapts to the data's size."""
+    return trained_preprocessing(model_name, pretrained, registry).get("image_size")
 
 
 def start_from(model: nn.Module, model_name: str, pretrained: bool | str, registry: Registry | None = None,
