@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import csv
+import json
+import statistics
 from pathlib import Path
 
 import pytest
@@ -145,3 +147,35 @@ def test_every_preset_checks_out_without_training(preset):
     experiment = Experiment.from_toml(ROOT / "experiments" / preset)
     for quick in (False, True):  # what zoo compare --dry-run checks: every name and option of every run
         assert checked_runs(experiment, quick)
+
+
+def test_seeds_run_every_grid_point_again_and_the_table_gives_mean_and_spread(cifar_dir, tmp_path):
+    experiment = tmp_path / "seeds.toml"
+    experiment.write_text(f"""
+seeds = 3
+[base]
+model = "vgg_bn"
+data_dir = "{cifar_dir}"
+epochs = 1
+batch_size = 20
+model_options = {{ layout = "8,M,16,M" }}
+[grid]
+augs = [[], ["hflip"]]
+""")
+    result = run_zoo("compare", str(experiment), "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    runs = sorted(p.name for p in (tmp_path / "out" / "runs").iterdir())
+    assert runs == [f"{a}-seed{k}" for a in ("hflip", "none") for k in range(3)]
+    rows = list(csv.DictReader((tmp_path / "out" / "results.csv").open()))
+    assert [(r["run"], r["seeds"]) for r in rows] == [("none", "3"), ("hflip", "3")]
+    finals = [json.loads((tmp_path / "out" / "runs" / f"none-seed{k}" / "metrics.jsonl").read_text()
+                         .splitlines()[-1])["test_accuracy"] for k in range(3)]
+    assert float(rows[0]["test accuracy"]) == pytest.approx(statistics.mean(finals))
+    assert float(rows[0]["test accuracy std"]) == pytest.approx(statistics.stdev(finals))
+    assert " ± " in (tmp_path / "out" / "results.md").read_text()
+    seeds = {json.loads((tmp_path / "out" / "runs" / f"none-seed{k}" / "config.json").read_text())["seed"]
+             for k in range(3)}
+    assert seeds == {0, 1, 2}
+    listed = run_zoo("compare", str(experiment), "--seeds", "2", "--dry-run", cwd=tmp_path)
+    assert [line.split(":")[0] for line in listed.stdout.splitlines()] == ["none-seed0", "none-seed1", "hflip-seed0",
+                                                                           "hflip-seed1"]

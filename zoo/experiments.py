@@ -9,7 +9,7 @@ import json
 import math
 import re
 import sys
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,7 +26,9 @@ CONFIG_FIELDS = {f.name for f in fields(RunConfig)}
 REPORT_FILES = ("results.md", "results.csv", "accuracy.png", "loss.png")
 MAX_RUNS = 10_000  # a grid larger than this is a mistake, not a plan
 COLUMNS = ["run", "dataset", "network", "epochs", "planned epochs", "batch size", "lr", "optimizer", "schedule",
-           "augmentation", "test accuracy", "best test accuracy", "time (s)", "images/s", "parameters"]
+           "augmentation", "seeds", "test accuracy", "test accuracy std", "best test accuracy", "time (s)", "images/s",
+           "parameters"]
+SEED_SUFFIX = re.compile(r"-seed\d+$")  # runs of one grid point with other seeds: x-seed0, x-seed1, ...
 
 
 @dataclass
@@ -42,6 +44,7 @@ class Experiment:
     axes: dict[str, list[Any]] = field(default_factory=dict)
     quick: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    seeds: int = 1  # runs of every grid point, with seeds seed, seed + 1, ...: the table shows mean and spread
 
     @classmethod
     def from_toml(cls, path: Path) -> "Experiment":
@@ -54,16 +57,19 @@ class Experiment:
             raise UserError(f"{path} is nested too deeply to be an experiment") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise UserError(f"{path} is not valid TOML: {exc}") from exc
-        unknown = set(document) - {"name", "description", "base", "grid", "quick"}
+        unknown = set(document) - {"name", "description", "base", "grid", "quick", "seeds"}
         if unknown:
-            raise UserError(f"{path}: unknown sections {', '.join(sorted(unknown))} (use name, description, base, "
-                            f"grid, quick)")
+            raise UserError(f"{path}: unknown sections {', '.join(sorted(unknown))} (use name, description, seeds, "
+                            f"base, grid, quick)")
+        seeds = document.get("seeds", 1)
+        if type(seeds) is not int or not 1 <= seeds <= 100:
+            raise UserError(f"{path}: seeds must be a whole number in 1..100, got {seeds!r}")
         for section in ("base", "grid", "quick"):
             if not isinstance(document.get(section, {}), dict):
                 raise UserError(f"{path}: [{section}] must be a table")
         experiment = cls(_slug(str(document.get("name", Path(path).stem))), dict(document.get("base", {})),
                          dict(document.get("grid", {})), dict(document.get("quick", {})),
-                         str(document.get("description", "")))
+                         str(document.get("description", "")), seeds)
         experiment.runs()  # validate now
         return experiment
 
@@ -76,7 +82,7 @@ class Experiment:
         for axis, variants in self.axes.items():
             if not isinstance(variants, list) or not variants:
                 raise UserError(f"grid axis {axis!r} must be a non-empty list")
-        size = math.prod(len(v) for v in self.axes.values())
+        size = math.prod(len(v) for v in self.axes.values()) * self.seeds
         if size > MAX_RUNS:
             raise UserError(f"experiment {self.name!r} is a grid of {size:,} runs; at most {MAX_RUNS:,}")
         for axis, variants in self.axes.items():
@@ -103,7 +109,11 @@ class Experiment:
             if same != slug:
                 raise UserError(f"experiment {self.name!r}: runs {same} and {slug} would be the same run; "
                                 "a value is given twice")
-            result.append((slug, labels, config))
+            if self.seeds == 1:
+                result.append((slug, labels, config))
+            else:
+                result += [(f"{slug}-seed{k}", {**labels, "seed": str(config.seed + k)},
+                            replace(config, seed=config.seed + k)) for k in range(self.seeds)]
         return result
 
 
@@ -185,25 +195,47 @@ def load_run(run_dir: Path) -> dict[str, Any]:
             "finished": weights is not None}
 
 
-def table_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per run, of numbers (results.csv is read by programs); :func:`markdown_table` formats them."""
-    rows = []
+def grouped(runs: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """Runs that differ only in their seed (``x-seed0``, ``x-seed1``), together, in order of appearance."""
+    groups: dict[str, list[dict[str, Any]]] = {}
     for run in runs:
-        c, m = run["config"], run["metrics"]
+        groups.setdefault(SEED_SUFFIX.sub("", run["name"]), []).append(run)
+    return list(groups.items())
+
+
+def table_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per run, or per grid point run with several seeds (their mean, and the standard
+    deviation of the final test accuracy), of numbers (results.csv is read by programs);
+    :func:`markdown_table` formats them."""
+    rows = []
+    for name, group in grouped(runs):
+        c, m = group[0]["config"], group[0]["metrics"]
         options = ", ".join(f"{k}={v}" for k, v in _flatten(c.get("model_options", {})))
+        finals = [r["metrics"][-1]["test_accuracy"] for r in group if r["metrics"]]
         rows.append({
-            "run": run["name"], "dataset": str(c.get("data", "")).rpartition(":")[2],
+            "run": name, "dataset": str(c.get("data", "")).rpartition(":")[2],
             "network": c["model"] + (f" ({options})" if options else ""),
             "epochs": len(m), "planned epochs": c["epochs"], "batch size": c["batch_size"], "lr": c["lr"],
             "optimizer": c["opt"], "schedule": c["sched"] + (f" (warmup {c['warmup']:g})" if c.get("warmup") else ""),
-            "augmentation": "+".join(c["augs"]) or "none",
-            "test accuracy": m[-1]["test_accuracy"] if m else None,
-            "best test accuracy": max(r["test_accuracy"] for r in m) if m else None,
-            "time (s)": round(sum(r["seconds"] for r in m), 1),
+            "augmentation": "+".join(c["augs"]) or "none", "seeds": len(group),
+            "test accuracy": _mean(finals),
+            "test accuracy std": _std(finals) if len(finals) > 1 else None,
+            "best test accuracy": _mean([max(r["test_accuracy"] for r in run["metrics"]) for run in group
+                                         if run["metrics"]]),
+            "time (s)": round(_mean([sum(r["seconds"] for r in run["metrics"]) for run in group]), 1),
             "images/s": round(sum(r["images_per_s"] for r in m) / len(m)) if m else None,
-            "parameters": run["parameters"],
+            "parameters": group[0]["parameters"],
         })
     return rows
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _std(values: list[float]) -> float:
+    mean = sum(values) / len(values)
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
 def _cell(column: str, value: Any) -> str:
@@ -229,8 +261,14 @@ def _flatten(options: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join(" --- " for _ in COLUMNS) + "|"]
-    lines += ["| " + " | ".join(_cell(c, row[c]) for c in COLUMNS) + " |" for row in rows]
+    """The rows as Markdown; a test accuracy over several seeds as ``mean ± std`` (in points)."""
+    columns = [c for c in COLUMNS if c != "test accuracy std"]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join(" --- " for _ in columns) + "|"]
+    for row in rows:
+        cells = [_cell(c, row[c]) for c in columns]
+        if row.get("test accuracy std") is not None:
+            cells[columns.index("test accuracy")] += f" ± {100 * row['test accuracy std']:.2f}"
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -261,9 +299,18 @@ def plot_runs(runs: list[dict[str, Any]], out: Path, title: str) -> None:
     def draw(file: str, panels: list[tuple[str, str, Callable[[dict[str, Any]], float]]]) -> None:
         figure, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels) + 2, 5), dpi=100, squeeze=False)
         for axis, (name, ylabel, value) in zip(axes[0], panels):
-            for run in runs:  # the same colour for a run in every panel
-                axis.plot([r["epoch"] for r in run["metrics"]], [value(r) for r in run["metrics"]], marker="o",
-                          markersize=3, label=run["name"])
+            for group_name, group in grouped(runs):  # the same colour for a run in every panel
+                epochs = min(len(run["metrics"]) for run in group)
+                curves = [[value(r) for r in run["metrics"][:epochs]] for run in group]
+                mean = [sum(points) / len(points) for points in zip(*curves)]
+                x = [r["epoch"] for r in group[0]["metrics"][:epochs]]
+                line, = axis.plot(x, mean, marker="o", markersize=3,
+                                  label=group_name + (f" (mean of {len(group)} seeds, band: ±1 std)" if len(group) > 1
+                                                      else ""))
+                if len(group) > 1:
+                    spread = [_std(list(points)) for points in zip(*curves)]
+                    axis.fill_between(x, [m - d for m, d in zip(mean, spread)], [m + d for m, d in zip(mean, spread)],
+                                      color=line.get_color(), alpha=0.2)
             axis.set(xlabel="epoch", ylabel=ylabel, title=f"{title}: {name}")
             axis.xaxis.set_major_locator(MaxNLocator(integer=True))
             axis.grid(alpha=0.3)

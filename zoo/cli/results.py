@@ -99,9 +99,11 @@ def predict_command(weights: str, images: tuple[str, ...], top_k: int, batch_siz
 @click.option("--amp", is_flag=True, help="Mixed precision for every run.")
 @click.option("--quick", is_flag=True, help="The experiment's scale-down: few epochs, a data subset.")
 @click.option("--out", type=click.Path(file_okay=False), help="Output folder (default comparisons/<name>).")
+@click.option("--seeds", type=int, help="Run every grid point with N seeds (seed, seed+1, ...); the table shows "
+              "mean ± std, the plots a band.")
 @click.option("--dry-run", is_flag=True, help="List the runs and stop.")
 def compare_command(experiment, models, aug_sets, opts, lrs, scheds, batch_sizes, data, data_dir, epochs, amp, quick,
-                    out, dry_run) -> None:
+                    out, seeds, dry_run) -> None:
     """Train a grid of runs one after another and compare them in a table and plots.
 
     EXPERIMENT is a TOML file (see experiments/); options add axes to its grid or make one. Runs
@@ -110,6 +112,7 @@ def compare_command(experiment, models, aug_sets, opts, lrs, scheds, batch_sizes
     \b
     zoo compare experiments/augmentations.toml --quick
     zoo compare --model vgg16_bn --model resnet18 --augs none --augs crop=4+hflip --epochs 10
+    zoo compare --model resnet20 --augs none --augs hflip --seeds 3   mean ± std over three seeds
     """
     from pathlib import Path
 
@@ -129,6 +132,10 @@ def compare_command(experiment, models, aug_sets, opts, lrs, scheds, batch_sizes
                        ("trainer", common.registry().flagged("trainer", "amp").qualified_name if amp else None)):
         if value is not None:
             spec.base[key] = value
+    if seeds is not None:
+        if not 1 <= seeds <= 100:
+            raise UserError(f"--seeds must be in 1..100, got {seeds}")
+        spec.seeds = seeds
     console = common.console(stderr=True)
     if dry_run:
         for slug, _, config in checked_runs(spec, quick, common.registry()):
