@@ -8,7 +8,8 @@ from typing import Any
 
 from .errors import PluginError, UserError
 from .hookspecs import hookimpl
-from .specs import Architecture, Augmentation, Dataset, Logger, Optimizer, Scheduler, Trainer, Weights, Wrapper
+from .specs import (Architecture, Augmentation, Dataset, Exporter, Logger, Optimizer, Scheduler, Trainer, Weights,
+                    Wrapper)
 
 __version__ = "0.1.0"
 
@@ -29,6 +30,7 @@ _LAZY = {
     "TrainingInterrupted": "zoo.training",
     "evaluate_weights": "zoo.evaluation",
     "predict": "zoo.prediction",
+    "export_weights": "zoo.export",
     "iter_predictions": "zoo.prediction",
     # for plugins: trainers, wrappers, datasets
     "BaseTrainer": "zoo.trainer",
@@ -48,7 +50,8 @@ _LAZY = {
 }
 
 __all__ = [
-    "Architecture", "Augmentation", "Dataset", "Logger", "Optimizer", "Scheduler", "Trainer", "Weights", "Wrapper",
+    "Architecture", "Augmentation", "Dataset", "Exporter", "Logger", "Optimizer", "Scheduler", "Trainer", "Weights",
+    "Wrapper",
     "PluginError", "UserError", "hookimpl", "__version__", *_LAZY,
 ]
 

@@ -12,8 +12,8 @@ import torch
 from .augmenter import Normalize
 from .data import IMAGE_SUFFIXES, open_image
 from .errors import UserError
-from .registry import Registry
-from .weights import load_model, require_fields
+from .registry import Registry, default_registry
+from .weights import check_document, load_model, parse_json, regular_file, require_fields
 
 
 def image_paths(inputs: Sequence[str | Path]) -> list[Path]:
@@ -38,11 +38,7 @@ def iter_predictions(weights: str | Path, images: Sequence[str | Path], top_k: i
     model sees ``batch_size`` images at a time, on ``device``."""
     if top_k < 1 or batch_size < 1:
         raise UserError(f"--top-k and --batch-size must be positive, got {top_k} and {batch_size}")
-    from .trainer import usable_device
-
-    target = usable_device(device)
-    model = load_model(weights, registry=registry).to(target)
-    meta = model.zoo_meta
+    model, meta, target = _predictor(Path(weights), device, registry or default_registry())
     require_fields(meta, weights, "input_size", "in_chans", "classes", "mean", "std")
     classes, normalize, k = meta["classes"], Normalize(meta["mean"], meta["std"]), min(top_k, len(meta["classes"]))
     paths = image_paths(images)
@@ -63,6 +59,28 @@ def iter_predictions(weights: str | Path, images: Sequence[str | Path], top_k: i
                 results[path] = {"image": str(path), "top": [{"class": classes[i], "probability": p}
                                                              for p, i in zip(values, indices)]}
         yield from (results[path] for path in paths[start:start + batch_size])
+
+
+def _predictor(path: Path, device: str | None, registry: Registry):
+    """The model of a zoo weights file on ``device``, or an exported file's (an exporter's suffix) as its
+    runtime loads it, on the CPU; with the checked metadata that says how images become its inputs."""
+    from .trainer import usable_device
+
+    if path.suffix == ".safetensors":
+        target = usable_device(device)
+        model = load_model(path, registry=registry).to(target)
+        return model, model.zoo_meta, target
+    exporter = next((e for e in registry.items("exporter") if e.suffix and e.suffix == path.suffix), None)
+    if exporter is None:
+        raise UserError(f"{path} is neither zoo weights (.safetensors) nor a file an exporter writes "
+                        f"({', '.join(e.suffix for e in registry.items('exporter'))})")
+    regular_file(path, "exported model")
+    run, carried = exporter.resolve(exporter.runner, "runner")(path)
+    meta = parse_json(carried.get("zoo", ""), f"the zoo metadata of {path}")
+    if not isinstance(meta, dict):
+        raise UserError(f"{path} carries no zoo metadata (it was not written by zoo export)")
+    check_document(meta, path)
+    return run, meta, usable_device("cpu")
 
 
 def predict(weights: str | Path, images: Sequence[str | Path], top_k: int = 3, batch_size: int = 64,

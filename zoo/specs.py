@@ -51,16 +51,21 @@ class Spec:
 
     def load(self) -> Callable[..., Any]:
         """The factory with its bound options, importing it if it is a ``"module:attr"`` string."""
-        target: Any = self.factory
-        if not callable(target):
-            module_name, _, attr = target.partition(":")
-            try:
-                target = importlib.import_module(module_name)
-                for part in attr.split("."):
-                    target = getattr(target, part)
-            except Exception as exc:  # a typo in the plugin's "module:attr", or its import failing
-                raise self.failure(f"cannot import its factory {self.factory!r}", exc) from exc
+        target = self.resolve(self.factory, "factory")
         return functools.partial(target, **self.options) if self.options else target
+
+    def resolve(self, target: Factory, what: str) -> Callable[..., Any]:
+        """``target`` itself, or what its ``"module:attr"`` string names, imported now."""
+        if callable(target):
+            return target
+        module_name, _, attr = target.partition(":")
+        try:
+            found: Any = importlib.import_module(module_name)
+            for part in attr.split("."):
+                found = getattr(found, part)
+        except Exception as exc:  # a typo in the plugin's "module:attr", or its import failing
+            raise self.failure(f"cannot import its {what} {target!r}", exc) from exc
+        return found
 
 
 @dataclass(frozen=True)
@@ -192,8 +197,23 @@ class Weights(Spec):
     word: ClassVar[str] = "weights"
 
 
+@dataclass(frozen=True)
+class Exporter(Spec):
+    """A file format for deployment. ``factory(model, example, path, dynamic_batch=..., metadata=...)``
+    writes the model in eval mode, traced with the ``example`` batch, to ``path``, with ``metadata``
+    (text) inside the file; ``runner(path)`` loads such a file back as ``(predict, metadata)``, where
+    ``predict(x) -> logits`` takes and returns CPU tensors: zoo verifies every export with it."""
+
+    suffix: str = ""
+    runner: Factory = ""
+    kind: ClassVar[str] = "exporter"
+    hook: ClassVar[str] = "exporters"
+    hook_doc: ClassVar[str] = "File formats to deploy trained weights in (torch.export, ONNX, ...)."
+    word: ClassVar[str] = "exporter"
+
+
 # The one table of kinds: the hooks, the registry, the CLI's --kind and zoo.testing all read it, so a
 # new kind is a new Spec class added here.
 KINDS: dict[str, type[Spec]] = {
-    cls.kind: cls for cls in (Architecture, Wrapper, Augmentation, Optimizer, Scheduler, Trainer, Dataset, Logger, Weights)
+    cls.kind: cls for cls in (Architecture, Wrapper, Augmentation, Optimizer, Scheduler, Trainer, Dataset, Logger, Weights, Exporter)
 }

@@ -84,6 +84,31 @@ def predict_command(weights: str, images: tuple[str, ...], top_k: int, batch_siz
         click.echo(f"zoo: {done} images predicted, {len(skipped)} unreadable skipped", err=True)
 
 
+@cli.command("export")
+@click.argument("weights", type=click.Path())
+@click.option("--format", "format_", default="pt2", show_default=True, metavar="NAME",
+              help="An exporter (zoo list --kind exporter): pt2 (torch.export), onnx.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Output file (default: beside WEIGHTS, the format's suffix).")
+@click.option("--dynamic-batch", is_flag=True, help="Any batch size, not only the probe's.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def export_command(weights: str, format_: str, out, dynamic_batch: bool, overwrite: bool, as_json: bool) -> None:
+    """Write WEIGHTS in a deployment format, with the classes, input size and normalisation inside the
+    file; verified before it is kept: the exported model must answer a probe batch as PyTorch does.
+
+    \b
+    zoo export weights/run.safetensors --format onnx --dynamic-batch
+    """
+    from ..export import export_weights
+
+    result = export_weights(weights, format_, out, dynamic_batch, overwrite, registry=common.registry())
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(f"wrote {result['path']} ({result['format']}{', any batch size' if dynamic_batch else ''}); its "
+               f"outputs are within {result['relative_difference']:.1e} of the PyTorch model's on a probe batch")
+
+
 @cli.command("compare")
 @click.argument("experiment", required=False, type=click.Path(dir_okay=False))
 @click.option("--model", "models", multiple=True, help="A network to compare; repeatable.")

@@ -1,0 +1,83 @@
+"""zoo export: deployment files that answer as the PyTorch model does and carry what turns images into
+their inputs; checked as they are written, and usable by zoo predict."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import zoo
+from zoo import Exporter, UserError, hookimpl
+from zoo.export import export_weights
+from zoo.testing import fresh_registry
+
+from conftest import run_zoo
+
+FIELDS = dict(classes=[f"c{i}" for i in range(10)], num_classes=10, in_chans=3, input_size=32, mean=[0.5] * 3,
+              std=[0.25] * 3, dataset="cifar10")
+
+
+@pytest.fixture
+def weights(tmp_path):
+    torch.manual_seed(0)
+    model = zoo.create_model("se-resnet20", num_classes=10, width=0.25)
+    return zoo.save_weights(model, tmp_path / "w.safetensors", **FIELDS)
+
+
+@pytest.mark.parametrize("format", ["pt2", "onnx"])
+def test_an_export_answers_as_pytorch_for_any_batch_and_carries_its_metadata(weights, format):
+    if format == "onnx":
+        pytest.importorskip("onnxruntime")
+    result = run_zoo("export", str(weights), "--format", format, "--dynamic-batch", "--json", cwd=weights.parent)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    path = weights.with_suffix(f".{format}")
+    assert report["path"] == str(path) and report["relative_difference"] <= 1e-4
+    registry = zoo.default_registry()
+    spec = registry.get("exporter", format)
+    predict, metadata = spec.resolve(spec.runner, "runner")(path)
+    carried = json.loads(metadata["zoo"])
+    assert {k: carried[k] for k in ("classes", "input_size", "mean", "std")} == {
+        k: FIELDS[k] for k in ("classes", "input_size", "mean", "std")}
+    model = zoo.load_model(weights).eval()
+    x = torch.randn(5, 3, 32, 32)  # a batch size the export never saw
+    with torch.no_grad():
+        torch.testing.assert_close(predict(x), model(x), rtol=1e-4, atol=1e-5)
+    again = run_zoo("export", str(weights), "--format", format, cwd=weights.parent)
+    assert again.returncode == 2 and "exists; choose another --out or pass --overwrite" in again.stderr
+
+
+class WrongRunner:
+    """An exporter whose files answer differently: zoo must notice and keep nothing."""
+
+    @staticmethod
+    @hookimpl
+    def exporters():
+        def save(model, example, path, dynamic_batch=False, metadata=None):
+            path.write_bytes(b"whatever")
+
+        def load(path):
+            return (lambda x: torch.zeros(len(x), 10)), {"zoo": "{}"}
+
+        return [Exporter("broken", save, "answers zeros", suffix=".bin", runner=load)]
+
+
+def test_an_export_that_answers_differently_is_refused_and_nothing_is_kept(weights):
+    registry = fresh_registry({"wrong": WrongRunner()}, installed=("resnet", "se"))
+    with pytest.raises(UserError, match="answers differently from the PyTorch model .* nothing was written"):
+        export_weights(weights, "broken", registry=registry)
+    assert sorted(p.name for p in weights.parent.iterdir()) == ["w.safetensors"]
+
+
+def test_zoo_predict_runs_an_exported_file(weights, tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(tmp_path / "red.png")
+    assert run_zoo("export", str(weights), cwd=tmp_path).returncode == 0
+    from_weights = json.loads(run_zoo("predict", str(weights), "red.png", "--json", cwd=tmp_path).stdout)
+    exported = run_zoo("predict", str(weights.with_suffix(".pt2")), "red.png", "--json", cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr
+    ours, theirs = from_weights[0]["top"], json.loads(exported.stdout)[0]["top"]
+    assert [t["class"] for t in ours] == [t["class"] for t in theirs]
+    assert [t["probability"] for t in ours] == pytest.approx([t["probability"] for t in theirs], abs=1e-5)
