@@ -8,7 +8,7 @@ import zoo
 from zoo import Architecture, Augmentation, hookimpl
 from zoo.testing import assert_conforms, check_plugin, fresh_registry
 
-BUILTINS = ("vgg", "resnet", "se", "timm", "datasets", "augment", "optim", "trainers")
+BUILTINS = ("vgg", "resnet", "se", "timm", "datasets", "augment", "optim", "trainers", "export")
 TIMM_SAMPLE = ("timm/resnet18", "timm/mobilenetv3_small_100", "timm/lamb", "timm/adamp")
 
 
@@ -17,7 +17,7 @@ def registry():
     return fresh_registry(installed=BUILTINS)
 
 
-@pytest.mark.parametrize("plugin", ["se", "augment", "optim", "trainers", "datasets"])
+@pytest.mark.parametrize("plugin", ["se", "augment", "optim", "trainers", "datasets", "export"])
 def test_builtin_plugins_conform(registry, plugin):
     checks = assert_conforms(registry, plugin)
     if plugin == "datasets":  # the embedded sample needs no files, so it is really loaded

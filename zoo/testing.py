@@ -233,13 +233,34 @@ def _check_weights(registry: Registry, spec, input_size: int | None) -> str:
     return "described; the cached file fits the model"
 
 
+def _check_exporter(registry: Registry, spec, input_size: int | None) -> str:
+    """The exporter writes a plain CNN that its runner reads back, answering as PyTorch, metadata kept."""
+    import torch
+
+    from .errors import UserError
+
+    model = plain_convnet(3).eval()
+    example, probe = torch.randn(2, 3, 16, 16), torch.randn(3, 3, 16, 16)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"model{spec.suffix}"
+        try:
+            spec.load()(model, example, path, dynamic_batch=True, metadata={"zoo": "{}"})
+        except UserError as exc:  # an optional dependency missing here
+            raise _Skip(str(exc)) from exc
+        predict, metadata = spec.resolve(spec.runner, "runner")(path)
+        with torch.no_grad():
+            assert torch.allclose(predict(probe), model(probe), atol=1e-4), "the exported model answers differently"
+    assert metadata == {"zoo": "{}"}, "the metadata did not survive the export"
+    return "a plain CNN exported, read back, equal outputs at another batch size"
+
+
 class _Skip(Exception):
     pass
 
 
 CHECKS: dict[str, Callable[[Registry, Any, int | None], str]] = {
     "arch": _check_arch, "wrapper": _check_wrapper, "aug": _check_aug, "opt": _check_opt, "sched": _check_sched,
-    "trainer": _check_trainer, "data": _check_data, "weights": _check_weights,
+    "trainer": _check_trainer, "data": _check_data, "weights": _check_weights, "exporter": _check_exporter,
 }
 
 
