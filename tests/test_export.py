@@ -74,7 +74,10 @@ def test_zoo_predict_runs_an_exported_file(weights, tmp_path):
     from PIL import Image
 
     Image.new("RGB", (32, 32), (200, 30, 30)).save(tmp_path / "red.png")
-    assert run_zoo("export", str(weights), cwd=tmp_path).returncode == 0
+    assert run_zoo("export", str(weights), cwd=tmp_path).returncode == 0  # batches of 2 only
+    fixed = run_zoo("predict", str(weights.with_suffix(".pt2")), "red.png", cwd=tmp_path)
+    assert fixed.returncode == 2 and "export it with --dynamic-batch" in fixed.stderr and "Traceback" not in fixed.stderr
+    assert run_zoo("export", str(weights), "--dynamic-batch", "--overwrite", cwd=tmp_path).returncode == 0
     from_weights = json.loads(run_zoo("predict", str(weights), "red.png", "--json", cwd=tmp_path).stdout)
     exported = run_zoo("predict", str(weights.with_suffix(".pt2")), "red.png", "--json", cwd=tmp_path)
     assert exported.returncode == 0, exported.stderr

@@ -54,7 +54,12 @@ def iter_predictions(weights: str | Path, images: Sequence[str | Path], top_k: i
         if arrays:
             x = normalize(torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).to(target))
             with torch.inference_mode():
-                top = model(x).float().softmax(1).topk(k, dim=1)
+                try:
+                    top = model(x).float().softmax(1).topk(k, dim=1)
+                except (AssertionError, RuntimeError, ValueError) as exc:  # an exported file's fixed shapes
+                    raise UserError(f"{weights} cannot take a batch of {len(x)} images of {tuple(x.shape[1:])} "
+                                    f"({str(exc).strip().splitlines()[0]}); export it with --dynamic-batch, or "
+                                    "predict with the --batch-size it was exported for") from exc
             for path, values, indices in zip(readable, top.values.tolist(), top.indices.tolist()):
                 results[path] = {"image": str(path), "top": [{"class": classes[i], "probability": p}
                                                              for p, i in zip(values, indices)]}
