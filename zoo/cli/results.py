@@ -64,8 +64,12 @@ def predict_command(weights: str, images: tuple[str, ...], top_k: int, batch_siz
     for result in results:
         if "error" in result:
             skipped.append(result["error"])
-            click.echo(f"zoo: skipped {result['error']}", err=True)
+            if done:  # before the first image that could be read, held back: if none can, one error line says so
+                click.echo(f"zoo: skipped {result['error']}", err=True)
             continue
+        if not done:
+            for error in skipped:
+                click.echo(f"zoo: skipped {error}", err=True)
         done += 1
         if as_json:
             listed.append(result)
@@ -77,7 +81,8 @@ def predict_command(weights: str, images: tuple[str, ...], top_k: int, batch_siz
         else:
             click.echo(result["image"] + ": " + ", ".join(f"{t['class']} {t['probability']:.1%}" for t in result["top"]))
     if not done:
-        raise UserError(f"no image could be read: {skipped[0]}" if skipped else f"no images in {' '.join(images)}")
+        raise UserError(f"no image could be read{f' ({len(skipped)} tried)' if len(skipped) > 1 else ''}: "
+                        f"{skipped[0]}" if skipped else f"no images in {' '.join(images)}")
     if as_json:
         click.echo(json.dumps(listed, indent=2))
     if skipped:
