@@ -11,7 +11,7 @@ import os
 import random
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -61,7 +61,7 @@ class ImageFiles:
         decoder = _Decoder(self.train_files, self.train_labels, self.image_size, self.channels, self.crop_pct, None)
         images = []
         for i in chosen.tolist():
-            image, label, _ = decoder[i]
+            image, label = decoder[i]
             if label < 0:
                 raise UserError(f"{name_of(self.train_files[i])} is not a readable image; remove it or replace it")
             images.append(image)
@@ -89,51 +89,27 @@ class ImageFiles:
         return replace(self, train_files=train_files, train_labels=train_labels, test_files=test_files,
                        test_labels=test_labels)
 
-    def train_batches(self, batches: list[list[int]], seed: int, epoch: int, device,
-                      augment: Callable | None = None) -> Iterator:
-        """The uint8 images and labels of ``batches`` (lists of training indices), on ``device``; or,
-        with ``augment``, what it makes of each batch, applied by the worker that decoded it (for a run
-        on the CPU, whose cores the main process would otherwise share with the workers), with its
-        random numbers drawn from the seed, the epoch and the batch's first image."""
-        collate = _AugmentedCollate(augment, seed, epoch) if augment else None
+    def train_batches(self, batches: list[list[int]], seed: int, epoch: int, device) -> Iterator:
+        """The uint8 images and labels of ``batches`` (lists of training indices), on ``device``."""
         return self._load(_Decoder(self.train_files, self.train_labels, self.image_size, self.channels,
-                                   self.crop_pct, (seed, epoch)), batches, device, collate)
+                                   self.crop_pct, (seed, epoch)), batches, device)
 
     def test_batches(self, indices: range, batch_size: int, device) -> Iterator:
         batches = [list(indices[i:i + batch_size]) for i in range(0, len(indices), batch_size)]
         return self._load(_Decoder(self.test_files, self.test_labels, self.image_size, self.channels,
                                    self.crop_pct, None), batches, device)
 
-    def _load(self, decoder: "_Decoder", batches: list[list[int]], device, collate=None) -> Iterator:
+    def _load(self, decoder: "_Decoder", batches: list[list[int]], device) -> Iterator:
         device = torch.device(device)
         workers = self.workers or min(8, os.cpu_count() or 1)
         loader = torch.utils.data.DataLoader(
             decoder, batch_sampler=batches, num_workers=min(workers, len(batches)), pin_memory=device.type == "cuda",
-            prefetch_factor=4 if workers else None, persistent_workers=False, collate_fn=collate)
-        for images, labels, _ in loader:
+            prefetch_factor=4 if workers else None, persistent_workers=False)
+        for images, labels in loader:
             if labels.min() < 0:  # a worker could not read an image: name it, in one line
                 bad = decoder.files[-int(labels.min()) - 1]
                 raise UserError(f"{name_of(bad)} is not a readable image; remove it or replace it")
             yield images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-
-
-class _AugmentedCollate:
-    """Collates a batch and augments it, in the worker, seeded by (seed, epoch, its first image): the
-    same numbers whichever worker takes it, and after a resume."""
-
-    def __init__(self, augment: Callable, seed: int, epoch: int):
-        self.augment, self.seed, self.epoch = augment, seed, epoch
-
-    def __call__(self, samples):
-        images, labels, indices = torch.utils.data.default_collate(samples)
-        if labels.min() < 0:  # an unreadable image: the main process names it
-            return images, labels, indices
-        generator_state = torch.get_rng_state()
-        torch.manual_seed(hash((self.seed, self.epoch, int(indices[0]))) & (2**63 - 1))
-        try:
-            return (*self.augment(images, labels), indices)
-        finally:
-            torch.set_rng_state(generator_state)
 
 
 class _Decoder(torch.utils.data.Dataset):
@@ -148,7 +124,7 @@ class _Decoder(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         from PIL import Image, UnidentifiedImageError
 
         from .data import open_image
@@ -171,8 +147,8 @@ class _Decoder(torch.utils.data.Dataset):
                 img = img.resize((self.size, self.size), Image.Resampling.BILINEAR, box=box)
                 array = np.asarray(img, dtype=np.uint8).reshape(self.size, self.size, self.channels)
         except (UnidentifiedImageError, OSError, UserError, ValueError):
-            return torch.zeros(self.channels, self.size, self.size, dtype=torch.uint8), -1 - index, index
-        return torch.from_numpy(array.copy()).permute(2, 0, 1), int(self.labels[index]), index
+            return torch.zeros(self.channels, self.size, self.size, dtype=torch.uint8), -1 - index
+        return torch.from_numpy(array.copy()).permute(2, 0, 1), int(self.labels[index])
 
 
 MAX_MEMBER_BYTES = 256 << 20  # no image in a shard is larger: a crafted size is refused, not allocated

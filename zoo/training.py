@@ -215,7 +215,7 @@ class _Loop:
             order, size = self.position.order.tolist(), self.config.batch_size
             self.stream = self.data.train_batches(
                 [order[i * size:(i + 1) * size][self.mine] for i in range(self.position.step, steps)],
-                self.config.seed, epoch, device, augment=self.augmenter if device.type == "cpu" else None)
+                self.config.seed, epoch, device)
         for i in range(self.position.step, steps):
             self.step(epoch, i)
             logging_step = (i + 1) % self.log_every == 0 or i + 1 == steps
@@ -240,10 +240,8 @@ class _Loop:
             group["lr"] = self.lr
         if self.streams:
             waiting = time.perf_counter()
-            x, y = next(self.stream)
+            x, y = self.augmenter(*next(self.stream))
             self.waited += time.perf_counter() - waiting
-            if trainer.device.type != "cpu":  # on the CPU the workers augmented the batch: cores are shared
-                x, y = self.augmenter(x, y)
         elif self.augmenter.augs:  # drawn for the whole batch, as one process would, then this rank's part
             batch = position.order[i * config.batch_size:(i + 1) * config.batch_size]
             x, y = self.augmenter(self.data.train_images[batch], self.data.train_labels[batch])
