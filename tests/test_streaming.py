@@ -177,3 +177,13 @@ def test_webdataset_shards_stream_like_the_folder_they_came_from(tmp_path):
         f.write(b"x")
     broken = run_zoo("train", "resnet20", "--data", "webdataset", "--data-dir", "shards", cwd=tmp_path)
     assert broken.returncode == 2 and "train00000.cls holds 'x', not a class number" in broken.stderr
+
+
+def test_a_weights_file_cannot_make_zoo_eval_start_unbounded_workers(tmp_path):
+    jpeg_folder(tmp_path / "pics")
+    model = zoo.create_model("resnet20", num_classes=3, width=0.25)
+    zoo.save_weights(model, tmp_path / "w.safetensors", classes=sorted(LEARNABLE), num_classes=3, in_chans=3,
+                     input_size=32, mean=[0.5] * 3, std=[0.25] * 3, dataset="imagefolder",
+                     data_options={"stream": True, "workers": 100_000})
+    result = run_zoo("eval", "w.safetensors", "--data-dir", "pics", "--batch-size", "1", cwd=tmp_path)
+    assert result.returncode == 2 and "workers in 0..64" in result.stderr, result.stderr

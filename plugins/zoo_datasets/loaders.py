@@ -206,6 +206,11 @@ def fashion_mnist_sample(root: Path | None = None, download: bool = False) -> Im
     return _idx_dataset("fashion-mnist-sample", SAMPLE)
 
 
+# Decoding processes: more than any machine's cores could use, and a bound on what a weights file's
+# recorded data options can make zoo eval start.
+MAX_WORKERS = 64
+
+
 def image_folder(root: Path, download: bool = False, image_size: int = 32, stream: bool | None = None,
                  budget_gb: float = 0.0, workers: int = 0, crop_pct: float = 0.875, val_fraction: float = 0.0):
     """``root/train/<class>/*`` and ``root/test/<class>/*`` (or ``val/``, or ``val_fraction`` of each
@@ -213,10 +218,10 @@ def image_folder(root: Path, download: bool = False, image_size: int = 32, strea
     (default: a quarter of this machine's memory, shared by its processes), else streamed from the files (``stream`` forces
     either): ``workers`` processes decode each batch, with a random resized crop for training and a
     centre crop of ``crop_pct`` for testing."""
-    if not 8 <= image_size <= 4096 or not 0.05 <= crop_pct <= 1 or not 0 <= val_fraction < 1 or workers < 0 \
-            or budget_gb < 0:
-        raise UserError("imagefolder: image_size must be in 8..4096, crop_pct in 0.05..1, val_fraction in [0, 1), "
-                        "workers and budget_gb >= 0")
+    if not 8 <= image_size <= 4096 or not 0.05 <= crop_pct <= 1 or not 0 <= val_fraction < 1 \
+            or not 0 <= workers <= MAX_WORKERS or budget_gb < 0:
+        raise UserError(f"imagefolder: image_size must be in 8..4096, crop_pct in 0.05..1, val_fraction in [0, 1), "
+                        f"workers in 0..{MAX_WORKERS}, budget_gb >= 0")
     test_dir = next((root / d for d in ("test", "val") if (root / d).is_dir()), None)
     if not (root / "train").is_dir() or (test_dir is None and not val_fraction):
         raise UserError(f"imagefolder needs {root}/train/<class>/ and {root}/test/<class>/ (or val/, or "
@@ -301,8 +306,8 @@ def webdataset(root: Path, download: bool = False, image_size: int = 224, worker
     sample a ``<key>.jpg`` (or .png, .webp, ...) with its class number in ``<key>.cls``; class names
     from ``root/classes.txt`` (one per line) when it is there. Members are read where they lie in the
     shards, never extracted."""
-    if not 8 <= image_size <= 4096 or not 0.05 <= crop_pct <= 1 or workers < 0:
-        raise UserError("webdataset: image_size must be in 8..4096, crop_pct in 0.05..1, workers >= 0")
+    if not 8 <= image_size <= 4096 or not 0.05 <= crop_pct <= 1 or not 0 <= workers <= MAX_WORKERS:
+        raise UserError(f"webdataset: image_size must be in 8..4096, crop_pct in 0.05..1, workers in 0..{MAX_WORKERS}")
     test_dir = next((root / d for d in ("test", "val") if (root / d).is_dir()), None)
     shards = {split: sorted(folder.glob("*.tar")) if folder and folder.is_dir() else []
               for split, folder in (("train", root / "train"), ("test", test_dir))}
