@@ -45,6 +45,7 @@ _LAZY = {
     "data_root": "zoo.data",
     "download": "zoo.data",
     "file_md5": "zoo.data",
+    "memory_budget": "zoo.data",
     "open_image": "zoo.data",
     "regular_file": "zoo.weights",
 }

@@ -15,7 +15,7 @@ from .data import ImageData, data_root
 from .errors import PluginError, UserError
 from .models import STANDARD_OPTIONS, check_model, check_options
 from .options import parse_value
-from .registry import Registry, default_registry
+from .registry import GIVEN, Registry, default_registry
 from .specs import Spec
 from .weights import parse_json, regular_file
 
@@ -113,7 +113,7 @@ def with_defaults(config: RunConfig, registry: Registry) -> RunConfig:
     if config.lr is None:
         spec = registry.get("opt", str(config.opt).partition("=")[0].strip())
         config = replace(config, lr=getattr(spec, "lr", None) or DEFAULT_LR)
-    if config.pretrained is not None:
+    if config.pretrained is not None and not config.data.startswith(GIVEN):  # a given dataset is as it is
         from .pretrained import trained_preprocessing
 
         takes = inspect.signature(registry.get("data", config.data).load()).parameters
@@ -156,14 +156,19 @@ class Run:
 
     config: RunConfig
     registry: Registry
-    data_spec: Spec
+    data_spec: Spec | None  # None for a dataset given as an object
     augs: list[tuple[Spec, dict[str, Any]]]
     opt: tuple[Spec, dict[str, Any]]
     sched: tuple[Spec, dict[str, Any]]
     trainer_spec: Spec
+    model_object: torch.nn.Module | None = None  # given to zoo.train instead of a model name
+    data_object: Any = None  # an ImageData or ImageFiles given to zoo.train instead of a dataset name
 
     @classmethod
-    def resolve(cls, config: RunConfig, registry: Registry | None = None) -> "Run":
+    def resolve(cls, config: RunConfig, registry: Registry | None = None, model: torch.nn.Module | None = None,
+                data: Any = None) -> "Run":
+        """``model`` and ``data`` are objects given in place of the config's names (which then record
+        them as ``python:<what>``)."""
         registry = registry or default_registry()
         check_config_types(config)
         config = with_defaults(config, registry)
@@ -190,20 +195,27 @@ class Run:
             raise UserError("freeze epochs keep trained weights fixed: give pretrained weights or a weights file")
         if config.init is not None:
             regular_file(Path(config.init), "weights")
+        if model is not None and (config.pretrained or config.init or config.model_options):
+            raise UserError("a model given as a module is trained as it is: load its starting weights and set its "
+                            "options before giving it (pretrained, init and model options build a model by name)")
+        if data is not None and config.data_options:
+            raise UserError("a dataset given as an object is used as it is (data options configure a dataset by name)")
         decided = sorted(set(config.model_options) & set(STANDARD_OPTIONS))
         if decided:
             raise UserError(f"the data decides {', '.join(decided)} in training; it is not a model option to set")
-        check_model(config.model, registry, **config.model_options)
+        if model is None:
+            check_model(config.model, registry, **config.model_options)
         opt_spec, opt_options = parse_choice(registry, "opt", config.opt)
         sched_spec, sched_options = parse_choice(registry, "sched", config.sched)
-        data_spec = registry.get("data", config.data)
-        check_options(data_spec, data_spec.load(), config.data_options)
+        data_spec = registry.get("data", config.data) if data is None else None
+        if data_spec is not None:
+            check_options(data_spec, data_spec.load(), config.data_options)
         run = cls(
             config, registry, data_spec,
             [parse_choice(registry, "aug", text) for text in config.augs],
             (opt_spec, {**opt_options, **config.opt_options}),
             (sched_spec, {**sched_options, **config.sched_options}),
-            registry.get("trainer", config.trainer),
+            registry.get("trainer", config.trainer), model, data,
         )
         # Options are checked now, not after the data is loaded, by building what takes them (the
         # optimizer on a stand-in parameter, quietly: its warnings come with the real one).
@@ -236,8 +248,11 @@ class Run:
         return [call_factory(spec, **options) for spec, options in self.augs]
 
     def load_data(self) -> ImageData:
-        root = data_root(self.config.data_dir)
-        data = call_factory(self.data_spec, root=root, download=self.config.download, **self.config.data_options)
+        if self.data_object is not None:
+            data = self.data_object
+        else:
+            data = call_factory(self.data_spec, root=data_root(self.config.data_dir), download=self.config.download,
+                                **self.config.data_options)
         if self.config.train_limit or self.config.test_limit:
             data = data.subset(self.config.train_limit, self.config.test_limit, self.config.seed)
         if self.config.batch_size > len(data.train_labels):

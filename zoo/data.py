@@ -103,6 +103,39 @@ class ImageData:
         return replace(self, **{k: getattr(self, k).to(device) for k in
                                 ("train_images", "train_labels", "test_images", "test_labels")})
 
+    @classmethod
+    def from_datasets(cls, train, test, name: str | None = None) -> "ImageData":
+        """Two map-style datasets of ``(image, label)`` (a torchvision dataset, for one) decoded into
+        memory: images as PIL images, uint8 or [0, 1] float tensors (C, H, W), or uint8 arrays (H, W, C),
+        all of one size; labels as ints. Classes are the dataset's ``classes`` if it has them."""
+        from torch.utils.data import Dataset
+
+        for split, dataset in (("train", train), ("test", test)):
+            if not isinstance(dataset, Dataset) or not hasattr(dataset, "__len__") or not len(dataset):
+                raise UserError(f"the {split} set must be a non-empty map-style dataset of (image, label), "
+                                f"got {type(dataset).__name__}")
+        name = name or type(train).__name__
+        first = _image_tensor(train[0][0], name, 0)
+        decoded = (len(train) + len(test)) * first.numel()
+        if decoded > memory_budget():
+            raise UserError(f"{name} decodes to {decoded / 2**30:.1f} GB, more than zoo holds in memory "
+                            f"({memory_budget() / 2**30:.1f} GB); give it as an image folder or WebDataset shards, "
+                            "which zoo streams")
+        splits = []
+        for dataset in (train, test):
+            images = torch.empty((len(dataset), *first.shape), dtype=torch.uint8)
+            labels = torch.empty(len(dataset), dtype=torch.long)
+            for i in range(len(dataset)):
+                image, label = dataset[i]
+                images[i] = _image_tensor(image, name, i, first.shape)
+                labels[i] = int(label)
+            splits.append((images, labels))
+        classes = getattr(train, "classes", None)
+        if not (isinstance(classes, Sequence) and classes and all(isinstance(c, str) for c in classes)):
+            classes = [str(i) for i in range(int(max(labels.max() for _, labels in splits)) + 1)]
+        mean, std = channel_stats(splits[0][0])
+        return cls(name, *splits[0], *splits[1], list(classes), mean, std)
+
     def subset(self, train: int | None = None, test: int | None = None, seed: int = 0) -> "ImageData":
         """``train``/``test`` images for quick runs: a seeded, class-balanced choice (the first N of an
         image folder would be one class), in the data's order."""
@@ -110,6 +143,39 @@ class ImageData:
                                    ((self.train_labels, train), (self.test_labels, test)))
         return replace(self, train_images=self.train_images[train_index], train_labels=self.train_labels[train_index],
                        test_images=self.test_images[test_index], test_labels=self.test_labels[test_index])
+
+
+def _image_tensor(image, name: str, index: int, shape: torch.Size | None = None) -> torch.Tensor:
+    """One dataset item's image as uint8 (C, H, W)."""
+    import numpy as np
+
+    if isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim in (2, 3):
+        image = torch.from_numpy(image.reshape(*image.shape[:2], -1)).permute(2, 0, 1)
+    elif hasattr(image, "getbands"):  # a PIL image
+        from torchvision.transforms.functional import pil_to_tensor
+
+        image = pil_to_tensor(image if image.mode in ("L", "RGB") else image.convert("RGB"))
+    if not isinstance(image, torch.Tensor) or image.dim() != 3:
+        raise UserError(f"{name}: item {index} is not an image (a PIL image, or a (C, H, W) tensor), got "
+                        f"{type(image).__name__}")
+    if image.is_floating_point():
+        if image.min() < 0 or image.max() > 1:
+            raise UserError(f"{name}: item {index} has values outside [0, 1]; zoo normalises images itself, "
+                            "so leave Normalize out of the dataset's transform")
+        image = (image * 255).round().to(torch.uint8)
+    elif image.dtype != torch.uint8:
+        raise UserError(f"{name}: item {index} is {image.dtype}; images are uint8 or float in [0, 1]")
+    if shape is not None and image.shape != shape:
+        raise UserError(f"{name}: item {index} is {tuple(image.shape)} but the first is {tuple(shape)}; give the "
+                        "dataset a transform that makes its images one size")
+    return image
+
+
+def memory_budget(budget_gb: float = 0.0) -> float:
+    """Bytes of decoded images a process may hold in memory: ``budget_gb``, else a quarter of this
+    machine's memory shared by the processes of a distributed run on it (each holds its own copy)."""
+    return budget_gb * 2**30 or (os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 4
+                                 / int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
 
 
 def balanced_choice(labels: torch.Tensor, count: int | None, seed: int) -> torch.Tensor | slice:

@@ -7,7 +7,7 @@ import math
 from typing import Any, Callable
 
 from .errors import PluginError, UserError
-from .registry import Registry, default_registry, matches
+from .registry import GIVEN, Registry, default_registry, matches
 from .specs import Architecture, Spec
 
 # Options every architecture factory accepts; callers may always pass them.
@@ -161,6 +161,10 @@ def model_from_metadata(document: dict[str, Any], path: Any, registry: Registry 
     """A function building the model a weights file's (checked) metadata describes, after every option
     passed :func:`check_file_options`. A missing plugin is named, as the metadata records it."""
     registry = registry or default_registry()
+    if document["model"].startswith(GIVEN):
+        raise UserError(f"{path} holds the weights of a model given to zoo.train as a module "
+                        f"({document['model'][len(GIVEN):]}): build it yourself and load them with "
+                        f"model.load_state_dict(safetensors.torch.load_file(...))")
     try:
         wrappers, arch = registry.resolve_model(document["model"])
     except UserError as error:

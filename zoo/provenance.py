@@ -17,7 +17,7 @@ from . import __version__
 def provenance(run, trainer) -> dict[str, Any]:
     """For a resolved ``run`` (its specs name the plugins used) trained by ``trainer``."""
     specs = [run.data_spec, run.opt[0], run.sched[0], run.trainer_spec, *(spec for spec, _ in run.augs)]
-    plugins = sorted({spec.plugin for spec in specs} | set(_model_plugins(run)))
+    plugins = sorted({spec.plugin for spec in specs if spec is not None} | set(_model_plugins(run)))
     return {
         "versions": {"zoo": __version__, "python": platform.python_version(),
                      **{name: _version(name) for name in ("torch", "torchvision", "timm")}},
@@ -29,6 +29,8 @@ def provenance(run, trainer) -> dict[str, Any]:
 
 
 def _model_plugins(run) -> list[str]:
+    if run.model_object is not None:
+        return []
     wrappers, arch = run.registry.resolve_model(run.config.model)
     return [arch.plugin, *(w.plugin for w in wrappers)]
 

@@ -26,6 +26,8 @@ ENV_DISABLE = "ZOO_DISABLE_PLUGINS"  # comma-separated plugin names: never impor
 ENV_STRICT = "ZOO_STRICT_PLUGINS"  # "1": a plugin error raises instead of being reported
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+/-]*$")
+# How a run records a model or dataset given to zoo.train as a Python object rather than by name.
+GIVEN = "python:"
 
 
 @dataclass
@@ -259,6 +261,9 @@ def matches(name: str, pattern: str) -> bool:
 
 
 def _unknown(word: str, name: str, candidates: Iterable[str], hint: str) -> str:
+    if name.startswith(GIVEN):
+        return (f"{word} {name[len(GIVEN):]!r} was given to zoo.train as a Python object; zoo cannot build it from "
+                f"a name: give the object again, from Python")
     close = difflib.get_close_matches(name, list(candidates), n=3, cutoff=0.6)
     suggestion = f"; did you mean {', '.join(close)}?" if close else f"; see `{hint}`"
     return f"unknown {word} {name!r}{suggestion}"

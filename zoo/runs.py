@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import fields
+from dataclasses import fields, replace
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from .config import RunConfig
 from .errors import UserError
+from .registry import GIVEN
 from .weights import read_header
 
 
@@ -27,7 +29,9 @@ def new_run_paths(config: RunConfig, run_dir, weights, overwrite: bool) -> tuple
     if run_dir is None and weights is None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         data = config.data.rpartition(":")[2]
-        name = unique_name(f"{config.model.replace(':', '_').replace('/', '_')}-{data}-{stamp}",
+        # a model given as a module is named by its class (python:pkg.Net -> Net)
+        model = config.model.rpartition(".")[2] if config.model.startswith(GIVEN) else config.model
+        name = unique_name(f"{model.replace(':', '_').replace('/', '_')}-{data}-{stamp}",
                             (Path("runs"), ""), (Path("weights"), ".safetensors"))
         run_dir, weights = Path("runs") / name, Path("weights") / f"{name}.safetensors"
     if weights is None:
@@ -104,9 +108,11 @@ def check_writable(folder: Path) -> None:
         raise UserError(f"cannot write to {folder}: permission denied")
 
 
-def resume_config(config: RunConfig | None, run_dir: Path, weights: str | Path | None) -> tuple[RunConfig, Path, Path]:
-    """The config to continue ``run_dir`` with (``config``, or the run's own when None), the run folder,
-    and the weights file the run writes. A config that changes what the run computes is refused."""
+def resume_config(config: RunConfig | None, run_dir: Path, weights: str | Path | None,
+                  changes: dict[str, Any] | None = None) -> tuple[RunConfig, Path, Path]:
+    """The config to continue ``run_dir`` with (``config``, or the run's own with ``changes`` when None),
+    the run folder, and the weights file the run writes. A config that changes what the run computes
+    is refused."""
     if run_dir.is_file():
         run_dir = run_dir.parent
     run_dir = run_dir.absolute()
@@ -126,7 +132,7 @@ def resume_config(config: RunConfig | None, run_dir: Path, weights: str | Path |
         recorded = run_dir.parent.parent / recorded
     if weights is not None and Path(weights).absolute() != recorded:
         raise UserError(f"{run_dir} writes its weights to {recorded}; resume it without --out")
-    config = previous if config is None else config
+    config = replace(previous, **(changes or {})) if config is None else config
     differ = [f.name for f in fields(RunConfig) if f.name not in RunConfig.RESUMABLE_CHANGES
               and json.dumps(getattr(previous, f.name)) != json.dumps(getattr(config, f.name))]
     if differ:

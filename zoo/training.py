@@ -5,7 +5,7 @@ import json
 import math
 import signal
 import time
-from dataclasses import asdict
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +23,10 @@ from .evaluation import evaluate, portable_options
 from .models import create_model
 from .pretrained import trained_size
 from .provenance import provenance
-from .registry import Registry, default_registry
+from .registry import GIVEN, Registry, default_registry
 from .reporting import Reporter, SilentReporter
 from .runs import claim_run_dir, new_run_paths, resume_config
+from .summary import forward_one
 from .trainer import BaseTrainer, full_precision, prepare_model
 from .weights import atomic_write_text, save_weights
 
@@ -65,22 +66,36 @@ class _InterruptFlag:
             signal.signal(signal.SIGINT, self.previous)
 
 
-def train(config: RunConfig | None, registry: Registry | None = None, run_dir: str | Path | None = None,
-          weights: str | Path | None = None, resume: str | Path | None = None, overwrite: bool = False,
-          reporter: Reporter | None = None, log_every: int = 25) -> dict[str, Any]:
-    """Train as ``config`` says; return the summary. Writes ``run_dir`` (config, metrics, checkpoint)
-    and the weights file. ``resume`` is a run folder to continue (with its own config when ``config``
-    is None). Under torchrun, each process trains on its share of every batch and only rank 0 reports
-    and writes."""
+def train(config: RunConfig | None = None, *, model: str | torch.nn.Module | None = None, data: Any = None,
+          registry: Registry | None = None, run_dir: str | Path | None = None, weights: str | Path | None = None,
+          resume: str | Path | None = None, overwrite: bool = False, reporter: Reporter | None = None,
+          log_every: int = 25, **options: Any) -> dict[str, Any]:
+    """Train as ``config`` says (or RunConfig's defaults), with ``options`` (RunConfig's fields) changed;
+    return the summary. Writes ``run_dir`` (config, metrics, checkpoint) and the weights file.
+
+    ``model`` and ``data`` are names, or objects: a ``torch.nn.Module`` is trained in place and its
+    weights are saved as plain safetensors (zoo cannot rebuild a module it did not build: load them
+    into yours); data is an ``ImageData``, an ``ImageFiles`` or a ``(train, test)`` pair of torch
+    datasets (decoded into memory). ``resume`` is a run folder to continue (with its own config when
+    ``config`` is None; objects are given again). Under torchrun, each process trains on its share of
+    every batch and only rank 0 reports and writes."""
     world = distributed.launched_world()
+    module, data_object, changes = _given(model, data, options)
     if config is None and resume is None:
-        raise UserError("nothing to train: give a config, or a run folder to resume")
+        if not changes:
+            raise UserError("nothing to train: give a config, or a run folder to resume")
+        config = RunConfig()
     if config is not None:
+        try:
+            config = replace(config, **changes)
+        except TypeError:
+            unknown = sorted(set(changes) - {f.name for f in fields(RunConfig)})
+            raise UserError(f"unknown option {', '.join(unknown)}; options are RunConfig's fields") from None
         check_config_types(config)
         config = with_defaults(config, registry or default_registry())
     if resume is not None:
-        config, run_dir, weights = resume_config(config, Path(resume), weights)
-    run = Run.resolve(config, registry)
+        config, run_dir, weights = resume_config(config, Path(resume), weights, changes)
+    run = Run.resolve(config, registry, module, data_object)
     local_batch = distributed.split_batch(config.batch_size, world)
     trainer: BaseTrainer = call_factory(run.trainer_spec, **_device_for(world, config.trainer_options))
     distributed.init(world, trainer.device)
@@ -107,6 +122,31 @@ def train(config: RunConfig | None, registry: Registry | None = None, run_dir: s
         raise
     finally:
         distributed.shutdown(world, together)
+
+
+def _given(model: Any, data: Any, options: dict[str, Any]) -> tuple[torch.nn.Module | None, Any, dict[str, Any]]:
+    """The module and dataset given as objects, and the config's changes, which name them ``python:...``."""
+    from .data import ImageData
+    from .streaming import ImageFiles
+
+    changes, module, dataset = dict(options), None, None
+    if isinstance(model, torch.nn.Module):
+        module = model
+        changes["model"] = f"{GIVEN}{type(model).__module__}.{type(model).__qualname__}"
+    elif model is not None:
+        changes["model"] = model
+    if isinstance(data, (ImageData, ImageFiles)):
+        dataset = data
+    elif isinstance(data, (tuple, list)) and len(data) == 2:
+        dataset = ImageData.from_datasets(*data)
+    elif data is not None and not isinstance(data, str):
+        raise UserError(f"data must be a dataset name, an ImageData, an ImageFiles or a (train, test) pair of "
+                        f"datasets, got {type(data).__name__}")
+    if dataset is not None:
+        changes["data"] = f"{GIVEN}{dataset.name}"
+    elif data is not None:
+        changes["data"] = data
+    return module, dataset, changes
 
 
 def _device_for(world: World, options: dict[str, Any]) -> dict[str, Any]:
@@ -140,11 +180,21 @@ class _Loop:
         self.mine = slice(world.rank * local_batch, (world.rank + 1) * local_batch)  # this rank's part of a batch
         torch.manual_seed(config.seed)  # the same on every rank: one permutation, split between them
         self.data = data = run.load_data().to(trainer.device)
-        pretrained = config.init or (True if config.pretrained == "default" else config.pretrained)
-        size = trained_size(config.model, pretrained, run.registry) if pretrained else None
-        model = create_model(config.model, registry=run.registry, num_classes=data.num_classes, in_chans=data.channels,
-                             input_size=size or data.input_size, pretrained=pretrained, **config.model_options)
-        self.zoo_config, self.started_from = model.zoo_config, getattr(model, "zoo_pretrained", None)
+        if run.model_object is not None:
+            model = run.model_object
+            self.zoo_config = {"model": config.model}  # a record, not a recipe: zoo cannot rebuild the module
+            outputs = forward_one(model, (data.channels, data.input_size, data.input_size)).shape
+            if tuple(outputs) != (1, data.num_classes):
+                raise UserError(f"{config.model[len(GIVEN):]} gives {tuple(outputs)[1:]} outputs for an image; "
+                                f"{data.name} has {data.num_classes} classes")
+        else:
+            pretrained = config.init or (True if config.pretrained == "default" else config.pretrained)
+            size = trained_size(config.model, pretrained, run.registry) if pretrained else None
+            model = create_model(config.model, registry=run.registry, num_classes=data.num_classes,
+                                 in_chans=data.channels, input_size=size or data.input_size, pretrained=pretrained,
+                                 **config.model_options)
+            self.zoo_config = model.zoo_config
+        self.started_from = getattr(model, "zoo_pretrained", None)
         self.frozen = False  # in the first freeze_epochs the classifier alone trains
         self.body = _body_of(model, self.started_from["classifier"]) if config.freeze_epochs else []
         if config.sync_bn and world.distributed:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import gzip
-import os
 import pickle
 import struct
 import tarfile
@@ -12,7 +11,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from zoo import IMAGE_SUFFIXES, ImageData, ImageFiles, UserError, channel_stats, download, file_md5, regular_file
+from zoo import (IMAGE_SUFFIXES, ImageData, ImageFiles, UserError, channel_stats, download, file_md5, memory_budget,
+                 regular_file)
 
 CIFAR = {
     "cifar10": dict(
@@ -244,10 +244,7 @@ def image_folder(root: Path, download: bool = False, image_size: int = 32, strea
     if empty:  # a class the model could never learn, and an output it would never use
         raise UserError(f"class folder(s) {', '.join(empty)} in {root / 'train'} hold no images; add some or remove them")
     decoded = (len(train[0]) + len(test[0])) * 3 * image_size ** 2
-    # every process of a distributed run on this machine holds its own copy of in-memory data
-    budget = budget_gb * 2**30 or (os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 4
-                                   / int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    if stream or (stream is None and decoded > budget):
+    if stream or (stream is None and decoded > memory_budget(budget_gb)):
         return ImageFiles("imagefolder", *train, *test, classes, image_size=image_size, crop_pct=crop_pct,
                           workers=workers)
     train_images, test_images = _decoded(train[0], image_size), _decoded(test[0], image_size)
