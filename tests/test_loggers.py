@@ -50,3 +50,90 @@ def test_a_failing_logger_is_a_warning_not_a_lost_run(cifar_dir, tmp_path, plugi
     assert (tmp_path / "w.safetensors").exists()
     unknown = run_zoo("train", "vgg_bn", "--data-dir", str(cifar_dir), *TINY, "--log", "trackr", env=env, cwd=tmp_path)
     assert unknown.returncode == 2 and "unknown logger 'trackr'; did you mean tracker" in unknown.stderr
+
+
+def _wandb_records(run_file):
+    """The records of a W&B run file (``run-<id>.wandb``): wandb's LevelDB-style log of protobuf
+    records, read as wandb's own reader did before it moved into its Go core."""
+    import struct
+
+    from wandb.proto import wandb_internal_pb2
+
+    data, position, block, records, pending = run_file.read_bytes(), 7, 32768, [], b""
+    while position + 7 <= len(data):
+        left = block - position % block
+        length, kind = struct.unpack("<HB", data[position + 4:position + 7]) if left >= 7 else (0, 0)
+        if left < 7 or (length, kind) == (0, 0):  # a block's padding
+            position += left
+            continue
+        pending += data[position + 7:position + 7 + length]
+        position += 7 + length
+        if kind in (1, 4):  # a whole record, or the last part of one
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            records.append(record)
+            pending = b""
+    return records
+
+
+def test_wandb_logger_writes_an_offline_run_in_the_run_folder(cifar_dir, tmp_path):
+    result = run_zoo("train", "vgg_bn", "--data-dir", str(cifar_dir), *TINY, "--log", "wandb=lab", "--run-dir", "r",
+                     "--out", "w.safetensors", env={"WANDB_MODE": "offline"}, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "warning" not in result.stderr
+    metrics = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    (run_file,) = (tmp_path / "r" / "wandb").glob("offline-run-*/run-*.wandb")
+    records = _wandb_records(run_file)
+    (run,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
+    assert run.project == "lab" and run.display_name == "r"
+    assert json.loads({u.key: u.value_json for u in run.config.update}["model"]) == "vgg_bn"
+    history = [{"/".join(i.nested_key) or i.key: json.loads(i.value_json) for i in r.history.item}
+               for r in records if r.WhichOneof("record_type") == "history"]
+    epochs = [h for h in history if "epoch/test_accuracy" in h]
+    assert [h["epoch/test_accuracy"] for h in epochs] == [m["test_accuracy"] for m in metrics]
+    assert [h["_step"] for h in epochs] == [5, 10]  # global steps: 5 a epoch
+
+
+def test_mlflow_logger_records_params_metrics_and_the_weights(cifar_dir, tmp_path):
+    from mlflow import MlflowClient
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = run_zoo("train", "vgg_bn", "--data-dir", str(cifar_dir), *TINY, "--log", "mlflow=lab", "--run-dir", "r",
+                     "--out", "w.safetensors", env={"MLFLOW_TRACKING_URI": store}, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "warning" not in result.stderr
+    metrics = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    client = MlflowClient(store)
+    (run,) = client.search_runs([client.get_experiment_by_name("lab").experiment_id])
+    assert run.info.run_name == "r" and run.info.status == "FINISHED"
+    assert json.loads(run.data.params["model"]) == "vgg_bn" and run.data.params["epochs"] == "2"
+    assert run.data.tags["zoo.weights"] == str(tmp_path / "w.safetensors")
+    history = client.get_metric_history(run.info.run_id, "epoch/test_accuracy")
+    assert [(m.step, m.value) for m in history] == [(5 * m["epoch"], m["test_accuracy"]) for m in metrics]
+
+
+def test_trackers_without_a_login_or_their_library_cost_no_run(cifar_dir, tmp_path):
+    # online W&B without an API key: the tracker fails at the start, the run goes on
+    env = {"WANDB_MODE": "online", "WANDB_API_KEY": "", "WANDB_DIR": str(tmp_path)}
+    result = run_zoo("train", "vgg_bn", "--data-dir", str(cifar_dir), *TINY, "--log", "wandb", "--run-dir", "r",
+                     "--out", "w.safetensors", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "logger 'loggers:wandb' failed in start() (UsageError" in result.stderr and (tmp_path / "w.safetensors").exists()
+    # a tracker whose library is missing stops the run before it starts, saying what to install
+    missing = tmp_path / "site" / "mlflow"
+    missing.mkdir(parents=True)
+    (missing / "__init__.py").write_text("raise ImportError('No module named mlflow')\n")
+    result = run_zoo("train", "vgg_bn", "--data-dir", str(cifar_dir), *TINY, "--log", "mlflow", "--run-dir", "r2",
+                     env={"PYTHONPATH": str(tmp_path / "site")}, cwd=tmp_path)
+    assert result.returncode == 2 and "pip install 'cnn-zoo[mlflow]'" in result.stderr
+    assert not (tmp_path / "r2").exists()
+
+
+def test_trackers_are_not_imported_unless_chosen():
+    import subprocess
+    import sys
+
+    code = ("import sys, zoo; r = zoo.default_registry(); [s.load() for s in r.items('logger')]; "
+            "print(sorted(m for m in ('wandb', 'mlflow') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

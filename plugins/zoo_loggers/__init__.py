@@ -1,4 +1,5 @@
-"""Loggers: a CSV file and TensorBoard in the run folder. Each is imported only when chosen (--log)."""
+"""Loggers: a CSV file and TensorBoard in the run folder, and the W&B and MLflow trackers. Each is
+imported only when chosen (--log)."""
 from zoo import Logger, hookimpl
 
 
@@ -8,4 +9,8 @@ def loggers():
         Logger("csv", "zoo_loggers.files:CsvLogger", "metrics.csv in the run folder: a row per epoch"),
         Logger("tensorboard", "zoo_loggers.files:TensorBoardLogger",
                "TensorBoard events in <run>/tensorboard (needs the tensorboard package)"),
+        Logger("wandb", "zoo_loggers.trackers:WandbLogger", param="project",
+               summary="a Weights & Biases run (needs wandb; wandb=PROJECT, WANDB_MODE=offline)"),
+        Logger("mlflow", "zoo_loggers.trackers:MlflowLogger", param="experiment",
+               summary="an MLflow run (needs mlflow; mlflow=EXPERIMENT, MLFLOW_TRACKING_URI)"),
     ]

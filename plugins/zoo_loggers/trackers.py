@@ -1,0 +1,103 @@
+"""Experiment trackers: Weights & Biases and MLflow. Each library is imported only when its logger is
+chosen (``--log wandb``), and a tracker that fails while the run goes (no network, no login) is
+dropped with a warning by zoo: the run never waits on it or dies with it."""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from zoo import SilentReporter, UserError
+
+EPOCH_METRICS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "lr", "images_per_s")
+
+
+def _needs(module: str, extra: str):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise UserError(f"the {extra} logger needs {module}: pip install 'cnn-zoo[{extra}]'") from None
+
+
+class _Tracker(SilentReporter):
+    """Global steps for the train metrics of each log step and the epoch metrics of each epoch."""
+
+    def start(self, config, info: dict[str, Any]) -> None:
+        self.steps, self.epoch = info["steps_per_epoch"], 0
+        self.open(Path(info["run_dir"]), {**asdict(config), "parameters": info["parameters"]})
+
+    def epoch_start(self, epoch: int, steps: int) -> None:
+        self.epoch = epoch
+
+    def step(self, done: int, loss: float, accuracy: float, images_per_s: float) -> None:
+        self.log({"train/loss": loss, "train/accuracy": accuracy, "train/images_per_s": images_per_s},
+                 self.epoch * self.steps + done)
+
+    def epoch_end(self, record: dict[str, Any]) -> None:
+        self.log({f"epoch/{key}": record[key] for key in EPOCH_METRICS} | {"epoch": record["epoch"]},
+                 record["epoch"] * self.steps)
+
+    def open(self, run_dir: Path, config: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        raise NotImplementedError
+
+
+class WandbLogger(_Tracker):
+    """A W&B run named after the run folder (resumed with it), in the run folder. ``WANDB_MODE=offline``
+    writes it there without a network, for ``wandb sync`` later."""
+
+    def __init__(self, project: str = "zoo"):
+        self.wandb, self.project = _needs("wandb", "wandb"), project
+
+    def open(self, run_dir: Path, config: dict[str, Any]) -> None:
+        # one W&B id per run folder, so that a resumed zoo run continues its W&B run
+        run_id = "zoo-" + hashlib.sha256(str(run_dir).encode()).hexdigest()[:16]
+        self.run = self.wandb.init(project=self.project, name=run_dir.name, id=run_id, resume="allow",
+                                   dir=str(run_dir), config=config,
+                                   settings=self.wandb.Settings(console="off", silent=True))
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        self.run.log(metrics, step=step)
+
+    def finish(self, summary: dict[str, Any]) -> None:
+        self.run.summary.update({k: v for k, v in summary.items() if isinstance(v, (int, float, str))})
+        self.run.finish()
+
+
+class MlflowLogger(_Tracker):
+    """An MLflow run named after the run folder, in ``experiment``, at MLflow's tracking URI
+    (``MLFLOW_TRACKING_URI``, else MLflow's default, ``./mlflow.db``). A resumed zoo run starts a new
+    MLflow run of the same name."""
+
+    def __init__(self, experiment: str = "zoo"):
+        self.mlflow, self.experiment = _needs("mlflow", "mlflow"), experiment
+
+    def open(self, run_dir: Path, config: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        self.client = self.mlflow.MlflowClient()
+        found = self.client.get_experiment_by_name(self.experiment)
+        experiment = found.experiment_id if found else self.client.create_experiment(self.experiment)
+        self.run_id = self.client.create_run(experiment, run_name=run_dir.name,
+                                             tags={"zoo.run_dir": str(run_dir)}).info.run_id
+        # MLflow keeps parameters as text of at most 6,000 characters
+        self.client.log_batch(self.run_id, params=[Param(key, json.dumps(value)[:6000])
+                                                   for key, value in config.items()])
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.run_id, metrics=[Metric(key, float(value), now, step)
+                                                    for key, value in metrics.items()])
+
+    def finish(self, summary: dict[str, Any]) -> None:
+        self.client.set_tag(self.run_id, "zoo.weights", summary["weights"])
+        self.client.set_terminated(self.run_id)
