@@ -70,7 +70,7 @@ def test_an_interrupted_comparison_resumes_without_repeating_finished_runs(cifar
     assert not (out / "weights" / "0.02.safetensors").exists() and not (out / "runs" / "0.03").exists()
 
     skipped = []
-    rows = run_experiment(experiment, out, on_skip=skipped.append)
+    rows, _ = run_experiment(experiment, out, on_skip=skipped.append)
     assert skipped == ["0.01"] and len(rows) == 3
     assert (out / "weights" / "0.01.safetensors").read_bytes() == first
     metrics = (out / "runs" / "0.02" / "metrics.jsonl").read_text().splitlines()
@@ -179,3 +179,46 @@ augs = [[], ["hflip"]]
     listed = run_zoo("compare", str(experiment), "--seeds", "2", "--dry-run", cwd=tmp_path)
     assert [line.split(":")[0] for line in listed.stdout.splitlines()] == ["none-seed0", "none-seed1", "hflip-seed0",
                                                                            "hflip-seed1"]
+    # without a baseline, seeded rows are compared with the best, and a gap under the spread is marked
+    rows = {r["run"]: r for r in rows}
+    best, other = sorted(rows, key=lambda name: float(rows[name]["test accuracy"]), reverse=True)
+    gap = float(rows[other]["test accuracy"]) - float(rows[best]["test accuracy"])
+    spread = (float(rows[other]["test accuracy std"]) ** 2 + float(rows[best]["test accuracy std"]) ** 2) ** 0.5
+    assert float(rows[other]["vs baseline"]) == pytest.approx(gap) and float(rows[best]["vs baseline"]) == 0
+    assert rows[other]["within spread"] == (str(abs(gap) < spread) if spread else "")  # no spread: nothing to say
+    markdown = (tmp_path / "out" / "results.md").read_text()
+    assert f"| {best} |" in markdown and "| baseline |" in markdown and f"{100 * gap:+.2f} pts" in markdown
+    assert "vgg_bn" not in markdown.splitlines()[2] and "1 epochs, batch 20, sgd-nesterov lr 0.05, cosine" in markdown
+
+
+@pytest.mark.parametrize("baseline, first, difference", [
+    ("lab VGG16=87.5%", "lab VGG16", lambda accuracy: accuracy - 0.875),
+    ("lab=0.5", "lab", lambda accuracy: accuracy - 0.5),
+])
+def test_report_compares_every_row_with_a_baseline_number_or_run(cifar_dir, tmp_path, baseline, first, difference):
+    runs = []
+    for lr in ("0.01", "0.05"):
+        result = run_zoo("train", "vgg_bn", "--data-dir", str(cifar_dir), "--set", "layout=8,M,16,M", "--epochs", "1",
+                         "--batch-size", "20", "--aug", "none", "--lr", lr, "--run-dir", f"runs/{lr}", "--out",
+                         f"{lr}.safetensors", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        runs.append(f"runs/{lr}")
+    for given, expected_first in ((baseline, first), ("runs/0.05", "0.01")):
+        out = tmp_path / f"report-{expected_first}"
+        result = run_zoo("report", *([runs[0]] if given == "runs/0.05" else runs), "--baseline", given, "--x-axis",
+                         "time", "--out", str(out), cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        rows = list(csv.DictReader((out / "results.csv").open()))
+        if given == "runs/0.05":  # a run folder not among the runs becomes the first row
+            assert [r["run"] for r in rows] == ["0.05", "0.01"]
+            assert float(rows[1]["vs baseline"]) == pytest.approx(float(rows[1]["test accuracy"])
+                                                                  - float(rows[0]["test accuracy"]))
+        else:
+            assert rows[0]["run"] == first and rows[0]["network"] == ""
+            assert [float(r["vs baseline"]) for r in rows[1:]] == [
+                pytest.approx(difference(float(r["test accuracy"]))) for r in rows[1:]]
+        assert (out / "loss.png").stat().st_size > 1000
+    for bad in ("lab=187", "nothing-here"):
+        result = run_zoo("report", *runs, "--baseline", bad, "--out", str(tmp_path / "bad"), cwd=tmp_path)
+        assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+        assert "baseline" in result.stderr and not (tmp_path / "bad").exists()

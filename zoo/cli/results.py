@@ -114,6 +114,15 @@ def export_command(weights: str, format_: str, out, dynamic_batch: bool, overwri
                f"outputs are within {result['relative_difference']:.1e} of the PyTorch model's on a probe batch")
 
 
+def report_options(command):
+    """What a comparison's report can add: a baseline row, and wall time on the plots' x axis."""
+    command = click.option("--baseline", metavar="RUN|NAME=ACC",
+                           help="Compare every row with this run (a run name or folder) or number, e.g. "
+                                "'lab VGG16=87.5%'; without it, runs of several seeds are compared with the best.")(command)
+    return click.option("--x-axis", type=click.Choice(["epoch", "time"]), default="epoch", show_default=True,
+                        help="Plot against epochs or wall time.")(command)
+
+
 @cli.command("compare")
 @click.argument("experiment", required=False, type=click.Path(dir_okay=False))
 @click.option("--model", "models", multiple=True, help="A network to compare; repeatable.")
@@ -132,8 +141,9 @@ def export_command(weights: str, format_: str, out, dynamic_batch: bool, overwri
 @click.option("--seeds", type=int, help="Run every grid point with N seeds (seed, seed+1, ...); the table shows "
               "mean ± std, the plots a band.")
 @click.option("--dry-run", is_flag=True, help="List the runs and stop.")
+@report_options
 def compare_command(experiment, models, aug_sets, opts, lrs, scheds, batch_sizes, data, data_dir, epochs, amp, quick,
-                    out, seeds, dry_run) -> None:
+                    out, seeds, dry_run, baseline, x_axis) -> None:
     """Train a grid of runs one after another and compare them in a table and plots.
 
     EXPERIMENT is a TOML file (see experiments/); options add axes to its grid or make one. Runs
@@ -177,14 +187,15 @@ def compare_command(experiment, models, aug_sets, opts, lrs, scheds, batch_sizes
     from ..training import TrainingInterrupted
 
     try:
-        rows = run_experiment(spec, folder, quick, registry=common.registry(), reporter_factory=lambda slug: RichReporter(),
+        rows, named = run_experiment(spec, folder, quick, registry=common.registry(), baseline=baseline, x_axis=x_axis,
+                                     reporter_factory=lambda slug: RichReporter(),
                               on_skip=lambda slug: console.print(f"{slug}: finished before, skipped"))
     except TrainingInterrupted as exc:
         click.echo(f"zoo: {exc}; run the same zoo compare again to continue", err=True)
         sys.exit(130)
     from ..experiments import markdown_table
 
-    click.echo(markdown_table(rows))
+    click.echo(markdown_table(rows, named))
     click.echo(f"table, CSV and plots in {folder}")
 
 
@@ -193,7 +204,8 @@ def compare_command(experiment, models, aug_sets, opts, lrs, scheds, batch_sizes
 @click.option("--out", type=click.Path(file_okay=False), default="report", show_default=True)
 @click.option("--title", default="comparison", show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace a report already in --out.")
-def report_command(runs, out, title, overwrite) -> None:
+@report_options
+def report_command(runs, out, title, overwrite, baseline, x_axis) -> None:
     """Redraw the results table and plots from existing run folders."""
     from pathlib import Path
 
@@ -204,6 +216,6 @@ def report_command(runs, out, title, overwrite) -> None:
         raise UserError(f"{out} already holds a report ({', '.join(existing)}); choose another --out or pass "
                         "--overwrite")
 
-    rows = write_report([Path(r) for r in runs], Path(out), title)
-    click.echo(markdown_table(rows))
+    rows, named = write_report([Path(r) for r in runs], Path(out), title, baseline, x_axis)
+    click.echo(markdown_table(rows, named))
     click.echo(f"table, CSV and plots in {out}")
