@@ -244,3 +244,28 @@ def test_a_plugin_with_a_built_in_name_breaks_no_default(plugin_dir, cifar_dir, 
     assert result.returncode == 0, result.stderr
     result = run_zoo("train", "vgg_bn", "--aug", "hflip", env={"PYTHONPATH": str(plugin_dir)}, cwd=tmp_path)
     assert result.returncode == 2 and "use augment:hflip or twin:hflip" in result.stderr
+
+
+def test_defaults_are_declared_by_plugins_and_the_core_names_none(plugin_dir, cifar_dir, tmp_path):
+    config = zoo.RunConfig()
+    assert (config.data, config.augs, config.opt, config.sched) == (None, None, None, None)
+    printed = json.loads(run_zoo("train", "resnet20", "--print-config").stdout)
+    assert (printed["data"], printed["augs"], printed["opt"], printed["sched"]) == (
+        "datasets:cifar10", ["augment:crop", "augment:hflip"], "optim:sgd-nesterov", "optim:cosine")
+    source = """
+        from zoo import Optimizer, hookimpl
+
+        @hookimpl
+        def optimizers():
+            return [Optimizer("mine", "torch.optim:SGD", options={"momentum": 0.5}, default=True)]
+    """
+    make_plugin_dist(plugin_dir, "zoo-mine", "mine_plugin", source, entry_point="mine")
+    tiny = ["vgg_bn", "--data-dir", str(cifar_dir), "--set", "layout=8,M", "--epochs", "1", "--batch-size", "20"]
+    result = run_zoo("train", *tiny, env={"PYTHONPATH": str(plugin_dir)}, cwd=tmp_path)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "optimizer uses the one a plugin declares default, and " in result.stderr
+    assert "mine:mine" in result.stderr and "optim:sgd-nesterov" in result.stderr and "do; name one" in result.stderr
+    result = run_zoo("train", *tiny, "--opt", "mine", "--json", env={"PYTHONPATH": str(plugin_dir)}, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    result = run_zoo("train", *tiny, env={"ZOO_DISABLE_PLUGINS": "optim"}, cwd=tmp_path)
+    assert result.returncode == 2 and "and no installed plugin does; name one" in result.stderr

@@ -25,16 +25,17 @@ class RunConfig:
     """Everything that defines a training run; saved as the run's ``config.json``."""
 
     model: str = "resnet18"
-    # Defaults name their provider: a plugin that also offers an `hflip` breaks only the bare name.
-    data: str = "datasets:cifar10"
+    # None: what the installed plugins declare default (cifar10; crop, hflip; sgd-nesterov; cosine), recorded
+    # by its qualified name when the run starts.
+    data: str | None = None
     data_options: dict[str, Any] = field(default_factory=dict)  # the dataset's own (image_size, stream, ...)
-    augs: list[str] = field(default_factory=lambda: ["augment:crop=4", "augment:hflip"])
-    opt: str = "optim:sgd-nesterov"
+    augs: list[str] | None = None  # [] for none
+    opt: str | None = None
     opt_options: dict[str, Any] = field(default_factory=dict)
     lr: float | None = None  # None: the optimizer's recommended rate, else DEFAULT_LR
     weight_decay: float = 5e-4
     decay_all: bool = False  # weight decay on biases and normalisation weights too (the lab's; not timm's)
-    sched: str = "optim:cosine"
+    sched: str | None = None
     sched_options: dict[str, Any] = field(default_factory=dict)
     warmup: float = 1.0
     epochs: int = 30
@@ -107,9 +108,15 @@ DEFAULT_LR = 0.05  # for optimizers that recommend none (SGD): zoo's recipe for 
 
 
 def with_defaults(config: RunConfig, registry: Registry) -> RunConfig:
-    """``config`` with the defaults that depend on other choices: the optimizer's recommended learning
-    rate when none was given; the image size and evaluation crop pretrained weights were trained with,
-    when the dataset takes them and none were given."""
+    """``config`` with the defaults the installed plugins declare (dataset, augmentations, optimizer,
+    schedule) and those that depend on other choices: the optimizer's recommended learning rate when
+    none was given; the image size and evaluation crop pretrained weights were trained with, when the
+    dataset takes them and none were given."""
+    chosen = {name: registry.default_of(kind).qualified_name
+              for name, kind in (("data", "data"), ("opt", "opt"), ("sched", "sched")) if getattr(config, name) is None}
+    if config.augs is None:
+        chosen["augs"] = [spec.qualified_name for spec in registry.items("aug") if spec.default]
+    config = replace(config, **chosen)
     if config.lr is None:
         spec = registry.get("opt", str(config.opt).partition("=")[0].strip())
         config = replace(config, lr=getattr(spec, "lr", None) or DEFAULT_LR)

@@ -149,13 +149,11 @@ def _slug(text: str) -> str:
 
 def checked_runs(experiment: Experiment, quick: bool = False,
                  registry=None) -> list[tuple[str, dict[str, str], RunConfig]]:
-    """The experiment's runs, every name and option of each checked, as before the first run starts."""
+    """The experiment's runs, every name and option of each checked, as before the first run starts, with
+    the defaults the installed plugins declare."""
     from .config import Run
 
-    runs = experiment.runs(quick)
-    for _, _, config in runs:
-        Run.resolve(config, registry)
-    return runs
+    return [(slug, labels, Run.resolve(config, registry).config) for slug, labels, config in experiment.runs(quick)]
 
 
 def run_experiment(experiment: Experiment, out: Path, quick: bool = False, registry=None, baseline: str | None = None,

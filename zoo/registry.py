@@ -205,10 +205,20 @@ class Registry:
     def flagged(self, kind: str, flag: str) -> Spec:
         """The item whose spec declares the command-line ``flag`` (``--amp``), qualified; one clear error
         if no installed plugin declares it or several do."""
-        found = [s for s in self._items[kind] if getattr(s, "flag", "") == flag]
+        return self._declared(kind, lambda s: getattr(s, "flag", "") == flag,
+                              f"--{flag} picks the {KINDS[kind].word} that declares it")
+
+    def default_of(self, kind: str) -> Spec:
+        """The item of ``kind`` a run uses when it names none: the one whose spec declares ``default``.
+        The core names no plugin's item; zoo's built-in plugins declare the defaults."""
+        return self._declared(kind, lambda s: s.default,
+                              f"a run that names no {KINDS[kind].word} uses the one a plugin declares default")
+
+    def _declared(self, kind: str, declares: Callable[[Spec], bool], rule: str) -> Spec:
+        found = [s for s in self._items[kind] if declares(s)]
         if len(found) != 1:
             who = " and ".join(s.qualified_name for s in found) or "no installed plugin"
-            raise UserError(f"--{flag} picks the {KINDS[kind].word} that declares it, and {who} does")
+            raise UserError(f"{rule}, and {who} {'does' if len(found) < 2 else 'do'}; name one")
         return found[0]
 
     def model_names(self, include_composed: bool = True) -> list[str]:

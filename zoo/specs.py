@@ -106,6 +106,7 @@ class Augmentation(Spec):
     shape (N, C, H, W). ``mixes_labels`` augmentations receive and return soft labels (N, classes)."""
 
     mixes_labels: bool = False
+    default: bool = False  # in the augmentations of a run that names none, in the order listed
     kind: ClassVar[str] = "aug"
     hook: ClassVar[str] = "augmentations"
     hook_doc: ClassVar[str] = "Batched data augmentations."
@@ -119,6 +120,7 @@ class Optimizer(Spec):
     ``lr`` is the peak learning rate it trains well with, used when the user gives none."""
 
     lr: float | None = None
+    default: bool = False  # the optimizer of a run that names none
 
     kind: ClassVar[str] = "opt"
     hook: ClassVar[str] = "optimizers"
@@ -131,6 +133,7 @@ class Scheduler(Spec):
     """``factory(epochs=..., **options)`` returns ``factor(t) -> float``: the learning-rate multiplier
     at time ``t`` measured in epochs (a float, so schedules may change within an epoch)."""
 
+    default: bool = False  # the schedule of a run that names none
     kind: ClassVar[str] = "sched"
     hook: ClassVar[str] = "schedulers"
     hook_doc: ClassVar[str] = "Learning-rate schedules."
@@ -161,6 +164,7 @@ class Dataset(Spec):
     input_size: int = 32
     channels: int = 3
     num_classes: int = 10
+    default: bool = False  # the dataset of a run that names none
     kind: ClassVar[str] = "data"
     hook: ClassVar[str] = "datasets"
     hook_doc: ClassVar[str] = "Datasets."

@@ -7,8 +7,11 @@ _M = "zoo_augment.ops:"
 @hookimpl
 def augmentations():
     return [
-        Augmentation("hflip", _M + "HFlip", "hflip=P: flip horizontally with probability P (0.5)", param="p"),
-        Augmentation("crop", _M + "RandomCrop", "crop=N: shift, by padding N pixels (4) and cropping at a random offset", param="padding"),
+        # the default augmentations (pytorch-cifar's recipe): crop=4, then hflip
+        Augmentation("crop", _M + "RandomCrop", "crop=N: shift, by padding N pixels (4) and cropping at a random offset",
+                     param="padding", default=True),
+        Augmentation("hflip", _M + "HFlip", "hflip=P: flip horizontally with probability P (0.5)", param="p",
+                     default=True),
         Augmentation("rotate", _M + "Rotate", "rotate=D: rotate by a random angle in [-D, D] degrees (15)", param="degrees"),
         Augmentation("cutout", _M + "Cutout", "cutout=N: zero a random square of side N (8)", param="size"),
         Augmentation("jitter", _M + "ColorJitter", "jitter=S: random brightness, contrast, saturation within +-S (0.4)",

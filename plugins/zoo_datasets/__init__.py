@@ -5,7 +5,8 @@ from zoo import Dataset, hookimpl
 @hookimpl
 def datasets():
     return [
-        Dataset("cifar10", "zoo_datasets.loaders:cifar10", "CIFAR-10: 50,000 + 10,000 32x32 colour images, 10 classes"),
+        Dataset("cifar10", "zoo_datasets.loaders:cifar10", "CIFAR-10: 50,000 + 10,000 32x32 colour images, 10 classes",
+                default=True),
         Dataset("cifar100", "zoo_datasets.loaders:cifar100", "CIFAR-100: 50,000 + 10,000 32x32 colour images, 100 "
                 "fine classes", num_classes=100),
         Dataset("fashion-mnist", "zoo_datasets.loaders:fashion_mnist", "Fashion-MNIST: 60,000 + 10,000 28x28 "

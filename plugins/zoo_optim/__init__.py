@@ -35,7 +35,7 @@ def optimizers():
         Optimizer("sgd-momentum", _O + "sgd", "SGD with momentum 0.9 (the lab's 'SGDM')", param="momentum",
                   options={"momentum": 0.9}),
         Optimizer("sgd-nesterov", _O + "sgd", "SGD with Nesterov momentum 0.9", param="momentum",
-                  options={"momentum": 0.9, "nesterov": True}),
+                  options={"momentum": 0.9, "nesterov": True}, default=True),
         Optimizer("adam", _O + "adam", "Adam (weight decay added to the gradient, L2)", lr=1e-3),
         Optimizer("adamw", _O + "adamw", "AdamW (decoupled weight decay)", lr=1e-3),
         Optimizer("rmsprop", _O + "rmsprop", "RMSprop, alpha 0.99", lr=1e-3),
@@ -63,7 +63,7 @@ def schedulers():
         Scheduler("multistep", _S + "multistep", "multistep=[20,30,40]: x gamma (0.1) at each milestone epoch",
                   param="milestones"),
         Scheduler("step", _S + "step", "step=N: x gamma (0.1) every N epochs (30)", param="step_size"),
-        Scheduler("cosine", _S + "cosine", "cosine decay to zero over the run"),
+        Scheduler("cosine", _S + "cosine", "cosine decay to zero over the run", default=True),
         Scheduler("onecycle", _S + "onecycle", "onecycle=P: rise for the first P of the run (0.25), then "
                   "cosine decay", param="pct_start"),
     ]
