@@ -58,7 +58,7 @@ def test_the_python_api_yields_errors_in_place(photos):
     results = list(iter_predictions(photos / "w.safetensors", [photos / "photos" / "4.png", photos / "missing.png"],
                                     top_k=1, batch_size=8))
     assert results[0]["top"][0]["class"] in CLASSES and "does not exist" in results[1]["error"]
-    with pytest.raises(UserError, match="--top-k and --batch-size must be positive"):
+    with pytest.raises(UserError, match="`top_k` and `batch_size` must be positive"):
         list(iter_predictions(photos / "w.safetensors", [photos / "photos"], batch_size=0))
     nothing = run_zoo("predict", "w.safetensors", "photos/b/broken.png", cwd=photos)
     assert nothing.returncode == 2 and "no image could be read: photos/b/broken.png is not an image" in nothing.stderr

@@ -160,3 +160,16 @@ class ListDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         return self.items[i]
+
+
+def test_messages_name_python_parameters_in_python_and_flags_on_the_command_line(sample, tmp_path):
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "notes.txt").write_text("mine")
+    with pytest.raises(zoo.UserError, match="choose another `run_dir` or pass `overwrite`"):
+        zoo.train(model="vgg_bn", data=sample, run_dir="taken")
+    result = run_zoo("train", "vgg_bn", "--data", "fashion-mnist-sample", "--run-dir", "taken", cwd=tmp_path)
+    assert result.returncode == 2 and "choose another --run-dir or pass --overwrite" in result.stderr
+    result = run_zoo("train", "vgg_bn", "--data", "fashion-mnist-sample", "--run-dir", "taken", "--overwrite",
+                     cwd=tmp_path)
+    assert result.returncode == 2 and "--overwrite: " in result.stderr and "choose another --run-dir" in result.stderr
+    assert (tmp_path / "taken" / "notes.txt").read_text() == "mine"

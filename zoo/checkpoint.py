@@ -155,7 +155,7 @@ def check_finite(state: dict[str, torch.Tensor], checkpoint: Path, epoch: int, s
     """Never write non-finite weights: a run that diverged stops with what it last saved."""
     if not all(bool(torch.isfinite(t).all()) for t in state.values() if t.is_floating_point()):
         raise UserError(f"the weights became infinite or NaN by epoch {epoch}, step {step}: the run diverged; "
-                        f"{last_good(checkpoint)}; try a lower --lr, more --warmup or less --wd")
+                        f"{last_good(checkpoint)}; try a lower `lr`, more `warmup` or less `weight_decay`")
 
 
 def inner_model(model: torch.nn.Module) -> torch.nn.Module:

@@ -23,7 +23,7 @@ DATA_DIR_ENV = "ZOO_DATA_DIR"
 def data_root(data_dir: str | os.PathLike | None = None) -> Path:
     """Where datasets live: ``--data-dir``, else ``$ZOO_DATA_DIR``, else ``~/.cache/zoo/data``."""
     if data_dir:
-        root, source = Path(data_dir).expanduser(), "--data-dir"
+        root, source = Path(data_dir).expanduser(), "`data_dir`"
     elif os.environ.get(DATA_DIR_ENV):
         root, source = Path(os.environ[DATA_DIR_ENV]).expanduser(), f"${DATA_DIR_ENV}"
     else:

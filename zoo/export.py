@@ -29,7 +29,7 @@ def export_weights(weights: str | Path, format: str = "pt2", out: str | Path | N
     meta = model.zoo_meta
     out = Path(out) if out else Path(weights).with_suffix(spec.suffix)
     if out.exists() and not overwrite:
-        raise UserError(f"{out} exists; choose another --out or pass --overwrite")
+        raise UserError(f"{out} exists; choose another `out` or pass `overwrite`")
     channels, size = meta.get("in_chans", 3), meta.get("input_size") or 224
     generator = torch.Generator().manual_seed(0)
     example = torch.randn(2, channels, size, size, generator=generator)

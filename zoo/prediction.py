@@ -37,7 +37,7 @@ def iter_predictions(weights: str | Path, images: Sequence[str | Path], top_k: i
     "probability"}, ...]}``, or ``{"image": path, "error": why}`` for one that cannot be read; the
     model sees ``batch_size`` images at a time, on ``device``."""
     if top_k < 1 or batch_size < 1:
-        raise UserError(f"--top-k and --batch-size must be positive, got {top_k} and {batch_size}")
+        raise UserError(f"`top_k` and `batch_size` must be positive, got {top_k} and {batch_size}")
     model, meta, target = _predictor(Path(weights), device, registry or default_registry())
     require_fields(meta, weights, "input_size", "in_chans", "classes", "mean", "std")
     classes, normalize, k = meta["classes"], Normalize(meta["mean"], meta["std"]), min(top_k, len(meta["classes"]))
@@ -58,8 +58,8 @@ def iter_predictions(weights: str | Path, images: Sequence[str | Path], top_k: i
                     top = model(x).float().softmax(1).topk(k, dim=1)
                 except (AssertionError, RuntimeError, ValueError) as exc:  # an exported file's fixed shapes
                     raise UserError(f"{weights} cannot take a batch of {len(x)} images of {tuple(x.shape[1:])} "
-                                    f"({str(exc).strip().splitlines()[0]}); export it with --dynamic-batch, or "
-                                    "predict with the --batch-size it was exported for") from exc
+                                    f"({str(exc).strip().splitlines()[0]}); export it with `dynamic_batch`, or "
+                                    "predict with the `batch_size` it was exported for") from exc
             for path, values, indices in zip(readable, top.values.tolist(), top.indices.tolist()):
                 results[path] = {"image": str(path), "top": [{"class": classes[i], "probability": p}
                                                              for p, i in zip(values, indices)]}

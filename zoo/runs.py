@@ -41,9 +41,9 @@ def new_run_paths(config: RunConfig, run_dir, weights, overwrite: bool) -> tuple
     for path in (weights, run_dir):
         _check_name_lengths(path)
     if not overwrite:
-        for path, option in ((weights, "--out"), (run_dir, "--run-dir")):
+        for path, option in ((weights, "`weights`"), (run_dir, "`run_dir`")):
             if path.exists():
-                raise UserError(f"{path} exists; choose another {option} or pass --overwrite")
+                raise UserError(f"{path} exists; choose another {option} or pass `overwrite`")
     for folder in (weights.parent, run_dir.parent):  # checked now, made when the run writes there
         check_writable(folder)
     return run_dir, weights
@@ -76,20 +76,20 @@ def claim_run_dir(run_dir: Path, weights: Path, overwrite: bool, named_by_zoo: b
                 weights = weights.with_name(f"{base}-{n}.safetensors")
                 continue
             if not overwrite:
-                raise UserError(f"{run_dir} exists (another run made it); choose another --run-dir or pass "
-                                "--overwrite") from None
+                raise UserError(f"{run_dir} exists (another run made it); choose another `run_dir` or pass "
+                                "`overwrite`") from None
             _empty_run_dir(run_dir)
             return run_dir, weights
 
 
 def _empty_run_dir(run_dir: Path) -> None:
     if not run_dir.is_dir():
-        raise UserError(f"{run_dir} is not a folder; choose another --run-dir")
+        raise UserError(f"{run_dir} is not a folder; choose another `run_dir`")
     entries = list(run_dir.iterdir())
     foreign = [p.name for p in entries if p.name not in ZOO_RUN_FILES and not _is_temporary(p)]
     if foreign:
-        raise UserError(f"--overwrite: {run_dir} holds files zoo did not write ({', '.join(sorted(foreign)[:3])}); "
-                        "choose another --run-dir")
+        raise UserError(f"`overwrite`: {run_dir} holds files zoo did not write ({', '.join(sorted(foreign)[:3])}); "
+                        "choose another `run_dir`")
     for path in entries:
         path.unlink()
 
@@ -122,7 +122,7 @@ def resume_config(config: RunConfig | None, run_dir: Path, weights: str | Path |
         if not isinstance(recorded, str):
             raise UserError(f"{run_dir}/config.json does not say where the run writes its weights")
     except (UserError, OSError, KeyError) as exc:
-        raise UserError(f"cannot resume: {run_dir} is not a run folder (no readable config.json); --resume takes "
+        raise UserError(f"cannot resume: {run_dir} is not a run folder (no readable config.json); `resume` takes "
                         "a run folder such as runs/<run>") from exc
     recorded = Path(recorded)
     if not recorded.is_absolute():  # written before paths were recorded whole: runs/<run> beside weights/
@@ -131,7 +131,7 @@ def resume_config(config: RunConfig | None, run_dir: Path, weights: str | Path |
                             "the folder it was started in")
         recorded = run_dir.parent.parent / recorded
     if weights is not None and Path(weights).absolute() != recorded:
-        raise UserError(f"{run_dir} writes its weights to {recorded}; resume it without --out")
+        raise UserError(f"{run_dir} writes its weights to {recorded}; resume it without `weights`")
     config = replace(previous, **(changes or {})) if config is None else config
     differ = [f.name for f in fields(RunConfig) if f.name not in RunConfig.RESUMABLE_CHANGES
               and json.dumps(getattr(previous, f.name)) != json.dumps(getattr(config, f.name))]

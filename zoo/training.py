@@ -326,8 +326,8 @@ class _Loop:
         if (position.skipped_in_a_row >= SKIPPED_STEPS_IS_DIVERGENCE * size
                 if self.trainer.skips_overflow else skipped > 0):
             raise UserError(f"the loss became infinite or NaN in epoch {epoch + 1}, step {i + 1}; "
-                            f"{last_good(self.checkpoint)}; try a lower --lr, more --warmup or "
-                            f"gradient-friendlier --amp settings")
+                            f"{last_good(self.checkpoint)}; try a lower `lr`, more `warmup` or "
+                            f"gradient-friendlier `trainer` settings")
         position.skipped_before, position.logged_step = skipped, i + 1
         self.reporter.step(i + 1, loss_sum / counted if counted else math.inf,
                            position.correct.item() / ((i + 1) * self.local_batch),

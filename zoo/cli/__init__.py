@@ -3,6 +3,7 @@ command group lives in its own module (catalogue, training, results)."""
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 import click
@@ -31,6 +32,17 @@ def cli(context: click.Context, debug: bool) -> None:
         click.echo(context.get_help())
 
 
+def as_flags(message: str) -> str:
+    """The library's messages name the Python API's parameters in backticks (```run_dir```); on the
+    command line they are the flags of the same names (``--run-dir``)."""
+    flags = {"weights": "--out"}  # zoo.train(weights=...) is zoo train --out
+    for command in cli.commands.values():
+        for param in command.params:
+            if isinstance(param, click.Option):
+                flags.setdefault(param.name, max(param.opts, key=len))
+    return re.sub(r"`(\w+)`", lambda m: flags.get(m[1], m[0]), message)
+
+
 def main() -> None:
     """Entry point: user errors are one line and exit code 2, never a traceback."""
     try:
@@ -47,7 +59,7 @@ def main() -> None:
         if os.environ.get(common.DEBUG_ENV):
             raise
         if common.prints_errors():
-            click.echo(f"zoo: error: {exc}", err=True)
+            click.echo(f"zoo: error: {as_flags(str(exc))}", err=True)
         sys.exit(2)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
