@@ -87,6 +87,19 @@ def test_label_alignment_survives_geometric_augmentations():
             assert set(values.tolist()) <= {0.0, float(label) / 16} or torch.allclose(values.max(), label.float() / 16)
 
 
+def test_hflip_flips_exactly_the_images_it_draws_and_normalising_is_the_textbook_formula():
+    x = torch.rand(16, 3, 8, 8)
+    torch.manual_seed(3)
+    expected = torch.where((torch.rand(16) < 0.5)[:, None, None, None], x.flip(3), x)
+    torch.manual_seed(3)
+    out, _ = _augmentation("hflip")(x.clone(), torch.arange(16))
+    assert torch.equal(out, expected) and 0 < (out != x).flatten(1).any(1).sum() < 16
+    images = torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8)
+    mean, std = [0.1, 0.5, 0.9], [0.2, 0.3, 0.4]
+    textbook = (images / 255 - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    torch.testing.assert_close(zoo.Normalize(mean, std)(images), textbook)
+
+
 @pytest.mark.parametrize("name", ["mixup", "cutmix"])
 def test_batch_mixing_augmentations_mix_labels(name):
     torch.manual_seed(1)

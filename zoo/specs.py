@@ -103,7 +103,8 @@ class Wrapper(Spec):
 @dataclass(frozen=True)
 class Augmentation(Spec):
     """``factory(**options)`` returns ``aug(x, y) -> (x, y)`` working on a float batch in [0, 1] of
-    shape (N, C, H, W). ``mixes_labels`` augmentations receive and return soft labels (N, classes)."""
+    shape (N, C, H, W), the training loop's own: it may be changed in place. ``mixes_labels``
+    augmentations receive and return soft labels (N, classes)."""
 
     mixes_labels: bool = False
     default: bool = False  # in the augmentations of a run that names none, in the order listed
