@@ -157,3 +157,30 @@ def real_fashion_mnist() -> Path:
     if os.environ.get(REQUIRE_DATA_ENV):
         pytest.fail(reason)
     pytest.skip(reason)
+
+
+TINY_VGG = {"layout": "8,M,16,M", "width": 1.0}
+
+
+def tiny_config(**changes):
+    """A two-epoch VGG run of the CIFAR-10 files ``cifar_dir`` writes: seconds on a CPU."""
+    from zoo import RunConfig
+
+    base = dict(model="vgg_bn", data="cifar10", augs=["crop=2", "hflip"], epochs=2, batch_size=20, lr=0.05,
+                model_options=dict(TINY_VGG), eval_batch_size=64)
+    base.update(changes)
+    return RunConfig(**base)
+
+
+def picture_folder(root: Path, splits=(("train", 6), ("test", 2)), classes=("blue", "red")) -> Path:
+    """An image folder of plain-coloured pictures, a class per colour."""
+    from PIL import Image
+
+    colours = {"red": (255, 0, 0), "blue": (0, 0, 255), "green": (0, 255, 0)}
+    for split, count in splits:
+        for cls in classes:
+            folder = root / split / cls
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                Image.new("RGB", (20, 24), colours[cls]).save(folder / f"{i}.png")
+    return root

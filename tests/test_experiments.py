@@ -203,13 +203,13 @@ def test_report_compares_every_row_with_a_baseline_number_or_run(cifar_dir, tmp_
                          f"{lr}.safetensors", cwd=tmp_path)
         assert result.returncode == 0, result.stderr
         runs.append(f"runs/{lr}")
-    for given, expected_first in ((baseline, first), ("runs/0.05", "0.01")):
+    for chosen, expected_first in ((baseline, first), ("runs/0.05", "0.01")):
         out = tmp_path / f"report-{expected_first}"
-        result = run_zoo("report", *([runs[0]] if given == "runs/0.05" else runs), "--baseline", given, "--x-axis",
+        result = run_zoo("report", *([runs[0]] if chosen == "runs/0.05" else runs), "--baseline", chosen, "--x-axis",
                          "time", "--out", str(out), cwd=tmp_path)
         assert result.returncode == 0, result.stderr
         rows = list(csv.DictReader((out / "results.csv").open()))
-        if given == "runs/0.05":  # a run folder not among the runs becomes the first row
+        if chosen == "runs/0.05":  # a run folder not among the runs becomes the first row
             assert [r["run"] for r in rows] == ["0.05", "0.01"]
             assert float(rows[1]["vs baseline"]) == pytest.approx(float(rows[1]["test accuracy"])
                                                                   - float(rows[0]["test accuracy"]))

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 import zoo
-from zoo import ImageData, ImageFiles, RunConfig, UserError, train
+from zoo import ImageData, ImageFiles, RunConfig, train
 from zoo.streaming import centre_crop, random_resized_crop
 
 from conftest import StopAtEpoch, run_zoo

@@ -14,6 +14,7 @@ from zoo.testing import fresh_registry
 
 from conftest import run_zoo
 
+
 FIELDS = dict(classes=[f"c{i}" for i in range(10)], num_classes=10, in_chans=3, input_size=32, mean=[0.5] * 3,
               std=[0.25] * 3, dataset="cifar10")
 

@@ -7,6 +7,7 @@ import json
 
 from conftest import make_plugin_dist, run_zoo
 
+
 TINY = ["--set", "layout=8,M,16,M", "--batch-size", "20", "--aug", "none", "--epochs", "2"]
 
 
