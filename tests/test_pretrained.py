@@ -2,6 +2,7 @@
 Face Hub's) that the tests write themselves, checked by hash, fitted to the model, used to fine-tune."""
 from __future__ import annotations
 
+import math
 import hashlib
 import json
 import subprocess
@@ -267,7 +268,7 @@ def test_imagenet_weights_keep_their_imagenet_stem_on_small_images(caches):
     summary = zoo.train(zoo.RunConfig(model="resnet18", pretrained="timm/resnet18.a1_in1k", data_dir=str(cifar),
                                       epochs=1, batch_size=20, augs=[]), run_dir=caches / "run",
                         weights=caches / "w.safetensors")
-    assert summary["test_accuracy"] >= 0
+    assert math.isfinite(summary["test_loss"])  # a 224-px stem shrinks 32 px to one pixel, and still trains
     meta = zoo.weights.read_metadata(caches / "w.safetensors")
     assert meta["options"]["input_size"] == 224 and meta["input_size"] == 32
     assert zoo.load_model(caches / "w.safetensors").conv1.kernel_size == (7, 7)

@@ -218,11 +218,10 @@ def image_folder(root: Path, download: bool = False, image_size: int = 32, strea
     (default: a quarter of this machine's memory, shared by its processes), else streamed from the files (``stream`` forces
     either): ``workers`` processes decode each batch, with a random resized crop for training and a
     centre crop of ``crop_pct`` for testing."""
-    if not 8 <= image_size <= 4096 or not 0.05 <= crop_pct <= 1 or not 0 <= val_fraction < 1 \
-            or not 0 <= workers <= MAX_WORKERS or budget_gb < 0:
-        raise UserError(f"imagefolder: image_size must be in 8..4096, crop_pct in 0.05..1, val_fraction in [0, 1), "
-                        f"workers in 0..{MAX_WORKERS}, budget_gb >= 0")
-    test_dir = next((root / d for d in ("test", "val") if (root / d).is_dir()), None)
+    _check_decoding("imagefolder", image_size, crop_pct, workers)
+    if not 0 <= val_fraction < 1 or budget_gb < 0:
+        raise UserError("imagefolder: val_fraction must be in [0, 1), budget_gb >= 0")
+    test_dir = _test_folder(root)
     if not (root / "train").is_dir() or (test_dir is None and not val_fraction):
         raise UserError(f"imagefolder needs {root}/train/<class>/ and {root}/test/<class>/ (or val/, or "
                         f"--data-set val_fraction=0.1); set the folder with --data-dir")
@@ -252,6 +251,15 @@ def image_folder(root: Path, download: bool = False, image_size: int = 32, strea
         train_images, test_images = (t.expand(-1, 3, -1, -1).contiguous() for t in (train_images, test_images))
     mean, std = channel_stats(train_images)
     return ImageData("imagefolder", train_images, train[1], test_images, test[1], classes, mean, std)
+
+
+def _check_decoding(dataset: str, image_size: int, crop_pct: float, workers: int) -> None:
+    if not 8 <= image_size <= 4096 or not 0.05 <= crop_pct <= 1 or not 0 <= workers <= MAX_WORKERS:
+        raise UserError(f"{dataset}: image_size must be in 8..4096, crop_pct in 0.05..1, workers in 0..{MAX_WORKERS}")
+
+
+def _test_folder(root: Path) -> Path | None:
+    return next((root / name for name in ("test", "val") if (root / name).is_dir()), None)
 
 
 def _spread(total: int, count: int) -> torch.Tensor:
@@ -303,9 +311,8 @@ def webdataset(root: Path, download: bool = False, image_size: int = 224, worker
     sample a ``<key>.jpg`` (or .png, .webp, ...) with its class number in ``<key>.cls``; class names
     from ``root/classes.txt`` (one per line) when it is there. Members are read where they lie in the
     shards, never extracted."""
-    if not 8 <= image_size <= 4096 or not 0.05 <= crop_pct <= 1 or not 0 <= workers <= MAX_WORKERS:
-        raise UserError(f"webdataset: image_size must be in 8..4096, crop_pct in 0.05..1, workers in 0..{MAX_WORKERS}")
-    test_dir = next((root / d for d in ("test", "val") if (root / d).is_dir()), None)
+    _check_decoding("webdataset", image_size, crop_pct, workers)
+    test_dir = _test_folder(root)
     shards = {split: sorted(folder.glob("*.tar")) if folder and folder.is_dir() else []
               for split, folder in (("train", root / "train"), ("test", test_dir))}
     if not shards["train"] or not shards["test"]:
