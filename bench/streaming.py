@@ -71,6 +71,31 @@ def torchvision_rate(folder: Path, workers: int, batch: int, batches: int) -> fl
     return seen / (time.perf_counter() - started)
 
 
+def decoder_rates(folder: Path, count: int = 200) -> dict[str, float]:
+    """Images/s of one process decoding, random-resized-cropping and resizing to 224 px: zoo's decoder
+    (PIL, with JPEG draft mode) against torchvision.io's decode_jpeg and a tensor resize."""
+    import random
+
+    from torchvision.io import ImageReadMode, decode_jpeg, read_file
+    from torchvision.transforms.v2 import functional as F
+
+    from zoo.streaming import _Decoder, random_resized_crop
+
+    files = sorted(str(f) for f in (folder / "train").rglob("*.jpg"))[:count]
+    decoder = _Decoder(files, torch.zeros(len(files), dtype=torch.long), 224, 3, 0.875, (0, 0))
+    started = time.perf_counter()
+    for i in range(len(files)):
+        decoder[i]
+    rates = {"zoo (PIL, draft mode)": len(files) / (time.perf_counter() - started)}
+    started = time.perf_counter()
+    for i, file in enumerate(files):
+        image = decode_jpeg(read_file(file), mode=ImageReadMode.RGB)
+        left, top, right, bottom = random_resized_crop((image.shape[2], image.shape[1]), random.Random(i))
+        F.resized_crop(image, int(top), int(left), int(bottom - top), int(right - left), [224, 224], antialias=True)
+    rates["torchvision.io decode_jpeg + resized_crop"] = len(files) / (time.perf_counter() - started)
+    return rates
+
+
 def training_probe(args: list[str]) -> dict:
     """A short ``zoo.train`` in a fresh process: its peak memory, time to the first step, and the share
     of the steps spent waiting for data (reported by the loop's profile of the first epoch)."""
@@ -117,6 +142,12 @@ def main() -> None:
              f"{decoded / theirs:.2f}x"],
             ["zoo: ... then flip and normalise in the main process, on this CPU", args.workers, f"{ours:.0f}",
              f"{ours / theirs:.2f}x"]]))
+
+        rates = decoder_rates(folder)
+        ours_alone = next(iter(rates.values()))
+        print("\n## One process decoding, cropping and resizing to 224 px\n")
+        print(table(["decoder", "images/s", "vs zoo"], [[name, f"{rate:.0f}", f"{rate / ours_alone:.2f}x"]
+                                                        for name, rate in rates.items()]))
 
         base = dict(data="datasets:imagefolder", epochs=1, batch_size=8, augs=["augment:hflip"], test_limit=16)
         probe = training_probe([json.dumps({**base, "model": "resnet50", "data_dir": str(folder), "train_limit": 64,
