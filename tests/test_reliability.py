@@ -122,6 +122,7 @@ ERRORS = [
     (["info", "timm/vit_tiny_patch16_224", "--input-size", "32", "--set", "img_size=224"],
      r"timm/vit_tiny_patch16_224 cannot take 3x32x32 inputs: Input height \(32\) doesn't match model \(224\)"),
     (["train", "vgg_bn", "--lr", "-1"], "learning rate must be positive, got -1.0"),
+    (["train", "vgg_bn", "--limit-train", "0"], "--limit-train must be positive, got 0"),
     (["train", "vgg_bn", "--epochs", "0"], "epochs must be a whole number >= 1, got 0"),
     (["train", "vgg_bn", "--set", "width=0"], r"width must be in \(0, 16\], num_classes and in_chans positive"),
     (["train", "resnet20", "--set", "width=-2"], "width, base_channels .* must be positive"),

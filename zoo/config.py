@@ -186,7 +186,7 @@ class Run:
                 raise UserError(f"{name} must be a whole number >= {low}, got {value!r}")
         for name, value in (("train_limit", config.train_limit), ("test_limit", config.test_limit)):
             if value is not None and value < 1:
-                raise UserError(f"{name} must be positive, got {value}")
+                raise UserError(f"`{name}` must be positive, got {value}")
         if not 0 <= config.seed < 2**63:
             raise UserError(f"seed must be in 0..2**63-1, got {config.seed}")
         if not (config.lr > 0 and math.isfinite(config.lr)):

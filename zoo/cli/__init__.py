@@ -35,7 +35,8 @@ def cli(context: click.Context, debug: bool) -> None:
 def as_flags(message: str) -> str:
     """The library's messages name the Python API's parameters in backticks (```run_dir```); on the
     command line they are the flags of the same names (``--run-dir``)."""
-    flags = {"weights": "--out"}  # zoo.train(weights=...) is zoo train --out
+    # where zoo train's flag and zoo.train's parameter (or RunConfig's field) are spelled differently
+    flags = {"weights": "--out", "train_limit": "--limit-train", "test_limit": "--limit-test"}
     for command in cli.commands.values():
         for param in command.params:
             if isinstance(param, click.Option):

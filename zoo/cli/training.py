@@ -199,9 +199,6 @@ def _config_changes(base, given: dict[str, Any]) -> dict[str, Any]:
             trainer_options[key] = value
     if trainer_options != base.trainer_options:
         changes["trainer_options"] = trainer_options
-    for flag in ("limit_train", "limit_test"):
-        if flag in given and given[flag] is not None and given[flag] < 1:
-            raise UserError(f"--{flag.replace('_', '-')} must be positive, got {given[flag]}")
     return changes
 
 
