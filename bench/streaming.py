@@ -11,7 +11,6 @@ DataLoader (same workers, same crop and flip) in the same run:
 from __future__ import annotations
 
 import argparse
-import resource
 import subprocess
 import sys
 import tempfile
@@ -99,18 +98,18 @@ def decoder_rates(folder: Path, count: int = 200) -> dict[str, float]:
 def training_probe(args: list[str]) -> dict:
     """A short ``zoo.train`` in a fresh process: its peak memory, time to the first step, and the share
     of the steps spent waiting for data (reported by the loop's profile of the first epoch)."""
-    code = f"""
+    code = """
 import json, resource, sys, time
 import zoo
 started = time.perf_counter()
-first = {{}}
+first = {}
 class Probe(zoo.SilentReporter):
     def step(self, done, loss, accuracy, rate):
         first.setdefault("seconds", time.perf_counter() - started)
 config = zoo.RunConfig(**json.loads(sys.argv[1]))
 summary = zoo.train(config, reporter=Probe(), log_every=1, run_dir=sys.argv[2], weights=sys.argv[2] + ".safetensors")
-print(json.dumps({{"first_step_s": first["seconds"], "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "data_wait": summary.get("data_wait_share")}}))
+print(json.dumps({"first_step_s": first["seconds"], "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "data_wait": summary.get("data_wait_share")}))
 """
     import json
 

@@ -101,7 +101,7 @@ def test_resume_writes_where_the_run_wrote_whatever_the_current_folder(cifar_dir
             train(tiny(cifar_dir), run_dir="runs/mine", weights="weights/mine.safetensors", reporter=StopAtEpoch(1))
         os.chdir(elsewhere)
         with pytest.raises(UserError, match="writes its weights to .*first/weights/mine.safetensors; resume it "
-                                            "without --out"):
+                                            "without `weights`"):
             train(tiny(cifar_dir), resume=first / "runs" / "mine", weights="other.safetensors")
         train(tiny(cifar_dir), resume=first / "runs" / "mine")
     finally:

@@ -347,3 +347,19 @@ def _adapt_channels(weight: torch.Tensor, channels: int) -> torch.Tensor:
         return weight.sum(1, keepdim=True)
     repeats = math.ceil(channels / weight.shape[1])
     return weight.repeat(1, repeats, 1, 1)[:, :channels] * (weight.shape[1] / channels)
+
+
+def body_parameters(model: torch.nn.Module, classifier: str) -> list[torch.nn.Parameter]:
+    """The parameters outside the classifier: frozen, their gradients are dropped before each step (the
+    optimizer then skips them: no update, no momentum, no weight decay)."""
+    head = {id(p) for p in model.get_submodule(classifier).parameters()}
+    return [p for p in model.parameters() if id(p) not in head]
+
+
+def trained_stats(started_from: dict[str, Any], channels: int) -> tuple[list[float], list[float]]:
+    """The mean and std weights were trained with, for ``channels``-channel images (averaged for grey
+    images fed to colour weights, whose first convolution was summed over the colours)."""
+    mean, std = list(started_from["mean"]), list(started_from["std"])
+    if len(mean) != channels:
+        mean, std = [sum(mean) / len(mean)] * channels, [sum(std) / len(std)] * channels
+    return mean, std

@@ -7,12 +7,16 @@ import os
 from dataclasses import fields, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from .checkpoint import check_finite
 from .config import RunConfig
 from .errors import UserError
 from .registry import GIVEN
-from .weights import read_header
+from .weights import read_header, save_weights
+
+if TYPE_CHECKING:
+    import torch
 
 
 def unique_name(base: str, *folders_and_suffixes: tuple[Path, str]) -> str:
@@ -141,3 +145,15 @@ def resume_config(config: RunConfig | None, run_dir: Path, weights: str | Path |
     if recorded.exists() and read_header(recorded)[1].get("run") != str(run_dir):
         raise UserError(f"{recorded} was not written by {run_dir}; zoo will not replace it")
     return config, run_dir, recorded
+
+
+def save_run_weights(model: torch.nn.Module, weights: Path, run_dir: Path, replace: bool, **info: Any) -> None:
+    """The run's weights where it was asked to write them; if another run took that file meanwhile,
+    in the run folder, so that an hour of training is never lost."""
+    check_finite(model.state_dict(), run_dir / "checkpoint.safetensors", "the end", "the last")
+    try:
+        save_weights(model, weights, replace=replace, **info)
+    except FileExistsError:
+        kept = save_weights(model, run_dir / "weights.safetensors", **info)
+        raise UserError(f"{weights} was written by another run meanwhile and is left as it is; this run's weights "
+                        f"are in {kept}") from None

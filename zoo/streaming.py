@@ -127,8 +127,6 @@ class _Decoder(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         from PIL import Image, UnidentifiedImageError
 
-        from .data import open_image
-
         mode = "RGB" if self.channels == 3 else "L"
         try:
             with _open(self.files[index]) as img:

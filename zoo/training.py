@@ -15,20 +15,20 @@ import torch.nn.functional as F
 from . import __version__
 from . import distributed
 from .augmenter import Augmenter
-from .checkpoint import Position, check_finite, last_good, load_checkpoint, save_checkpoint, unwrapped
+from .checkpoint import Position, last_good, load_checkpoint, save_checkpoint, unwrapped
 from .config import Run, RunConfig, call_factory, check_config_types, with_defaults
 from .distributed import World
 from .errors import UserError
 from .evaluation import evaluate, portable_options
 from .models import create_model
-from .pretrained import trained_size
+from .pretrained import body_parameters, trained_size, trained_stats
 from .provenance import provenance
 from .registry import GIVEN, Registry, default_registry
 from .reporting import Reporter, SilentReporter
-from .runs import claim_run_dir, new_run_paths, resume_config
+from .runs import claim_run_dir, new_run_paths, resume_config, save_run_weights
 from .summary import forward_one
 from .trainer import BaseTrainer, full_precision, prepare_model
-from .weights import atomic_write_text, save_weights
+from .weights import atomic_write_text
 
 
 
@@ -196,7 +196,7 @@ class _Loop:
             self.zoo_config = model.zoo_config
         self.started_from = getattr(model, "zoo_pretrained", None)
         self.frozen = False  # in the first freeze_epochs the classifier alone trains
-        self.body = _body_of(model, self.started_from["classifier"]) if config.freeze_epochs else []
+        self.body = body_parameters(model, self.started_from["classifier"]) if config.freeze_epochs else []
         if config.sync_bn and world.distributed:
             model = distributed.convert_sync_batchnorm(model, trainer.device)
         model = prepare_model(trainer, model, (data.channels, data.input_size, data.input_size),
@@ -211,7 +211,7 @@ class _Loop:
         if not config.normalize:
             self.mean, self.std = [0.0] * data.channels, [1.0] * data.channels
         elif self.started_from and self.started_from.get("mean"):
-            self.mean, self.std = _stats_for(self.started_from, data.channels)
+            self.mean, self.std = trained_stats(self.started_from, data.channels)
         else:
             self.mean, self.std = data.mean, data.std
         self.augmenter = Augmenter(run.augmentations(), any(spec.mixes_labels for spec, _ in run.augs), self.mean,
@@ -373,7 +373,7 @@ class _Loop:
         config, data, final = self.config, self.data, self.history[-1]
         test = self.test or self.evaluate()  # evaluated again when a finished run was resumed
         if self.world.main:
-            _save_weights_of_run(
+            save_run_weights(
                 unwrapped(self.model, self.zoo_config), self.weights, self.run_dir, replace,
                 classes=list(data.classes), mean=list(self.mean), std=list(self.std), dataset=data.name,
                 data_options=config.data_options, **({"crop_pct": data.crop_pct} if self.streams else {}),
@@ -393,31 +393,3 @@ class _Loop:
                       if self.streams else {})}
         self.reporter.finish(summary)
         return summary
-
-
-def _body_of(model: torch.nn.Module, classifier: str) -> list[torch.nn.Parameter]:
-    """The parameters outside the classifier: frozen, their gradients are dropped before each step (the
-    optimizer then skips them: no update, no momentum, no weight decay)."""
-    head = {id(p) for p in model.get_submodule(classifier).parameters()}
-    return [p for p in model.parameters() if id(p) not in head]
-
-
-def _stats_for(started_from: dict[str, Any], channels: int) -> tuple[list[float], list[float]]:
-    """The mean and std weights were trained with, for ``channels``-channel images (averaged for grey
-    images fed to colour weights, whose first convolution was summed over the colours)."""
-    mean, std = list(started_from["mean"]), list(started_from["std"])
-    if len(mean) != channels:
-        mean, std = [sum(mean) / len(mean)] * channels, [sum(std) / len(std)] * channels
-    return mean, std
-
-
-def _save_weights_of_run(model: torch.nn.Module, weights: Path, run_dir: Path, replace: bool, **info: Any) -> None:
-    """The run's weights where it was asked to write them; if another run took that file meanwhile,
-    in the run folder, so that an hour of training is never lost."""
-    check_finite(model.state_dict(), run_dir / "checkpoint.safetensors", "the end", "the last")
-    try:
-        save_weights(model, weights, replace=replace, **info)
-    except FileExistsError:
-        kept = save_weights(model, run_dir / "weights.safetensors", **info)
-        raise UserError(f"{weights} was written by another run meanwhile and is left as it is; this run's weights "
-                        f"are in {kept}") from None

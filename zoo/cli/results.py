@@ -193,7 +193,7 @@ def compare_command(experiment, models, aug_sets, opts, lrs, scheds, batch_sizes
     except TrainingInterrupted as exc:
         click.echo(f"zoo: {exc}; run the same zoo compare again to continue", err=True)
         sys.exit(130)
-    from ..experiments import markdown_table
+    from ..report import markdown_table
 
     click.echo(markdown_table(rows, named))
     click.echo(f"table, CSV and plots in {folder}")
@@ -209,7 +209,7 @@ def report_command(runs, out, title, overwrite, baseline, x_axis) -> None:
     """Redraw the results table and plots from existing run folders."""
     from pathlib import Path
 
-    from ..experiments import REPORT_FILES, markdown_table, write_report
+    from ..report import REPORT_FILES, markdown_table, write_report
 
     existing = [name for name in REPORT_FILES if (Path(out) / name).exists()]
     if existing and not overwrite:
