@@ -222,3 +222,34 @@ def test_report_compares_every_row_with_a_baseline_number_or_run(cifar_dir, tmp_
         result = run_zoo("report", *runs, "--baseline", bad, "--out", str(tmp_path / "bad"), cwd=tmp_path)
         assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
         assert "baseline" in result.stderr and not (tmp_path / "bad").exists()
+
+
+def test_plots_say_what_the_runs_share_and_share_one_y_scale(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    from zoo.report import plot_runs
+
+    def run(name, lr, losses):
+        metrics = [{"epoch": i + 1, "train_loss": loss, "test_loss": loss / 2, "test_accuracy": 0.5, "seconds": 30,
+                    "eval_seconds": 6} for i, loss in enumerate(losses)]
+        config = {"data": "datasets:cifar10", "epochs": len(losses), "batch_size": 128, "opt": "optim:adam", "lr": lr,
+                  "sched": "optim:cosine", "augs": ["augment:hflip"], "trainer": "zoo:fp32"}
+        return {"name": name, "config": config, "metrics": metrics, "parameters": 1, "finished": True}
+
+    drawn = {}
+    save = Figure.savefig
+
+    def record(figure, path, *args, **kwargs):  # what each figure shows, read as it is saved
+        drawn[Path(path).name] = ([axis.get_ylim() for axis in figure.axes], figure._suptitle.get_text(),
+                                  [axis.get_xlabel() for axis in figure.axes], [list(line.get_xdata()) for line in
+                                                                                 figure.axes[0].get_lines()])
+        return save(figure, path, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", record)
+    runs = [run("a", 0.1, [2.0, 1.0]), run("b", 0.01, [9.0, 8.0])]
+    plot_runs(runs, tmp_path, "lrs", x_axis="time")
+    limits, title, xlabels, xs = drawn["loss.png"]
+    assert limits[0] == limits[1]  # train and test loss on one scale
+    assert title == "lrs\ncifar10, 2 epochs, batch 128, adam, cosine, augmentation hflip, fp32"
+    assert xlabels[0].startswith("wall time (minutes") and xs[0] == [0.6, 1.2]  # (30 + 6) s per epoch
+    assert (tmp_path / "accuracy.png").stat().st_size > 1000
