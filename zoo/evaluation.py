@@ -76,7 +76,7 @@ def evaluation_trainer(registry: Registry, recorded: dict[str, Any], name: str |
         if name is not None or not options:
             raise
         raise UserError(f"{error} (the weights were trained with {recorded_name} {options}; evaluate them with "
-                        "`trainer`=fp32)") from error
+                        "`trainer` fp32)") from error
 
 
 def evaluate_weights(weights: str | Path, data: str | None = None, data_dir: str | Path | None = None,

@@ -26,7 +26,7 @@ def usable_device(name: str | None) -> torch.device:
         torch.empty(0, device=device)
     except (RuntimeError, AssertionError) as exc:  # no driver, no such index, a CPU-only build
         raise UserError(f"device {name!r} is not usable here ({str(exc).strip().splitlines()[0]}); "
-                        "use `device`=cpu") from exc
+                        "use `device` cpu") from exc
     return device
 
 
