@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 import zoo
 from zoo import ImageData, ImageFiles, RunConfig, train
-from zoo.streaming import centre_crop, random_resized_crop
+from zoo.streaming import _Decoder, centre_crop, random_resized_crop
 
 from conftest import StopAtEpoch, run_zoo
 
@@ -88,6 +88,13 @@ def test_a_streamed_folder_trains_and_eval_and_predict_see_what_training_saw(tmp
     assert json.loads(evaluated.stdout)["accuracy"] == summary["test_accuracy"]
     predicted = run_zoo("predict", "w.safetensors", "pics/val/red/0.jpg", "--json", cwd=tmp_path)
     assert predicted.returncode == 0 and json.loads(predicted.stdout)[0]["top"][0]["class"] in LEARNABLE
+    # predict decodes an image as the streamed evaluation does: its answer is the model's on that input
+    image, _ = _Decoder([str(tmp_path / "pics/val/red/0.jpg")], torch.zeros(1, dtype=torch.long), 36, 3, 0.875,
+                        None)[0]
+    model = zoo.load_model(tmp_path / "w.safetensors")
+    with torch.no_grad():
+        expected = model(zoo.Normalize(meta["mean"], meta["std"])(image[None])).softmax(1).max().item()
+    assert json.loads(predicted.stdout)[0]["top"][0]["probability"] == pytest.approx(expected, rel=1e-4)
 
 
 def test_a_bad_data_option_or_an_unreadable_streamed_image_is_one_line(tmp_path):

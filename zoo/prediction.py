@@ -96,19 +96,23 @@ def predict(weights: str | Path, images: Sequence[str | Path], top_k: int = 3, b
 
 def _as_trained(path: Path, size: int, channels: int, padded_from: int | None, crop_pct: float | None) -> np.ndarray:
     """An image as evaluation saw its dataset's: resized to the side the model saw, or to the original
-    side then zero-padded when the dataset was padded (Fashion-MNIST's 28 in 32), or its centre crop
-    of ``crop_pct`` resized when the data was streamed from files."""
+    side then zero-padded when the dataset was padded (Fashion-MNIST's 28 in 32), or decoded as the
+    streamed evaluation decodes (a centre crop of ``crop_pct``) when the data was streamed from files."""
     from PIL import Image, UnidentifiedImageError
 
-    from .streaming import centre_crop
+    if crop_pct:  # streamed data: the evaluation's own decoder, so predict sees what eval saw
+        from .streaming import _Decoder
 
+        image, label = _Decoder([str(path)], torch.zeros(1, dtype=torch.long), size, channels, crop_pct, None)[0]
+        if label < 0:
+            raise UserError(f"{path} is not an image zoo can read")
+        return image.permute(1, 2, 0).numpy()
     side = padded_from or size
     margin = (size - side) // 2
     try:
         with open_image(path) as img:
             img = img.convert("L" if channels == 1 else "RGB")
-            img = img.resize((side, side), Image.Resampling.BILINEAR,
-                             box=centre_crop(img.size, crop_pct) if crop_pct else None)
+            img = img.resize((side, side), Image.Resampling.BILINEAR)
             array = np.asarray(img, dtype=np.uint8).reshape(side, side, channels)
     except (UnidentifiedImageError, OSError) as exc:
         raise UserError(f"{path} is not an image zoo can read ({type(exc).__name__})") from exc
