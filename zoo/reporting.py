@@ -46,7 +46,7 @@ class RichReporter(SilentReporter):
         self.console.print(soft_wrap=True, *[
             f"[bold]{config.model}[/] on {config.data.rpartition(':')[2]}: {info['parameters']:,} parameters, "
             f"{info['train_images']:,} train / {info['test_images']:,} test images, {info['device']} "
-            f"{info['precision']}{' channels_last' if info['channels_last'] else ''}; {config.epochs} epochs of "
+            f"{info['precision']}{' channels_last' if info['channels_last'] else ''}; {config.epochs} epoch{'s' if config.epochs != 1 else ''} of "
             f"{self.steps:,} steps (batch {self.batch:,}); run {info['run_dir']}"])
         started_from = info.get("started_from")
         if started_from:
