@@ -32,7 +32,7 @@ class Normalize:
         self.std = torch.tensor(std).view(1, -1, 1, 1)
         self._on_device: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def stats(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    def scale_and_shift(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """``(1 / std, -mean / std)`` on ``device``: normalising is then one multiply-add."""
         if device not in self._on_device:
             self._on_device[device] = ((1 / self.std).to(device), (-self.mean / self.std).to(device))
@@ -43,7 +43,7 @@ class Normalize:
 
     def scaled(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` already in [0, 1], normalised (``x`` itself: the caller's fresh float batch)."""
-        scale, shift = self.stats(x.device)
+        scale, shift = self.scale_and_shift(x.device)
         # in place and in one pass (1.8x faster than subtracting, then dividing, on a CPU): x is
         # always a fresh float batch, made from uint8
         return torch.addcmul(shift, x, scale, out=x)
