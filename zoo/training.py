@@ -368,13 +368,13 @@ class _Loop:
         return evaluate(self.model, self.trainer, self.augmenter.normalize, self.data, self.config.eval_batch_size,
                         self.world)
 
-    def finish(self, replace: bool) -> dict[str, Any]:
+    def finish(self, replace_weights: bool) -> dict[str, Any]:
         """The weights file and the summary."""
         config, data, final = self.config, self.data, self.history[-1]
         test = self.test or self.evaluate()  # evaluated again when a finished run was resumed
         if self.world.main:
             save_run_weights(
-                unwrapped(self.model, self.zoo_config), self.weights, self.run_dir, replace,
+                unwrapped(self.model, self.zoo_config), self.weights, self.run_dir, replace_weights,
                 classes=list(data.classes), mean=list(self.mean), std=list(self.std), dataset=data.name,
                 data_options=config.data_options, **({"crop_pct": data.crop_pct} if self.streams else {}),
                 in_chans=data.channels, input_size=data.input_size, padded_from=data.padded_from,

@@ -189,7 +189,7 @@ def compare_command(experiment, models, aug_sets, opts, lrs, scheds, batch_sizes
     try:
         rows, named = run_experiment(spec, folder, quick, registry=common.registry(), baseline=baseline, x_axis=x_axis,
                                      reporter_factory=lambda slug: RichReporter(),
-                              on_skip=lambda slug: console.print(f"{slug}: finished before, skipped"))
+                                     on_skip=lambda slug: console.print(f"{slug}: finished before, skipped"))
     except TrainingInterrupted as exc:
         click.echo(f"zoo: {exc}; run the same zoo compare again to continue", err=True)
         sys.exit(130)

@@ -128,8 +128,9 @@ def train_command(context: click.Context, model: str | None, config_file, print_
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     else:
-        click.echo(f"test accuracy {summary['test_accuracy']:.2%} after {summary['epochs']} epoch{'s' if summary['epochs'] != 1 else ''} "
-                   f"({summary['seconds']:.0f}s of training); weights: {summary['weights']}")
+        epochs = f"{summary['epochs']} epoch{'s' if summary['epochs'] != 1 else ''}"
+        click.echo(f"test accuracy {summary['test_accuracy']:.2%} after {epochs} ({summary['seconds']:.0f}s of training); "
+                   f"weights: {summary['weights']}")
 
 
 def _reporters(logs: tuple[str, ...], console):
