@@ -48,6 +48,32 @@ def parse_layout(layout: str | Sequence[int | str]) -> list[tuple[str, int, int]
     return parsed
 
 
+def feature_layers(layers: list[tuple[str, int, int]], batch_norm: bool, in_chans: int, width: float,
+                   attn_layer: Callable[[int], nn.Module] | None, attn_site: str) -> tuple[list[nn.Module], int]:
+    """The feature extractor's modules for ``layers``, and the channels of its output."""
+    modules: list[nn.Module] = []
+    channels = in_chans
+    for kind, out, kernel in layers:
+        if kind == "pool":
+            if attn_layer and attn_site == "stage":
+                modules.append(attn_layer(channels))
+            modules.append(nn.MaxPool2d(kernel_size=2, stride=2))
+        elif kind == "lrn":
+            modules.append(nn.LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0))  # AlexNet's
+        else:
+            out = max(1, round(out * width))
+            modules.append(nn.Conv2d(channels, out, kernel, padding=kernel // 2))
+            if batch_norm:
+                modules.append(nn.BatchNorm2d(out))
+            modules.append(nn.ReLU(inplace=True))
+            if attn_layer and attn_site == "conv":
+                modules.append(attn_layer(out))
+            channels = out
+    if attn_layer and attn_site == "stage" and layers[-1][0] != "pool":
+        modules.append(attn_layer(channels))
+    return modules, channels
+
+
 class VGG(nn.Module):
     """``features`` then a head: one linear layer (CIFAR shape) or the 4096-4096 MLP (ImageNet)."""
 
@@ -65,26 +91,7 @@ class VGG(nn.Module):
         attn_site: str,
     ):
         super().__init__()
-        modules: list[nn.Module] = []
-        channels = in_chans
-        for kind, out, kernel in layers:
-            if kind == "pool":
-                if attn_layer and attn_site == "stage":
-                    modules.append(attn_layer(channels))
-                modules.append(nn.MaxPool2d(kernel_size=2, stride=2))
-            elif kind == "lrn":
-                modules.append(nn.LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0))  # AlexNet's
-            else:
-                out = max(1, round(out * width))
-                modules.append(nn.Conv2d(channels, out, kernel, padding=kernel // 2))
-                if batch_norm:
-                    modules.append(nn.BatchNorm2d(out))
-                modules.append(nn.ReLU(inplace=True))
-                if attn_layer and attn_site == "conv":
-                    modules.append(attn_layer(out))
-                channels = out
-        if attn_layer and attn_site == "stage" and layers[-1][0] != "pool":
-            modules.append(attn_layer(channels))
+        modules, channels = feature_layers(layers, batch_norm, in_chans, width, attn_layer, attn_site)
         self.features = nn.Sequential(*modules)
         pools = [i + 1 for i, m in enumerate(modules) if isinstance(m, nn.MaxPool2d)]
         self.stage_ends = pools if pools and pools[-1] == len(modules) else [*pools, len(modules)]
