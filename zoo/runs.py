@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import fields, replace
 from datetime import datetime
 from pathlib import Path
@@ -63,10 +64,11 @@ def _check_name_lengths(path: Path) -> None:
 ZOO_RUN_FILES = ("config.json", "metrics.jsonl", "checkpoint.safetensors")
 
 
-def claim_run_dir(run_dir: Path, weights: Path, overwrite: bool, named_by_zoo: bool) -> tuple[Path, Path]:
+def claim_run_dir(run_dir: Path, weights: Path, overwrite: bool, named_by_zoo: bool,
+                  loggers_write: tuple[str, ...] = ()) -> tuple[Path, Path]:
     """Make the run folder, atomically, so that two runs never share one. A default name taken since
     the run started moves on to the next free one; a folder given with --overwrite is emptied of
-    zoo's files (and refused if it holds others)."""
+    zoo's files and what its loggers write (and refused if it holds others)."""
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     base, n = run_dir.name, 1
     while True:
@@ -82,20 +84,23 @@ def claim_run_dir(run_dir: Path, weights: Path, overwrite: bool, named_by_zoo: b
             if not overwrite:
                 raise UserError(f"{run_dir} exists (another run made it); choose another `run_dir` or pass "
                                 "`overwrite`") from None
-            _empty_run_dir(run_dir)
+            _empty_run_dir(run_dir, ZOO_RUN_FILES + loggers_write)
             return run_dir, weights
 
 
-def _empty_run_dir(run_dir: Path) -> None:
+def _empty_run_dir(run_dir: Path, ours: tuple[str, ...]) -> None:
     if not run_dir.is_dir():
         raise UserError(f"{run_dir} is not a folder; choose another `run_dir`")
     entries = list(run_dir.iterdir())
-    foreign = [p.name for p in entries if p.name not in ZOO_RUN_FILES and not _is_temporary(p)]
+    foreign = [p.name for p in entries if p.name not in ours and not _is_temporary(p)]
     if foreign:
         raise UserError(f"`overwrite`: {run_dir} holds files zoo did not write ({', '.join(sorted(foreign)[:3])}); "
                         "choose another `run_dir`")
     for path in entries:
-        path.unlink()
+        if path.is_dir() and not path.is_symlink():  # a logger's folder (tensorboard/)
+            shutil.rmtree(path)
+        else:
+            path.unlink()
 
 
 def _is_temporary(path: Path) -> bool:

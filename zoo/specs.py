@@ -176,8 +176,11 @@ class Dataset(Spec):
 class Logger(Spec):
     """``factory(**options)`` returns a reporter (``zoo.SilentReporter`` subclass): its ``start(config,
     info)`` gets ``info["run_dir"]``, then ``epoch_start``, ``step``, ``epoch_end`` and ``finish`` as
-    the run goes. A logger that raises is reported once and dropped; the run goes on."""
+    the run goes. A logger that raises is reported once and dropped; the run goes on. ``writes`` names
+    the files and folders it makes in the run folder, which a run started over (``overwrite``, or a
+    resume before the first checkpoint) removes with zoo's own."""
 
+    writes: tuple[str, ...] = ()
     kind: ClassVar[str] = "logger"
     hook: ClassVar[str] = "loggers"
     hook_doc: ClassVar[str] = "Where runs report: the console, files, experiment trackers."

@@ -235,7 +235,8 @@ class _Loop:
                                                           self.config, self.steps_per_epoch,
                                                           len(self.data.train_labels))
         elif self.world.main:  # a new run, or one resumed before its first checkpoint: from an empty folder
-            run_dir, weights = claim_run_dir(run_dir, weights, overwrite or resuming, named_by_zoo)
+            loggers_write = tuple(name for spec in self.run.registry.items("logger") for name in spec.writes)
+            run_dir, weights = claim_run_dir(run_dir, weights, overwrite or resuming, named_by_zoo, loggers_write)
             self.checkpoint = run_dir / "checkpoint.safetensors"
             atomic_write_text(run_dir / "config.json", json.dumps(
                 {**asdict(self.config), "weights": str(weights), "zoo_version": __version__,

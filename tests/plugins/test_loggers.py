@@ -25,6 +25,12 @@ def test_csv_and_tensorboard_loggers_record_what_metrics_jsonl_holds(cifar_dir, 
     assert [e.value for e in events.Scalars("epoch/test_accuracy")] == [
         __import__("pytest").approx(m["test_accuracy"]) for m in metrics]
     assert len(events.Scalars("train/loss")) == 10  # 5 steps a epoch, a point at each log step
+    # The same run over it: what the loggers wrote goes with zoo's own files, and they start afresh.
+    again = run_zoo("train", "vgg_bn", "--data-dir", str(cifar_dir), *TINY, "--log", "csv", "--log", "tensorboard",
+                    "--run-dir", "r", "--out", "w.safetensors", "--overwrite", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert len(list(csv.DictReader((tmp_path / "r" / "metrics.csv").open()))) == 2
+    assert len(list((tmp_path / "r" / "tensorboard").iterdir())) == 1  # one events file, the new run's
 
 
 def test_a_failing_logger_is_a_warning_not_a_lost_run(cifar_dir, tmp_path, plugin_dir):
