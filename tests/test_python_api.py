@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import json
+import re
 
+import numpy
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -138,6 +140,15 @@ def test_datasets_zoo_cannot_hold_as_images_are_refused_with_the_fix():
         zoo.ImageData.from_datasets(mixed, mixed)
     with pytest.raises(zoo.UserError, match="map-style dataset"):
         zoo.ImageData.from_datasets(Images(images, labels), ListDataset([]))
+    with pytest.raises(zoo.UserError, match=r"the test set has label 3, but its classes are 2 \(0..1\)"):
+        zoo.ImageData.from_datasets(Images(images, labels % 2, classes=["cat", "dog"]), Images(images, labels))
+    for label in ("cat", -1, 0.5):
+        with pytest.raises(zoo.UserError, match=rf"the train set's item 1 has label {re.escape(repr(label))}; labels "
+                                                "are class indices"):
+            zoo.ImageData.from_datasets(ListDataset([(images[0], 0), (images[1], label)]), Images(images, labels))
+    data = zoo.ImageData.from_datasets(ListDataset([(images[i], numpy.int64(i)) for i in range(4)]),
+                                       ListDataset([(images[i], torch.tensor(i)) for i in range(4)]))
+    assert data.train_labels.tolist() == data.test_labels.tolist() == [0, 1, 2, 3]
 
 
 def test_a_torchvision_dataset_is_taken_as_it_comes():

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import operator
 import os
 import shutil
 import tempfile
@@ -10,7 +11,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import BinaryIO, Sequence
+from typing import Any, BinaryIO, Sequence
 
 import torch
 
@@ -122,17 +123,21 @@ class ImageData:
                             f"({memory_budget() / 2**30:.1f} GB); give it as an image folder or WebDataset shards, "
                             "which zoo streams")
         splits = []
-        for dataset in (train, test):
+        for split, dataset in (("train", train), ("test", test)):
             images = torch.empty((len(dataset), *first.shape), dtype=torch.uint8)
             labels = torch.empty(len(dataset), dtype=torch.long)
             for i in range(len(dataset)):
                 image, label = dataset[i]
                 images[i] = _image_tensor(image, name, i, first.shape)
-                labels[i] = int(label)
+                labels[i] = _class_index(label, name, split, i)
             splits.append((images, labels))
         classes = getattr(train, "classes", None)
         if not (isinstance(classes, Sequence) and classes and all(isinstance(c, str) for c in classes)):
             classes = [str(i) for i in range(int(max(labels.max() for _, labels in splits)) + 1)]
+        for split, (_, labels) in zip(("train", "test"), splits):
+            if labels.max() >= len(classes):
+                raise UserError(f"{name}: the {split} set has label {int(labels.max())}, but its classes are "
+                                f"{len(classes)} (0..{len(classes) - 1})")
         mean, std = channel_stats(splits[0][0])
         return cls(name, *splits[0], *splits[1], list(classes), mean, std)
 
@@ -176,6 +181,17 @@ def memory_budget(budget_gb: float = 0.0) -> float:
     machine's memory shared by the processes of a distributed run on it (each holds its own copy)."""
     return budget_gb * 2**30 or (os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 4
                                  / int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+
+
+def _class_index(label: Any, name: str, split: str, i: int) -> int:
+    """A dataset's label as a class index: an int, a NumPy integer or a one-element integer tensor."""
+    try:
+        index = operator.index(label)
+    except TypeError:
+        index = -1
+    if index < 0:
+        raise UserError(f"{name}: the {split} set's item {i} has label {label!r}; labels are class indices, 0, 1, 2, ...")
+    return index
 
 
 def balanced_choice(labels: torch.Tensor, count: int | None, seed: int) -> torch.Tensor | slice:
