@@ -47,7 +47,8 @@ def main() -> None:
                         help="Both sides train on this device.")
     args = parser.parse_args()
     recipe = dict(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, sched="onecycle", warmup=0,
-                  opt="sgd-nesterov", augs=["crop=2"], data="fashion-mnist")
+                  opt="sgd-nesterov", augs=["crop"], aug_options={"crop": {"padding": 2}},
+                  data="fashion-mnist")
 
     timeline = Timeline()
     with tempfile.TemporaryDirectory() as folder:

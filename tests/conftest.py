@@ -166,10 +166,11 @@ def tiny_config(**changes):
     """A two-epoch VGG run of the CIFAR-10 files ``cifar_dir`` writes: seconds on a CPU."""
     from zoo import RunConfig
 
-    base = dict(model="vgg_bn", data="cifar10", augs=["crop=2", "hflip"], epochs=2, batch_size=20, lr=0.05,
-                model_options=dict(TINY_VGG), eval_batch_size=64)
-    base.update(changes)
-    return RunConfig(**base)
+    base = dict(model="vgg_bn", data="cifar10", epochs=2, batch_size=20, lr=0.05, model_options=dict(TINY_VGG),
+                eval_batch_size=64, augs=["crop", "hflip"], aug_options={"crop": {"padding": 2}})
+    if "augs" in changes:  # other augmentations, with their own options if any
+        del base["aug_options"]
+    return RunConfig(**{**base, **changes})
 
 
 def picture_folder(root: Path, splits=(("train", 6), ("test", 2)), classes=("blue", "red")) -> Path:

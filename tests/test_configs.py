@@ -127,3 +127,42 @@ def test_a_fifo_in_dot_git_or_a_huge_config_never_stalls_a_run(tmp_path):
     (tmp_path / "big.json").write_text('{"model": "' + "x" * (2 << 20) + '"}')
     with pytest.raises(UserError, match="larger than a run config could be"):
         zoo.RunConfig.from_file(tmp_path / "big.json")
+
+
+def test_choices_are_recorded_as_names_and_options_and_older_shorthand_files_still_resume(cifar_dir, tmp_path):
+    result = run_zoo("train", "vgg_bn", "--data-dir", str(cifar_dir), "--set", "layout=8,M,16,M", "--batch-size", "20",
+                     "--aug", "crop=2", "--aug", "hflip", "--sched", "step=1", "--sched-set", "gamma=0.5",
+                     "--epochs", "1", "--run-dir", "r", "--out", "w.safetensors", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    recorded = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert (recorded["augs"], recorded["aug_options"]) == (["crop", "hflip"], {"crop": {"padding": 2}})
+    assert (recorded["sched"], recorded["sched_options"]) == ("step", {"step_size": 1, "gamma": 0.5})
+    # Another schedule named on the command line starts from its own options, not the file's.
+    printed = run_zoo("train", "--config", "r/config.json", "--sched", "cosine", "--print-config", cwd=tmp_path)
+    assert printed.returncode == 0, printed.stderr
+    assert json.loads(printed.stdout)["sched_options"] == {} and json.loads(printed.stdout)["augs"] == ["crop", "hflip"]
+    # A config.json as older zoo wrote it, with the shorthand in the names, still resumes: read as the same run.
+    older = {**recorded, "augs": ["crop=2", "hflip"], "sched": "step=1", "sched_options": {"gamma": 0.5}}
+    del older["aug_options"]
+    (tmp_path / "r" / "config.json").write_text(json.dumps(older))
+    resumed = run_zoo("train", "--resume", "r", "--epochs", "2", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert len((tmp_path / "r" / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_the_library_takes_choices_as_names_with_options_beside_them():
+    from zoo.config import Run
+
+    run = Run.resolve(zoo.RunConfig(model="resnet20", aug_options={"crop": {"padding": 2}}))  # the default augs
+    assert [(spec.name, options) for spec, options in run.augs] == [("crop", {"padding": 2}), ("hflip", {})]
+    for changes, message in [
+        (dict(augs=["crop=4"]), r"`augs` takes names, not 'crop=4' .*give 'crop' and its options in `aug_options`"),
+        (dict(sched="multistep=[2]"), r"`sched` takes names, not 'multistep=\[2\]'.* `sched_options`"),
+        (dict(augs=["hflip"], aug_options={"crop": {"padding": 2}}), "options of 'crop', which is not among the "
+                                                                      r"augmentations \(hflip\)"),
+        (dict(augs=["hflip", "augment:hflip"]), "names an augmentation twice"),
+        (dict(aug_options={"crop": 4}), r"option aug_options must be dict\[str, dict\[str, Any\]\], got \{'crop': 4\}"),
+        (dict(augs=["crop"], aug_options={"crop": {"pad": 2}}), "pad"),
+    ]:
+        with pytest.raises(UserError, match=message):
+            Run.resolve(zoo.RunConfig(model="resnet20", **changes))

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import statistics
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+import zoo
 from zoo.errors import UserError
 from zoo.experiments import Experiment, run_experiment
 
@@ -44,7 +47,7 @@ def test_a_grid_gives_one_row_per_run_and_plots(cifar_dir, tmp_path):
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader((tmp_path / "out" / "results.csv").open()))
     assert [r["run"] for r in rows] == ["none-0.01", "none-0.05", "crop=2+hflip-0.01", "crop=2+hflip-0.05"]
-    assert {r["augmentation"] for r in rows} == {"none", "crop=2+hflip"} and rows[1]["lr"] == "0.05"
+    assert {r["augmentation"] for r in rows} == {"none", "crop(padding=2)+hflip"} and rows[1]["lr"] == "0.05"
     assert all(r["epochs"] == r["planned epochs"] == "1" and 0 <= float(r["test accuracy"]) <= 1
                and int(r["parameters"]) > 0 and r["dataset"] == "cifar10" for r in rows)
     markdown = (tmp_path / "out" / "results.md").read_text()
@@ -90,7 +93,8 @@ def test_the_labs_presets_describe_the_labs_settings():
         quick = experiment.runs(quick=True)
         assert all(c.epochs == 4 and c.data == "fashion-mnist" and c.model_options["width"] == 0.25 for _, _, c in quick)
     networks = Experiment.from_toml(ROOT / "experiments" / "networks.toml").runs()
-    assert {c.sched for _, _, c in networks} == {"multistep=[0.4,0.6,0.8]"} and networks[0][2].lr == 0.005
+    assert {(c.sched, json.dumps(c.sched_options)) for _, _, c in networks} == {
+        ("multistep", '{"milestones": [0.4, 0.6, 0.8]}')} and networks[0][2].lr == 0.005
     placements = [c.model_options.get("se", {}).get("placement") for _, _, c in networks]
     assert placements == [None, None, "conv", "stage", None]
 
@@ -253,3 +257,53 @@ def test_plots_say_what_the_runs_share_and_share_one_y_scale(tmp_path, monkeypat
     assert title == "lrs\ncifar10, 2 epochs, batch 128, adam, cosine, augmentation hflip, fp32"
     assert xlabels[0].startswith("wall time (minutes") and xs[0] == [0.6, 1.2]  # (30 + 6) s per epoch
     assert (tmp_path / "accuracy.png").stat().st_size > 1000
+
+
+def _run_folder(root: Path, config_changes=None, metrics_text=None) -> Path:
+    """A run folder as zoo train leaves it, without training: its config.json and metrics.jsonl."""
+    folder = root / "runs" / "r"
+    folder.mkdir(parents=True)
+    config = {**asdict(zoo.RunConfig(model="resnet20", data="datasets:cifar10", augs=["augment:crop", "augment:hflip"],
+                                     aug_options={"augment:crop": {"padding": 2}}, opt="optim:adam", lr=0.001,
+                                     sched="optim:multistep", sched_options={"milestones": [1]}, epochs=2)),
+              "weights": str(root / "w.safetensors"), **(config_changes or {})}
+    (folder / "config.json").write_text(json.dumps(config))
+    record = {"epoch": 1, "train_loss": float("nan"), "train_accuracy": 0.1, "test_loss": 2.0, "test_accuracy": 0.5,
+              "lr": 0.001, "seconds": 3.0, "images_per_s": 100.0}
+    (folder / "metrics.jsonl").write_text(json.dumps(record) + "\n" if metrics_text is None else metrics_text)
+    return folder
+
+
+def test_a_report_names_choices_with_their_options_as_recorded_then_and_now(tmp_path):
+    folder = _run_folder(tmp_path)  # a diverged loss (NaN) is a number too
+    result = run_zoo("report", str(folder), "--out", "out", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    row = next(csv.DictReader((tmp_path / "out" / "results.csv").open()))
+    assert (row["optimizer"], row["schedule"], row["augmentation"]) == (
+        "adam", "multistep(milestones=[1]) (warmup 1)", "crop(padding=2)+hflip")
+    older = _run_folder(tmp_path / "older", {"augs": ["crop=4"], "aug_options": {}, "sched": "multistep=[1]",
+                                             "sched_options": {}})  # the shorthand, as older zoo recorded it
+    result = run_zoo("report", str(older), "--out", "out2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    row = next(csv.DictReader((tmp_path / "out2" / "results.csv").open()))
+    assert (row["schedule"], row["augmentation"]) == ("multistep=[1] (warmup 1)", "crop=4")
+
+
+@pytest.mark.parametrize("config, metrics, message", [
+    ({"opt": None}, None, "is not what a run records (no opt)"),
+    ({"augs": "crop"}, None, "option augs must be list[str] | None"),
+    ({"weights": 3}, None, "no weights path"),
+    ({"wings": 2}, None, "unknown option wings"),
+    (None, '{"epoch": "1"}\n', "line 1 is not an epoch's metrics"),
+    (None, "[" * 100_000 + "\n", "line 1 is not an epoch's metrics"),
+    (None, "fifo", "metrics file"),
+])
+def test_a_run_folder_that_is_not_a_runs_is_one_clear_error(tmp_path, config, metrics, message):
+    folder = _run_folder(tmp_path, config, None if metrics == "fifo" else metrics)
+    if metrics == "fifo":  # would block a reader forever
+        (folder / "metrics.jsonl").unlink()
+        os.mkfifo(folder / "metrics.jsonl")
+    result = run_zoo("report", str(folder), "--out", "out", cwd=tmp_path, timeout=60)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "is not a run folder zoo can report" in result.stderr and message in result.stderr
+    assert not (tmp_path / "out").exists()

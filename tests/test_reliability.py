@@ -351,7 +351,8 @@ def test_set_options_parse_or_fail_cleanly(pairs):
 @given(CHOICE, st.sampled_from(["aug", "sched", "opt"]))
 def test_aug_sched_opt_values_parse_and_build_or_fail_cleanly(text, kind):
     try:
-        spec, options = parse_choice(REGISTRY, kind, text)
+        name, options = parse_choice(REGISTRY, kind, text)
+        spec = REGISTRY.get(kind, name)
         if kind == "aug":
             call_factory(spec, **options)
         elif kind == "sched":

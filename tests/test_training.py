@@ -20,7 +20,8 @@ def test_a_run_writes_config_metrics_and_weights_that_rebuild_the_model(cifar_di
     config = tiny_config(data_dir=str(cifar_dir), model="se-vgg_bn", model_options={**TINY_VGG, "se": {"reduction": 4}})
     summary = train(config, run_dir=tmp_path / "run", weights=tmp_path / "w.safetensors")
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert saved["model"] == "se-vgg_bn" and saved["augs"] == ["crop=2", "hflip"]
+    assert saved["model"] == "se-vgg_bn" and saved["augs"] == ["crop", "hflip"]
+    assert saved["aug_options"] == {"crop": {"padding": 2}}
     lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in lines] == [1, 2]
     assert {"train_loss", "train_accuracy", "test_loss", "test_accuracy", "lr", "seconds", "images_per_s"} <= set(lines[0])
@@ -40,7 +41,8 @@ def _comparable(run_dir: Path) -> list[dict]:
 
 
 def test_two_equal_runs_give_identical_metrics(cifar_dir, tmp_path):
-    config = tiny_config(data_dir=str(cifar_dir), augs=["crop=2", "hflip", "rotate=10", "mixup"])
+    config = tiny_config(data_dir=str(cifar_dir), augs=["crop", "hflip", "rotate", "mixup"],
+                         aug_options={"crop": {"padding": 2}, "rotate": {"degrees": 10}})
     train(config, run_dir=tmp_path / "a", weights=tmp_path / "a.safetensors")
     train(config, run_dir=tmp_path / "b", weights=tmp_path / "b.safetensors")
     assert _comparable(tmp_path / "a") == _comparable(tmp_path / "b")

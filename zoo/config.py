@@ -29,7 +29,8 @@ class RunConfig:
     # by its qualified name when the run starts.
     data: str | None = None
     data_options: dict[str, Any] = field(default_factory=dict)  # the dataset's own (image_size, stream, ...)
-    augs: list[str] | None = None  # [] for none
+    augs: list[str] | None = None  # names, in order; [] for none
+    aug_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # by name: {"crop": {"padding": 2}}
     opt: str | None = None
     opt_options: dict[str, Any] = field(default_factory=dict)
     lr: float | None = None  # None: the optimizer's recommended rate, else DEFAULT_LR
@@ -63,22 +64,29 @@ class RunConfig:
     RECORDED = ("weights", "zoo_version", "provenance")
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "RunConfig":
+    def from_file(cls, path: str | Path, registry: Registry | None = None) -> "RunConfig":
         """A config from a JSON file: a run's ``config.json`` or what ``zoo train --print-config``
-        printed. The file is untrusted: unknown keys and wrong types are one clear error."""
+        printed (older files may hold the command line's shorthand, ``"crop=4"``, read as its structure).
+        The file is untrusted: unknown keys and wrong types are one clear error."""
+        document = cls.read_file(path)
+        config = cls(**expand_shorthand({k: v for k, v in document.items() if k not in cls.RECORDED}, registry))
+        check_config_types(config)
+        return config
+
+    @classmethod
+    def read_file(cls, path: str | Path) -> dict[str, Any]:
+        """A config file's JSON table as written, its size, shape and keys checked."""
         file = regular_file(Path(path), "run config")
         if file.stat().st_size > 1 << 20:
             raise UserError(f"{path} is larger than a run config could be (1 MB)")
-        document = parse_json(file.read_text(), f"{path}")
+        document = parse_json(file.read_bytes(), f"{path}")
         if not isinstance(document, dict):
             raise UserError(f"{path} is not a run config (a JSON table of a run's options)")
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(document) - names - set(cls.RECORDED))
         if unknown:
             raise UserError(f"{path}: unknown option {', '.join(unknown)}; options are {', '.join(sorted(names))}")
-        config = cls(**{k: v for k, v in document.items() if k in names})
-        check_config_types(config)
-        return config
+        return document
 
 
 _FIELD_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
@@ -100,6 +108,9 @@ def check_config_types(config: RunConfig) -> None:
                 ok = all(isinstance(item, str) for item in value)
             if ok and base == "dict":
                 ok = all(isinstance(key, str) for key in value)
+            if ok and declared.startswith("dict[str, dict"):
+                ok = all(isinstance(inner, dict) and all(isinstance(key, str) for key in inner)
+                         for inner in value.values())
         if not ok:
             raise UserError(f"option {name} must be {declared}, got {value!r}")
 
@@ -112,13 +123,19 @@ def with_defaults(config: RunConfig, registry: Registry) -> RunConfig:
     schedule) and those that depend on other choices: the optimizer's recommended learning rate when
     none was given; the image size and evaluation crop pretrained weights were trained with, when the
     dataset takes them and none were given."""
+    for name, values in (("opt", [config.opt]), ("sched", [config.sched]), ("augs", config.augs or [])):
+        shorthand = next((value for value in values if value is not None and "=" in value), None)
+        if shorthand is not None:
+            option_field = "aug_options" if name == "augs" else f"{name}_options"
+            raise UserError(f"`{name}` takes names, not {shorthand!r} (the command line's shorthand): give "
+                            f"{shorthand.partition('=')[0].strip()!r} and its options in `{option_field}`")
     chosen = {name: registry.default_of(kind).qualified_name
               for name, kind in (("data", "data"), ("opt", "opt"), ("sched", "sched")) if getattr(config, name) is None}
     if config.augs is None:
         chosen["augs"] = [spec.qualified_name for spec in registry.items("aug") if spec.default]
     config = replace(config, **chosen)
     if config.lr is None:
-        spec = registry.get("opt", str(config.opt).partition("=")[0].strip())
+        spec = registry.get("opt", config.opt)
         config = replace(config, lr=getattr(spec, "lr", None) or DEFAULT_LR)
     if config.pretrained is not None and not config.data.startswith(GIVEN):  # a given dataset is as it is
         from .pretrained import trained_preprocessing
@@ -133,15 +150,42 @@ def with_defaults(config: RunConfig, registry: Registry) -> RunConfig:
     return config
 
 
-def parse_choice(registry: Registry, kind: str, text: str) -> tuple[Spec, dict[str, Any]]:
-    """``"rotate=15"`` -> (the rotate spec, ``{"degrees": 15}``); ``"hflip"`` -> (spec, {})."""
+def parse_choice(registry: Registry | None, kind: str, text: str) -> tuple[str, dict[str, Any]]:
+    """The shorthand of the command line and experiment files for a choice and its one declared option:
+    ``"rotate=15"`` -> ``("rotate", {"degrees": 15})``; ``"hflip"`` -> ``("hflip", {})``."""
     name, sep, value = text.partition("=")
-    spec = registry.get(kind, name.strip())
     if not sep:
-        return spec, {}
+        return text, {}
+    spec = (registry or default_registry()).get(kind, name.strip())
     if not spec.param:
         raise UserError(f"{spec.word} {spec.name!r} takes no value (got {text!r})")
-    return spec, {spec.param: parse_value(value)}
+    return name.strip(), {spec.param: parse_value(value)}
+
+
+def expand_shorthand(values: dict[str, Any], registry: Registry | None = None) -> dict[str, Any]:
+    """RunConfig fields as the command line and experiment files give them (``sched="multistep=[20,30]"``,
+    ``augs=["crop=4"]``) as RunConfig holds them: names, and options in ``sched_options``/``aug_options``.
+    Options given beside the shorthand win. A choice given without its options gets only the
+    shorthand's: options of the choice it replaces do not carry over."""
+    values = dict(values)
+    for name in ("opt", "sched"):
+        if isinstance(values.get(name), str):
+            values[name], options = parse_choice(registry, name, values[name])
+            given = values.get(f"{name}_options", {})
+            values[f"{name}_options"] = {**options, **given} if isinstance(given, dict) else given
+    if isinstance(values.get("augs"), list):
+        names, options = [], {}
+        for text in values["augs"]:
+            name, these = parse_choice(registry, "aug", text) if isinstance(text, str) else (text, {})
+            names.append(name)
+            if these:
+                options[name] = {**options.get(name, {}), **these}
+        given = values.get("aug_options", {})
+        if isinstance(given, dict):
+            given = {**options, **{name: {**options.get(name, {}), **these} if isinstance(these, dict) else these
+                                   for name, these in given.items()}}
+        values["augs"], values["aug_options"] = names, given
+    return values
 
 
 def call_factory(spec: Spec, *args: Any, **options: Any) -> Any:
@@ -155,6 +199,52 @@ def call_factory(spec: Spec, *args: Any, **options: Any) -> Any:
         raise
     except Exception as exc:  # a bug in the plugin: name it, in one line
         raise spec.failure("its factory raised", exc) from exc
+
+
+def _check_values(config: RunConfig) -> None:
+    """Each value in its range, and the choices that exclude each other not both made."""
+    for name, value, low in (("epochs", config.epochs, 1), ("batch size", config.batch_size, 1),
+                             ("checkpoint_every", config.checkpoint_every, 1),
+                             ("eval batch size", config.eval_batch_size, 1)):
+        if value < low:
+            raise UserError(f"{name} must be a whole number >= {low}, got {value!r}")
+    for name, value in (("train_limit", config.train_limit), ("test_limit", config.test_limit)):
+        if value is not None and value < 1:
+            raise UserError(f"`{name}` must be positive, got {value}")
+    if not 0 <= config.seed < 2**63:
+        raise UserError(f"seed must be in 0..2**63-1, got {config.seed}")
+    if not (config.lr > 0 and math.isfinite(config.lr)):
+        raise UserError(f"learning rate must be positive, got {config.lr}")
+    if not (0 <= config.weight_decay < math.inf and 0 <= config.warmup < math.inf
+            and 0 <= config.label_smoothing < 1):
+        raise UserError("weight decay and warmup must be >= 0, label smoothing in [0, 1)")
+    if config.pretrained is not None and config.init is not None:
+        raise UserError("start from pretrained weights or from a weights file (init), not both")
+    if not 0 <= config.freeze_epochs <= config.epochs:
+        raise UserError(f"freeze epochs must be in 0..{config.epochs} (the epochs), got {config.freeze_epochs}")
+    if config.freeze_epochs and config.pretrained is None and config.init is None:
+        raise UserError("freeze epochs keep trained weights fixed: give pretrained weights or a weights file")
+    if config.init is not None:
+        regular_file(Path(config.init), "weights")
+    decided = sorted(set(config.model_options) & set(STANDARD_OPTIONS))
+    if decided:
+        raise UserError(f"the data decides {', '.join(decided)} in training; it is not a model option to set")
+
+
+def _augmentations(config: RunConfig, registry: Registry) -> list[tuple[Spec, dict[str, Any]]]:
+    """Each augmentation's spec, in order, with its options from ``aug_options``."""
+    specs = [registry.get("aug", name) for name in config.augs]
+    chosen = {spec.qualified_name for spec in specs}
+    if len(chosen) < len(specs):
+        raise UserError(f"`augs` names an augmentation twice: {config.augs}")
+    options = {}
+    for name, these in config.aug_options.items():
+        spec = registry.get("aug", name)
+        if spec.qualified_name not in chosen:
+            raise UserError(f"`aug_options` sets options of {name!r}, which is not among the augmentations "
+                            f"({', '.join(config.augs) or 'none'})")
+        options[spec.qualified_name] = these
+    return [(spec, options.get(spec.qualified_name, {})) for spec in specs]
 
 
 @dataclass
@@ -179,51 +269,21 @@ class Run:
         registry = registry or default_registry()
         check_config_types(config)
         config = with_defaults(config, registry)
-        for name, value, low in (("epochs", config.epochs, 1), ("batch size", config.batch_size, 1),
-                                 ("checkpoint_every", config.checkpoint_every, 1),
-                                 ("eval batch size", config.eval_batch_size, 1)):
-            if value < low:
-                raise UserError(f"{name} must be a whole number >= {low}, got {value!r}")
-        for name, value in (("train_limit", config.train_limit), ("test_limit", config.test_limit)):
-            if value is not None and value < 1:
-                raise UserError(f"`{name}` must be positive, got {value}")
-        if not 0 <= config.seed < 2**63:
-            raise UserError(f"seed must be in 0..2**63-1, got {config.seed}")
-        if not (config.lr > 0 and math.isfinite(config.lr)):
-            raise UserError(f"learning rate must be positive, got {config.lr}")
-        if not (0 <= config.weight_decay < math.inf and 0 <= config.warmup < math.inf
-                and 0 <= config.label_smoothing < 1):
-            raise UserError("weight decay and warmup must be >= 0, label smoothing in [0, 1)")
-        if config.pretrained is not None and config.init is not None:
-            raise UserError("start from pretrained weights or from a weights file (init), not both")
-        if not 0 <= config.freeze_epochs <= config.epochs:
-            raise UserError(f"freeze epochs must be in 0..{config.epochs} (the epochs), got {config.freeze_epochs}")
-        if config.freeze_epochs and config.pretrained is None and config.init is None:
-            raise UserError("freeze epochs keep trained weights fixed: give pretrained weights or a weights file")
-        if config.init is not None:
-            regular_file(Path(config.init), "weights")
+        _check_values(config)
         if model is not None and (config.pretrained or config.init or config.model_options):
             raise UserError("a model given as a module is trained as it is: load its starting weights and set its "
                             "options before giving it (pretrained, init and model options build a model by name)")
         if data is not None and config.data_options:
             raise UserError("a dataset given as an object is used as it is (data options configure a dataset by name)")
-        decided = sorted(set(config.model_options) & set(STANDARD_OPTIONS))
-        if decided:
-            raise UserError(f"the data decides {', '.join(decided)} in training; it is not a model option to set")
         if model is None:
             check_model(config.model, registry, **config.model_options)
-        opt_spec, opt_options = parse_choice(registry, "opt", config.opt)
-        sched_spec, sched_options = parse_choice(registry, "sched", config.sched)
         data_spec = registry.get("data", config.data) if data is None else None
         if data_spec is not None:
             check_options(data_spec, data_spec.load(), config.data_options)
-        run = cls(
-            config, registry, data_spec,
-            [parse_choice(registry, "aug", text) for text in config.augs],
-            (opt_spec, {**opt_options, **config.opt_options}),
-            (sched_spec, {**sched_options, **config.sched_options}),
-            registry.get("trainer", config.trainer), model, data,
-        )
+        run = cls(config, registry, data_spec, _augmentations(config, registry),
+                  (registry.get("opt", config.opt), dict(config.opt_options)),
+                  (registry.get("sched", config.sched), dict(config.sched_options)),
+                  registry.get("trainer", config.trainer), model, data)
         # Options are checked now, not after the data is loaded, by building what takes them (the
         # optimizer on a stand-in parameter, quietly: its warnings come with the real one).
         with warnings.catch_warnings():

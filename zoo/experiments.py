@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import UserError
-from .config import RunConfig, check_config_types
+from .config import RunConfig, check_config_types, expand_shorthand
 from .report import write_report
 from .weights import regular_file
 
@@ -67,11 +67,13 @@ class Experiment:
         experiment.runs()  # validate now
         return experiment
 
-    def runs(self, quick: bool = False) -> list[tuple[str, dict[str, str], RunConfig]]:
-        """(slug, labels per axis, config) for every run of the grid."""
-        base = {**self.base, **(self.quick if quick else {})}
+    def runs(self, quick: bool = False, registry=None) -> list[tuple[str, dict[str, str], RunConfig]]:
+        """(slug, labels per axis, config) for every run of the grid. Choices may be given in the
+        command line's shorthand (``sched = "multistep=[20,30,40]"``); ``registry`` knows their options."""
+        _check_fields(self.base, "base")
+        _check_fields(self.quick, "quick")
+        base = {**expand_shorthand(self.base, registry), **(expand_shorthand(self.quick, registry) if quick else {})}
         quick_model_options = self.quick.get("model_options", {}) if quick else {}
-        _check_fields(base, "base" if not quick else "base/quick")
         axes = []
         for axis, variants in self.axes.items():
             if not isinstance(variants, list) or not variants:
@@ -80,7 +82,8 @@ class Experiment:
         if size > MAX_RUNS:
             raise UserError(f"experiment {self.name!r} is a grid of {size:,} runs; at most {MAX_RUNS:,}")
         for axis, variants in self.axes.items():
-            axes.append([(axis, *_variant(axis, v)) for v in variants])
+            axes.append([(axis, label, expand_shorthand(overrides, registry)) for label, overrides
+                         in (_variant(axis, v) for v in variants)])
         result, seen, configs = [], set(), {}
         for combination in itertools.product(*axes) if axes else [()]:
             options = dict(base)
@@ -146,7 +149,8 @@ def checked_runs(experiment: Experiment, quick: bool = False,
     the defaults the installed plugins declare."""
     from .config import Run
 
-    return [(slug, labels, Run.resolve(config, registry).config) for slug, labels, config in experiment.runs(quick)]
+    return [(slug, labels, Run.resolve(config, registry).config) for slug, labels, config
+            in experiment.runs(quick, registry)]
 
 
 def run_experiment(experiment: Experiment, out: Path, quick: bool = False, registry=None, baseline: str | None = None,

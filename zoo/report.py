@@ -8,11 +8,13 @@ import itertools
 import json
 import math
 import re
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
+from .config import RunConfig, check_config_types
 from .errors import UserError
-from .weights import read_metadata
+from .weights import read_metadata, regular_file
 
 REPORT_FILES = ("results.md", "results.csv", "accuracy.png", "loss.png")
 COLUMNS = ["run", "dataset", "network", "epochs", "planned epochs", "batch size", "lr", "optimizer", "schedule",
@@ -23,17 +25,52 @@ SEED_SUFFIX = re.compile(r"-seed\d+$")  # runs of one grid point with other seed
 
 
 def load_run(run_dir: Path) -> dict[str, Any]:
-    """A run folder's config, metrics and parameter count, for reports."""
+    """A run folder's config, metrics and parameter count, for reports. Run folders travel between
+    people: one that is not a run's is one clear error."""
     try:
-        config = json.loads((run_dir / "config.json").read_text())
-        metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{run_dir} is not a run folder with config.json and metrics.jsonl") from exc
+        config = _run_config(run_dir / "config.json")
+        metrics = _metrics(run_dir / "metrics.jsonl")
+    except (UserError, OSError) as exc:
+        raise UserError(f"{run_dir} is not a run folder zoo can report ({exc})") from None
     saved = Path(config.get("weights", ""))
     weights = next((p for p in (saved, run_dir.parent.parent / "weights" / saved.name) if p.is_file()), None)
     parameters = read_metadata(weights).get("parameters") if weights else None
     return {"name": run_dir.name, "config": config, "metrics": metrics, "parameters": parameters,
             "finished": weights is not None}
+
+
+def _run_config(path: Path) -> dict[str, Any]:
+    """The config a run recorded: every field of the right type, its choices resolved to names."""
+    document = RunConfig.read_file(path)
+    config = RunConfig(**{k: v for k, v in document.items() if k not in RunConfig.RECORDED})
+    check_config_types(config)
+    unresolved = [name for name in ("data", "augs", "opt", "sched", "lr") if getattr(config, name) is None]
+    if unresolved or not isinstance(document.get("weights", ""), str):
+        raise UserError(f"{path} is not what a run records (no {', '.join(unresolved) or 'weights path'})")
+    return {**document, **asdict(config)}
+
+
+_METRICS = ("epoch", "train_loss", "test_loss", "test_accuracy", "seconds", "images_per_s")
+
+
+def _metrics(path: Path) -> list[dict[str, Any]]:
+    """A run's metrics.jsonl: one record of numbers per epoch (a diverged run's loss is NaN)."""
+    file = regular_file(path, "metrics")
+    if file.stat().st_size > 64 << 20:
+        raise UserError(f"{path} is larger than a run's metrics could be (64 MB)")
+    records = []
+    for number, line in enumerate(file.read_bytes().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except (ValueError, RecursionError):
+            record = None
+        if not (isinstance(record, dict) and all(type(record.get(key)) in (int, float) for key in _METRICS)
+                and type(record.get("eval_seconds", 0)) in (int, float)):
+            raise UserError(f"{path}: line {number} is not an epoch's metrics")
+        records.append(record)
+    return records
 
 
 def grouped(runs: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
@@ -57,9 +94,10 @@ def table_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "run": name, "dataset": str(c.get("data", "")).rpartition(":")[2],
             "network": c["model"] + (f" ({options})" if options else ""),
             "epochs": len(m), "planned epochs": c["epochs"], "batch size": c["batch_size"], "lr": c["lr"],
-            "optimizer": _bare(c["opt"]),
-            "schedule": _bare(c["sched"]) + (f" (warmup {c['warmup']:g})" if c.get("warmup") else ""),
-            "augmentation": "+".join(map(_bare, c["augs"])) or "none", "seeds": len(group),
+            "optimizer": _bare(c["opt"], c.get("opt_options")),
+            "schedule": _bare(c["sched"], c.get("sched_options"))
+            + (f" (warmup {c['warmup']:g})" if c.get("warmup") else ""),
+            "augmentation": "+".join(_augmentations(c)) or "none", "seeds": len(group),
             "test accuracy": _mean(finals),
             "test accuracy std": _std(finals) if len(finals) > 1 else None,
             "best test accuracy": _mean([max(r["test_accuracy"] for r in run["metrics"]) for run in group
@@ -71,10 +109,17 @@ def table_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def _bare(choice: str) -> str:
-    """``optim:sgd-nesterov`` -> ``sgd-nesterov``: tables say what was chosen, not which plugin gave it."""
+def _bare(choice: str, options: dict[str, Any] | None = None) -> str:
+    """``optim:multistep`` with ``{"milestones": [20, 30]}`` -> ``multistep(milestones=[20, 30])``: tables
+    say what was chosen, not which plugin gave it. (Older run folders hold the shorthand, ``multistep=[20,30]``.)"""
     name, sep, value = choice.partition("=")
-    return name.rpartition(":")[2] + sep + value
+    given = f"({', '.join(f'{key}={value}' for key, value in options.items())})" if options else ""
+    return name.rpartition(":")[2] + sep + value + given
+
+
+def _augmentations(config: dict[str, Any]) -> list[str]:
+    options = {name.rpartition(":")[2]: these for name, these in config.get("aug_options", {}).items()}
+    return [_bare(name, options.get(name.rpartition(":")[2])) for name in config["augs"]]
 
 
 def _mean(values: list[float]) -> float | None:
@@ -187,6 +232,14 @@ def _with_baseline(runs: list[dict[str, Any]], baseline: str | None) -> tuple[li
     return rows, reference["run"]
 
 
+def describe_run(config: dict[str, Any]) -> str:
+    """One line of what a run's config.json says it trains, and how."""
+    return (f"{config['model']} on {_bare(config['data'])}, {config['epochs']} epochs, "
+            f"{_bare(config['opt'], config.get('opt_options'))} lr {config['lr']:g}, "
+            f"{_bare(config['sched'], config.get('sched_options'))}, batch {config['batch_size']}, "
+            f"augs {'+'.join(_augmentations(config)) or 'none'}")
+
+
 def recipe(runs: list[dict[str, Any]]) -> str:
     """What every run shares, in words (the data, epochs, optimizer, ...); what differs is in the rows."""
     def shared(value: Callable[[dict[str, Any]], Any]) -> Any:
@@ -197,11 +250,10 @@ def recipe(runs: list[dict[str, Any]]) -> str:
         shared(lambda c: str(c.get("data", "")).rpartition(":")[2]),
         (f"{epochs} epochs" if (epochs := shared(lambda c: c["epochs"])) else None),
         (f"batch {batch}" if (batch := shared(lambda c: c["batch_size"])) else None),
-        (f"{opt} lr {lr:g}" if (opt := shared(lambda c: _bare(c["opt"]))) and (lr := shared(lambda c: c["lr"]))
-         else opt),
-        shared(lambda c: _bare(c["sched"])),
-        (("augmentation " + ("+".join(augs) or "none")) if (augs := shared(lambda c: list(map(_bare, c["augs"]))))
-         is not None else None),
+        (f"{opt} lr {lr:g}" if (opt := shared(lambda c: _bare(c["opt"], c.get("opt_options"))))
+         and (lr := shared(lambda c: c["lr"])) else opt),
+        shared(lambda c: _bare(c["sched"], c.get("sched_options"))),
+        (("augmentation " + ("+".join(augs) or "none")) if (augs := shared(_augmentations)) is not None else None),
         shared(lambda c: _bare(c.get("trainer", ""))),
     ]
     return ", ".join(str(p) for p in parts if p)

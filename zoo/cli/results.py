@@ -156,7 +156,10 @@ def compare_command(experiment, models, aug_sets, opts, lrs, scheds, batch_sizes
     """
     from pathlib import Path
 
+    from dataclasses import asdict
+
     from ..experiments import Experiment, checked_runs, run_experiment
+    from ..report import describe_run
     from ..reporting import RichReporter
 
     spec = Experiment.from_toml(Path(experiment)) if experiment else Experiment("comparison")
@@ -179,11 +182,10 @@ def compare_command(experiment, models, aug_sets, opts, lrs, scheds, batch_sizes
     console = common.console(stderr=True)
     if dry_run:
         for slug, _, config in checked_runs(spec, quick, common.registry()):
-            click.echo(f"{slug}: {config.model} on {config.data}, {config.epochs} epochs, {config.opt} lr {config.lr}, "
-                       f"{config.sched}, batch {config.batch_size}, augs {'+'.join(config.augs) or 'none'}")
+            click.echo(f"{slug}: {describe_run(asdict(config))}")
         return
     folder = Path(out) if out else Path("comparisons") / (spec.name + ("-quick" if quick else ""))
-    console.print(f"{len(spec.runs(quick))} runs -> {folder}")
+    console.print(f"{len(spec.runs(quick, common.registry()))} runs -> {folder}")
     from ..training import TrainingInterrupted
 
     try:

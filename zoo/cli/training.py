@@ -84,7 +84,7 @@ def train_command(context: click.Context, model: str | None, config_file, print_
     """
     from dataclasses import asdict, replace
 
-    from ..config import RunConfig, with_defaults
+    from ..config import with_defaults
     from ..reporting import RichReporter
     from ..training import TrainingInterrupted, train
 
@@ -98,18 +98,7 @@ def train_command(context: click.Context, model: str | None, config_file, print_
              if context.get_parameter_source(name) == ParameterSource.COMMANDLINE}
     if model is not None:
         given["model"] = model
-    if config_file:
-        base = RunConfig.from_file(config_file)
-    elif resume:  # the run's own config; only the flags given here change it (and may be refused)
-        from pathlib import Path
-
-        from ..runs import resume_config
-
-        base = resume_config(None, Path(resume), out)[0]
-    elif model is None:
-        raise UserError("give a MODEL to train (or --config FILE, or --resume RUN); see zoo train --help")
-    else:
-        base = RunConfig()
+    base = _base_config(model, config_file, resume, out)
     config = replace(base, **_config_changes(base, given))
     if print_config:
         click.echo(json.dumps(asdict(with_defaults(config, common.registry())), indent=2))
@@ -133,6 +122,23 @@ def train_command(context: click.Context, model: str | None, config_file, print_
                    f"weights: {summary['weights']}")
 
 
+def _base_config(model: str | None, config_file, resume, out):
+    """The config the flags change: a config file's, a resumed run's own, or RunConfig's defaults."""
+    from ..config import RunConfig
+
+    if config_file:
+        return RunConfig.from_file(config_file, common.registry())
+    if resume:  # the run's own config; only the flags given here change it (and may be refused)
+        from pathlib import Path
+
+        from ..runs import resume_config
+
+        return resume_config(None, Path(resume), out)[0]
+    if model is None:
+        raise UserError("give a MODEL to train (or --config FILE, or --resume RUN); see zoo train --help")
+    return RunConfig()
+
+
 def _reporters(logs: tuple[str, ...], console):
     """The console and every --log logger, built now so that an unknown name or option stops the run
     before it starts; a logger that fails later is dropped with a warning."""
@@ -141,7 +147,8 @@ def _reporters(logs: tuple[str, ...], console):
 
     chosen = {"console": console}
     for text in logs:
-        spec, options = parse_choice(common.registry(), "logger", text)
+        name, options = parse_choice(common.registry(), "logger", text)
+        spec = common.registry().get("logger", name)
         if spec.qualified_name != "zoo:console":
             chosen[spec.qualified_name] = call_factory(spec, **options)
     return Reporters(chosen)
@@ -165,6 +172,7 @@ def _log_every(values: tuple[str, ...]) -> tuple[int, float]:
 
 def _config_changes(base, given: dict[str, Any]) -> dict[str, Any]:
     """The RunConfig fields that the flags given on the command line set, over ``base``."""
+    from ..config import expand_shorthand
     from ..options import parse_sets
 
     changes: dict[str, Any] = {}
@@ -200,7 +208,7 @@ def _config_changes(base, given: dict[str, Any]) -> dict[str, Any]:
             trainer_options[key] = value
     if trainer_options != base.trainer_options:
         changes["trainer_options"] = trainer_options
-    return changes
+    return expand_shorthand(changes, common.registry())
 
 
 def _resume_hint(run_dir) -> str:
