@@ -1,4 +1,4 @@
-"""Parsing of ``key=value`` options typed on the command line (``--set``, ``--aug``)."""
+"""Parsing of ``key=value`` options typed on the command line (``--set``) and of values given as text."""
 from __future__ import annotations
 
 import ast
