@@ -109,8 +109,8 @@ def test_memory_table():
 
 @pytest.mark.slow
 def test_time_to_accuracy_on_real_fashion_mnist(real_fashion_mnist):
-    tables = run_bench("time_to_accuracy.py", "--epochs", "1", "--target", "0.6")
+    tables = run_bench("time_to_accuracy.py", "--epochs", "1", "--target", "0.6", "--train-limit", "15000")
     rows = tables[0][1:]
     assert [row[0].split(" (")[0] for row in rows] == ["zoo train --amp", "lab loop"]
-    # one epoch of a real network on real data passes 60 % (both reach about 77 %)
+    # one epoch of a real network on a quarter of the real data passes 60 % (both reach about 75 %)
     assert all(number(row[2].rstrip("%")) > 60 and number(row[1]) > 0 for row in rows)

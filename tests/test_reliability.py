@@ -218,7 +218,7 @@ def test_default_run_names_never_overwrite(workspace, tmp_path):
 
 @pytest.fixture(scope="module")
 def slow_data(tmp_path_factory):
-    return write_cifar10(tmp_path_factory.mktemp("slow") / "data", per_batch=400)
+    return write_cifar10(tmp_path_factory.mktemp("slow") / "data", per_batch=200)
 
 
 def _train_args(data: Path, folder: Path) -> list[str]:
