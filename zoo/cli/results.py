@@ -154,9 +154,8 @@ def compare_command(experiment, models, aug_sets, opts, lrs, scheds, batch_sizes
     zoo compare --model vgg16_bn --model resnet18 --augs none --augs crop=4+hflip --epochs 10
     zoo compare --model resnet20 --augs none --augs hflip --seeds 3   mean ± std over three seeds
     """
-    from pathlib import Path
-
     from dataclasses import asdict
+    from pathlib import Path
 
     from ..experiments import Experiment, checked_runs, run_experiment
     from ..report import describe_run
