@@ -467,9 +467,11 @@ def test_cifar_data_that_is_not_uint8_is_refused_not_cast(tmp_path):
 
 
 def test_ctrl_c_during_compare_exits_130_and_says_how_to_continue(slow_data, tmp_path):
-    process = _start(["compare", "--model", "vgg_bn", "--augs", "none", "--augs", "hflip", "--data-dir",
-                      str(slow_data), "--epochs", "4", "--out", str(tmp_path / "cmp")], tmp_path)
-    _wait_for(lambda: _metrics_lines(tmp_path / "cmp" / "runs" / "vgg_bn-none") >= 1, process)
+    small = tmp_path / "small.toml"  # a small VGG: the grid, not the network, is what is interrupted
+    small.write_text('[base]\nmodel = "vgg_bn"\nbatch_size = 20\nmodel_options = { layout = "16,M,32,M" }\n')
+    process = _start(["compare", str(small), "--augs", "none", "--augs", "hflip", "--data-dir", str(slow_data),
+                      "--epochs", "4", "--out", str(tmp_path / "cmp")], tmp_path)
+    _wait_for(lambda: _metrics_lines(tmp_path / "cmp" / "runs" / "none") >= 1, process)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
