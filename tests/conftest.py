@@ -16,6 +16,16 @@ from zoo import SilentReporter
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def pytest_configure(config):
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers:  # pytest -n: workers share the cores, so each (and each CLI it starts) takes its share
+        import torch
+
+        threads = max(1, len(os.sched_getaffinity(0)) // int(workers))
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        torch.set_num_threads(threads)
+
+
 def run_zoo(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 600,
             python_flags: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     """The real CLI in a subprocess."""
