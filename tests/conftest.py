@@ -21,7 +21,8 @@ def pytest_configure(config):
     if workers:  # pytest -n: workers share the cores, so each (and each CLI it starts) takes its share
         import torch
 
-        threads = max(1, len(os.sched_getaffinity(0)) // int(workers))
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        threads = max(1, cores // int(workers))
         os.environ["OMP_NUM_THREADS"] = str(threads)
         torch.set_num_threads(threads)
 
