@@ -246,14 +246,15 @@ def test_fine_tuning_from_earlier_weights_beats_training_from_scratch(tmp_path, 
     """ImageNet-shape resnet18 on real Fashion-MNIST: one epoch from weights trained here on other
     images reaches a higher accuracy than one epoch from scratch."""
     common = dict(model="resnet18", model_options={"shape": "imagenet"}, data="datasets:fashion-mnist", augs=[],
-                  epochs=1, batch_size=50, test_limit=1000, opt="optim:adam", lr=2e-3, warmup=0)
-    zoo.train(zoo.RunConfig(**common, train_limit=4000, seed=1), run_dir=tmp_path / "pre",
+                  epochs=1, batch_size=50, test_limit=1000, opt="optim:adam", warmup=0)
+    zoo.train(zoo.RunConfig(**common, lr=2e-3, train_limit=4000, seed=1), run_dir=tmp_path / "pre",
               weights=tmp_path / "pre.safetensors")
-    scratch = zoo.train(zoo.RunConfig(**common, train_limit=500, seed=2), run_dir=tmp_path / "scratch",
+    # A fine-tuning rate for both (2e-3 would undo most of what the weights learnt: 77 % -> about 40 %).
+    scratch = zoo.train(zoo.RunConfig(**common, lr=5e-4, train_limit=500, seed=2), run_dir=tmp_path / "scratch",
                         weights=tmp_path / "scratch.safetensors")
-    tuned = zoo.train(zoo.RunConfig(**common, train_limit=500, seed=2, init=str(tmp_path / "pre.safetensors")),
+    tuned = zoo.train(zoo.RunConfig(**common, lr=5e-4, train_limit=500, seed=2, init=str(tmp_path / "pre.safetensors")),
                       run_dir=tmp_path / "tuned", weights=tmp_path / "tuned.safetensors")
-    assert tuned["test_accuracy"] > scratch["test_accuracy"] + 0.1, (tuned, scratch)
+    assert tuned["test_accuracy"] > scratch["test_accuracy"] + 0.3, (tuned, scratch)  # about 0.76 vs 0.22
 
 
 def test_imagenet_weights_keep_their_imagenet_stem_on_small_images(caches):
