@@ -307,3 +307,32 @@ def test_a_run_folder_that_is_not_a_runs_is_one_clear_error(tmp_path, config, me
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "is not a run folder zoo can report" in result.stderr and message in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_grid_layers_choices_over_its_base_keeping_the_options_of_what_it_keeps(tmp_path):
+    path = tmp_path / "layers.toml"
+    path.write_text('''
+[base]
+model = "resnet20"
+augs = ["crop", "hflip"]
+aug_options = { crop = { padding = 2 } }
+sched = "multistep"
+sched_options = { milestones = [0.5], gamma = 0.5 }
+
+[grid]
+augs = [["hflip"], ["crop", "hflip"], ["crop=3"]]
+sched = ["multistep", "multistep=[0.25]", "cosine"]
+''')
+    runs = {slug: config for slug, _, config in Experiment.from_toml(path).runs()}
+    assert runs["hflip-multistep"].aug_options == {}  # crop dropped, and its options with it
+    assert runs["crop+hflip-multistep"].aug_options == {"crop": {"padding": 2}}  # crop kept, with its padding
+    assert runs["crop=3-multistep"].aug_options == {"crop": {"padding": 3}}
+    assert runs["hflip-multistep"].sched_options == {"milestones": [0.5], "gamma": 0.5}  # named again: kept
+    assert runs["hflip-multistep=_0.25"].sched_options == {"milestones": [0.25], "gamma": 0.5}
+    assert runs["hflip-cosine"].sched_options == {}  # another schedule starts from its own defaults
+    for text, message in [('[base]\naug_options = 5\n[grid]\nlr = [0.1]\n', "option aug_options must be"),
+                          ('[base]\naug_options = { crop = 5 }\n[grid]\naugs = [["crop"]]\n', "aug_options must be"),
+                          ('[grid]\naugs = [["crop"], [["x"]]]\n', "option augs must be list")]:
+        (tmp_path / "bad.toml").write_text(text)
+        with pytest.raises(UserError, match=message):
+            Experiment.from_toml(tmp_path / "bad.toml")

@@ -162,22 +162,31 @@ def parse_choice(registry: Registry | None, kind: str, text: str) -> tuple[str, 
     return name.strip(), {spec.param: parse_value(value)}
 
 
-def expand_shorthand(values: dict[str, Any], registry: Registry | None = None) -> dict[str, Any]:
+def expand_shorthand(values: dict[str, Any], registry: Registry | None = None,
+                     over: dict[str, Any] | None = None) -> dict[str, Any]:
     """RunConfig fields as the command line and experiment files give them (``sched="multistep=[20,30]"``,
     ``augs=["crop=4"]``) as RunConfig holds them: names, and options in ``sched_options``/``aug_options``.
     Options given beside the shorthand win. A choice given without its options gets only the
-    shorthand's: options of the choice it replaces do not carry over."""
+    shorthand's, unless ``over`` (the fields these are layered over: an experiment's base) has options
+    for it: a schedule named again, an augmentation kept, keeps them there."""
+    over = over or {}
     values = dict(values)
     for name in ("opt", "sched"):
         if isinstance(values.get(name), str):
             values[name], options = parse_choice(registry, name, values[name])
+            kept = over.get(f"{name}_options") if _bare(over.get(name)) == _bare(values[name]) else None
             given = values.get(f"{name}_options", {})
-            values[f"{name}_options"] = {**options, **given} if isinstance(given, dict) else given
+            values[f"{name}_options"] = ({**(kept if isinstance(kept, dict) else {}), **options, **given}
+                                         if isinstance(given, dict) else given)
     if isinstance(values.get("augs"), list):
+        previous = over.get("aug_options")
+        kept = {_bare(name): these for name, these in previous.items()
+                if isinstance(these, dict)} if isinstance(previous, dict) else {}
         names, options = [], {}
         for text in values["augs"]:
             name, these = parse_choice(registry, "aug", text) if isinstance(text, str) else (text, {})
             names.append(name)
+            these = {**(kept.get(_bare(name), {}) if isinstance(name, str) else {}), **these}
             if these:
                 options[name] = {**options.get(name, {}), **these}
         given = values.get("aug_options", {})
@@ -186,6 +195,11 @@ def expand_shorthand(values: dict[str, Any], registry: Registry | None = None) -
                                    for name, these in given.items()}}
         values["augs"], values["aug_options"] = names, given
     return values
+
+
+def _bare(name: Any) -> Any:
+    """``augment:crop`` -> ``crop``: a name as given or as recorded, qualified by its plugin."""
+    return name.rpartition(":")[2] if isinstance(name, str) else name
 
 
 def call_factory(spec: Spec, *args: Any, **options: Any) -> Any:

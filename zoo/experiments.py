@@ -72,7 +72,10 @@ class Experiment:
         command line's shorthand (``sched = "multistep=[20,30,40]"``); ``registry`` knows their options."""
         _check_fields(self.base, "base")
         _check_fields(self.quick, "quick")
-        base = {**expand_shorthand(self.base, registry), **(expand_shorthand(self.quick, registry) if quick else {})}
+        base = expand_shorthand(self.base, registry)
+        if quick:
+            base.update(expand_shorthand(self.quick, registry, base))
+        check_config_types(RunConfig(**base))  # wrong here is wrong, even where every run overrides it
         quick_model_options = self.quick.get("model_options", {}) if quick else {}
         axes = []
         for axis, variants in self.axes.items():
@@ -82,14 +85,13 @@ class Experiment:
         if size > MAX_RUNS:
             raise UserError(f"experiment {self.name!r} is a grid of {size:,} runs; at most {MAX_RUNS:,}")
         for axis, variants in self.axes.items():
-            axes.append([(axis, label, expand_shorthand(overrides, registry)) for label, overrides
-                         in (_variant(axis, v) for v in variants)])
+            axes.append([(axis, *_variant(axis, v)) for v in variants])
         result, seen, configs = [], set(), {}
         for combination in itertools.product(*axes) if axes else [()]:
             options = dict(base)
             labels = {}
             for axis, label, overrides in combination:
-                options.update(overrides)
+                options.update(expand_shorthand(overrides, registry, options))
                 labels[axis] = label
             if quick_model_options:  # quick shrinks every model, whatever its own options
                 options["model_options"] = {**options.get("model_options", {}), **quick_model_options}
