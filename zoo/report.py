@@ -94,8 +94,8 @@ def table_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "run": name, "dataset": str(c.get("data", "")).rpartition(":")[2],
             "network": c["model"] + (f" ({options})" if options else ""),
             "epochs": len(m), "planned epochs": c["epochs"], "batch size": c["batch_size"], "lr": c["lr"],
-            "optimizer": _bare(c["opt"], c.get("opt_options")),
-            "schedule": _bare(c["sched"], c.get("sched_options"))
+            "optimizer": _choice(c["opt"], c.get("opt_options")),
+            "schedule": _choice(c["sched"], c.get("sched_options"))
             + (f" (warmup {c['warmup']:g})" if c.get("warmup") else ""),
             "augmentation": "+".join(_augmentations(c)) or "none", "seeds": len(group),
             "test accuracy": _mean(finals),
@@ -109,17 +109,17 @@ def table_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def _bare(choice: str, options: dict[str, Any] | None = None) -> str:
+def _choice(recorded: str, options: dict[str, Any] | None = None) -> str:
     """``optim:multistep`` with ``{"milestones": [20, 30]}`` -> ``multistep(milestones=[20, 30])``: tables
     say what was chosen, not which plugin gave it. (Older run folders hold the shorthand, ``multistep=[20,30]``.)"""
-    name, sep, value = choice.partition("=")
-    given = f"({', '.join(f'{key}={value}' for key, value in options.items())})" if options else ""
+    name, sep, value = recorded.partition("=")
+    given = f"({', '.join(f'{key}={setting}' for key, setting in options.items())})" if options else ""
     return name.rpartition(":")[2] + sep + value + given
 
 
 def _augmentations(config: dict[str, Any]) -> list[str]:
     options = {name.rpartition(":")[2]: these for name, these in config.get("aug_options", {}).items()}
-    return [_bare(name, options.get(name.rpartition(":")[2])) for name in config["augs"]]
+    return [_choice(name, options.get(name.rpartition(":")[2])) for name in config["augs"]]
 
 
 def _mean(values: list[float]) -> float | None:
@@ -234,9 +234,9 @@ def _with_baseline(runs: list[dict[str, Any]], baseline: str | None) -> tuple[li
 
 def describe_run(config: dict[str, Any]) -> str:
     """One line of what a run's config.json says it trains, and how."""
-    return (f"{config['model']} on {_bare(config['data'])}, {config['epochs']} epochs, "
-            f"{_bare(config['opt'], config.get('opt_options'))} lr {config['lr']:g}, "
-            f"{_bare(config['sched'], config.get('sched_options'))}, batch {config['batch_size']}, "
+    return (f"{config['model']} on {_choice(config['data'])}, {config['epochs']} epochs, "
+            f"{_choice(config['opt'], config.get('opt_options'))} lr {config['lr']:g}, "
+            f"{_choice(config['sched'], config.get('sched_options'))}, batch {config['batch_size']}, "
             f"augs {'+'.join(_augmentations(config)) or 'none'}")
 
 
@@ -250,11 +250,11 @@ def recipe(runs: list[dict[str, Any]]) -> str:
         shared(lambda c: str(c.get("data", "")).rpartition(":")[2]),
         (f"{epochs} epochs" if (epochs := shared(lambda c: c["epochs"])) else None),
         (f"batch {batch}" if (batch := shared(lambda c: c["batch_size"])) else None),
-        (f"{opt} lr {lr:g}" if (opt := shared(lambda c: _bare(c["opt"], c.get("opt_options"))))
+        (f"{opt} lr {lr:g}" if (opt := shared(lambda c: _choice(c["opt"], c.get("opt_options"))))
          and (lr := shared(lambda c: c["lr"])) else opt),
-        shared(lambda c: _bare(c["sched"], c.get("sched_options"))),
+        shared(lambda c: _choice(c["sched"], c.get("sched_options"))),
         (("augmentation " + ("+".join(augs) or "none")) if (augs := shared(_augmentations)) is not None else None),
-        shared(lambda c: _bare(c.get("trainer", ""))),
+        shared(lambda c: _choice(c.get("trainer", ""))),
     ]
     return ", ".join(str(p) for p in parts if p)
 
