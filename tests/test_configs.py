@@ -166,3 +166,21 @@ def test_the_library_takes_choices_as_names_with_options_beside_them():
     ]:
         with pytest.raises(UserError, match=message):
             Run.resolve(zoo.RunConfig(model="resnet20", **changes))
+
+
+def test_option_flags_over_a_config_change_the_options_they_name_and_keep_the_others(tmp_path):
+    (tmp_path / "c.json").write_text(json.dumps({
+        "model": "se-vgg_bn", "model_options": {"layout": "8,M,16,M", "se": {"reduction": 4, "placement": "stage"}},
+        "sched": "multistep", "sched_options": {"milestones": [0.5], "gamma": 0.1}, "augs": []}))
+
+    def printed(*flags):
+        result = run_zoo("train", "--config", "c.json", *flags, "--print-config", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    config = printed("--set", "width=0.5", "--set", "se.reduction=8", "--sched-set", "gamma=0.5")
+    assert config["model_options"] == {"layout": "8,M,16,M", "width": 0.5, "se": {"reduction": 8, "placement": "stage"}}
+    assert config["sched_options"] == {"milestones": [0.5], "gamma": 0.5}
+    # Another schedule (or model) named with its options: the old one's options stay behind.
+    assert printed("--sched", "step=2", "--sched-set", "gamma=0.5")["sched_options"] == {"step_size": 2, "gamma": 0.5}
+    assert printed("resnet20", "--set", "width=0.5")["model_options"] == {"width": 0.5}

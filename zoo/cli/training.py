@@ -16,7 +16,8 @@ from . import cli, common
 @cli.command("train")
 @click.argument("model", required=False)
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
-              help="Start from a run config (a run's config.json, or what --print-config printed); flags override it.")
+              help="Start from a run config (a run's config.json, or what --print-config printed); flags override "
+              "it (--set and the other -set flags key by key).")
 @click.option("--print-config", is_flag=True, help="Print the full resolved config, loadable with --config, and stop.")
 @click.option("--data", help="Dataset (zoo list --kind data; default cifar10).")
 @common.data_dir_option
@@ -184,10 +185,10 @@ def _config_changes(base, given: dict[str, Any]) -> dict[str, Any]:
     for flag, field_name in fields_of_flags.items():
         if flag in given:
             changes[field_name] = given[flag]
-    for flag, field_name in (("opt_set", "opt_options"), ("sched_set", "sched_options"), ("sets", "model_options"),
-                             ("data_set", "data_options")):
-        if flag in given:
-            changes[field_name] = parse_sets(given[flag])
+    for flag, field_name, choice in (("opt_set", "opt_options", "opt"), ("sched_set", "sched_options", "sched"),
+                                     ("sets", "model_options", "model"), ("data_set", "data_options", "data")):
+        if flag in given:  # over the same choice, a flag changes the options it names and keeps the others
+            changes[field_name] = _merged({} if choice in given else getattr(base, field_name), parse_sets(given[flag]))
     if "augs" in given:
         changes["augs"] = [] if list(given["augs"]) == ["none"] else list(given["augs"])
     for flag, field_name, value in (("no_normalize", "normalize", False), ("no_download", "download", False),
@@ -209,6 +210,12 @@ def _config_changes(base, given: dict[str, Any]) -> dict[str, Any]:
     if trainer_options != base.trainer_options:
         changes["trainer_options"] = trainer_options
     return expand_shorthand(changes, common.registry())
+
+
+def _merged(kept: dict[str, Any], changed: dict[str, Any]) -> dict[str, Any]:
+    """``changed`` over ``kept``, a wrapper's options (``se.reduction``) over the wrapper's others."""
+    return {**kept, **{key: {**kept[key], **value} if isinstance(value, dict) and isinstance(kept.get(key), dict)
+                       else value for key, value in changed.items()}}
 
 
 def _resume_hint(run_dir) -> str:
