@@ -336,3 +336,12 @@ sched = ["multistep", "multistep=[0.25]", "cosine"]
         (tmp_path / "bad.toml").write_text(text)
         with pytest.raises(UserError, match=message):
             Experiment.from_toml(tmp_path / "bad.toml")
+
+
+def test_an_experiment_file_too_large_or_not_a_file_is_refused_before_it_is_read(tmp_path):
+    (tmp_path / "huge.toml").write_text("# " + "x" * (2 << 20) + "\n")
+    with pytest.raises(UserError, match=r"larger than an experiment file could be \(1 MB\)"):
+        Experiment.from_toml(tmp_path / "huge.toml")
+    os.mkfifo(tmp_path / "pipe.toml")  # would block a reader forever
+    with pytest.raises(UserError, match="is not a regular file"):
+        Experiment.from_toml(tmp_path / "pipe.toml")

@@ -17,7 +17,7 @@ from .models import STANDARD_OPTIONS, check_model, check_options
 from .options import parse_value
 from .registry import GIVEN, Registry, default_registry
 from .specs import Spec
-from .weights import parse_json, regular_file
+from .weights import parse_json, read_bounded, regular_file
 
 
 @dataclass
@@ -76,10 +76,7 @@ class RunConfig:
     @classmethod
     def read_file(cls, path: str | Path) -> dict[str, Any]:
         """A config file's JSON table as written, its size, shape and keys checked."""
-        file = regular_file(Path(path), "run config")
-        if file.stat().st_size > 1 << 20:
-            raise UserError(f"{path} is larger than a run config could be (1 MB)")
-        document = parse_json(file.read_bytes(), f"{path}")
+        document = parse_json(read_bounded(Path(path), "run config", 1 << 20, "a run config"), f"{path}")
         if not isinstance(document, dict):
             raise UserError(f"{path} is not a run config (a JSON table of a run's options)")
         names = {f.name for f in fields(cls)}

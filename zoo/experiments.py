@@ -14,7 +14,7 @@ from typing import Any, Callable
 from .errors import UserError
 from .config import RunConfig, check_config_types, expand_shorthand
 from .report import write_report
-from .weights import regular_file
+from .weights import read_bounded
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -42,9 +42,7 @@ class Experiment:
 
     @classmethod
     def from_toml(cls, path: Path) -> "Experiment":
-        text = regular_file(Path(path), "experiment").read_bytes()
-        if len(text) > 1 << 20:
-            raise UserError(f"{path} is larger than an experiment file could be (1 MB)")
+        text = read_bounded(Path(path), "experiment", 1 << 20, "an experiment file")
         try:
             document = tomllib.loads(text.decode())
         except RecursionError:

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from .config import RunConfig, check_config_types
 from .errors import UserError
-from .weights import read_metadata, regular_file
+from .weights import read_bounded, read_metadata
 
 REPORT_FILES = ("results.md", "results.csv", "accuracy.png", "loss.png")
 COLUMNS = ["run", "dataset", "network", "epochs", "planned epochs", "batch size", "lr", "optimizer", "schedule",
@@ -55,11 +55,8 @@ _METRICS = ("epoch", "train_loss", "test_loss", "test_accuracy", "seconds", "ima
 
 def _metrics(path: Path) -> list[dict[str, Any]]:
     """A run's metrics.jsonl: one record of numbers per epoch (a diverged run's loss is NaN)."""
-    file = regular_file(path, "metrics")
-    if file.stat().st_size > 64 << 20:
-        raise UserError(f"{path} is larger than a run's metrics could be (64 MB)")
     records = []
-    for number, line in enumerate(file.read_bytes().splitlines(), 1):
+    for number, line in enumerate(read_bounded(path, "metrics", 64 << 20, "a run's metrics").splitlines(), 1):
         if not line.strip():
             continue
         try:

@@ -100,6 +100,16 @@ def regular_file(path: Path, what: str) -> Path:
     return path
 
 
+def read_bounded(path: Path, what: str, limit: int, as_what: str) -> bytes:
+    """A regular file's bytes, refused past ``limit``: at most ``limit + 1`` bytes are read, whatever
+    the file claims or becomes meanwhile. ``as_what`` names it in the refusal ("a run config")."""
+    with open(regular_file(path, what), "rb") as file:
+        data = file.read(limit + 1)
+    if len(data) > limit:
+        raise UserError(f"{path} is larger than {as_what} could be ({limit >> 20} MB)")
+    return data
+
+
 def read_header(path: Path, what: str = "weights") -> tuple[dict[str, tuple[int, ...]], dict[str, Any]]:
     """The tensor shapes and the decoded zoo metadata of a safetensors file, without reading its tensors."""
     from safetensors import safe_open
