@@ -289,6 +289,10 @@ def _invalid(spec: object, spec_type: type[Spec]) -> str | None:
         return f"a wrapper name with '-' ({spec.name!r}); '-' joins wrappers to architectures"
     if not (callable(spec.factory) or (isinstance(spec.factory, str) and ":" in spec.factory)):
         return f"{spec.name!r} with a factory that is neither callable nor 'module:attr'"
+    writes = getattr(spec, "writes", ())  # what a run started over removes: names in the run folder, nothing else
+    if not (isinstance(writes, tuple) and all(isinstance(n, str) and n not in ("", ".", "..") and "/" not in n
+                                              and "\\" not in n for n in writes)):
+        return f"{spec.name!r} whose writes are not a tuple of names in the run folder: {writes!r}"
     return None
 
 

@@ -144,3 +144,19 @@ def test_trackers_are_not_imported_unless_chosen():
             "print(sorted(m for m in ('wandb', 'mlflow') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_logger_that_would_have_a_run_remove_more_than_its_own_files_is_refused():
+    import pytest
+
+    from zoo import Logger, PluginError, hookimpl
+    from zoo.testing import fresh_registry
+
+    for writes in ("metrics.csv", ("..",), ("../elsewhere",), ("",)):
+        class Careless:
+            @hookimpl
+            def loggers(self, writes=writes):
+                return [Logger("careless", "zoo_loggers.files:CsvLogger", "a logger", writes=writes)]
+
+        with pytest.raises(PluginError, match="writes are not a tuple of names in the run folder"):
+            fresh_registry({"careless": Careless()})
