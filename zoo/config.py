@@ -187,11 +187,16 @@ def expand_shorthand(values: dict[str, Any], registry: Registry | None = None,
             if these:
                 options[name] = {**options.get(name, {}), **these}
         given = values.get("aug_options", {})
-        if isinstance(given, dict):
-            given = {**options, **{name: {**options.get(name, {}), **these} if isinstance(these, dict) else these
-                                   for name, these in given.items()}}
-        values["augs"], values["aug_options"] = names, given
+        values["augs"] = names
+        values["aug_options"] = merge_options(options, given) if isinstance(given, dict) else given
     return values
+
+
+def merge_options(kept: dict[str, Any], changed: dict[str, Any]) -> dict[str, Any]:
+    """``changed`` over ``kept``, one level down too: a table's keys (``se.reduction``, an
+    augmentation's options) over that table's others."""
+    return {**kept, **{key: {**kept[key], **value} if isinstance(value, dict) and isinstance(kept.get(key), dict)
+                       else value for key, value in changed.items()}}
 
 
 def _bare(name: Any) -> Any:

@@ -173,7 +173,7 @@ def _log_every(values: tuple[str, ...]) -> tuple[int, float]:
 
 def _config_changes(base, given: dict[str, Any]) -> dict[str, Any]:
     """The RunConfig fields that the flags given on the command line set, over ``base``."""
-    from ..config import expand_shorthand
+    from ..config import expand_shorthand, merge_options
     from ..options import parse_sets
 
     changes: dict[str, Any] = {}
@@ -188,7 +188,8 @@ def _config_changes(base, given: dict[str, Any]) -> dict[str, Any]:
     for flag, field_name, choice in (("opt_set", "opt_options", "opt"), ("sched_set", "sched_options", "sched"),
                                      ("sets", "model_options", "model"), ("data_set", "data_options", "data")):
         if flag in given:  # over the same choice, a flag changes the options it names and keeps the others
-            changes[field_name] = _merged({} if choice in given else getattr(base, field_name), parse_sets(given[flag]))
+            changes[field_name] = merge_options({} if choice in given else getattr(base, field_name),
+                                                parse_sets(given[flag]))
     if "augs" in given:
         changes["augs"] = [] if list(given["augs"]) == ["none"] else list(given["augs"])
     for flag, field_name, value in (("no_normalize", "normalize", False), ("no_download", "download", False),
@@ -210,12 +211,6 @@ def _config_changes(base, given: dict[str, Any]) -> dict[str, Any]:
     if trainer_options != base.trainer_options:
         changes["trainer_options"] = trainer_options
     return expand_shorthand(changes, common.registry())
-
-
-def _merged(kept: dict[str, Any], changed: dict[str, Any]) -> dict[str, Any]:
-    """``changed`` over ``kept``, a wrapper's options (``se.reduction``) over the wrapper's others."""
-    return {**kept, **{key: {**kept[key], **value} if isinstance(value, dict) and isinstance(kept.get(key), dict)
-                       else value for key, value in changed.items()}}
 
 
 def _resume_hint(run_dir) -> str:
