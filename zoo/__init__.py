@@ -48,6 +48,7 @@ _LAZY = {
     "memory_budget": "zoo.data",
     "open_image": "zoo.data",
     "regular_file": "zoo.weights",
+    "parse_json": "zoo.weights",
 }
 
 __all__ = [
