@@ -34,7 +34,7 @@ def test_a_printed_config_runs_again_and_a_runs_config_is_a_config(cifar_dir, tm
 
 def test_resume_alone_continues_a_run_with_its_own_config(cifar_dir, tmp_path):
     result = run_zoo("train", "vgg_bn", "--data-dir", str(cifar_dir), *TINY, "--epochs", "1", "--seed", "4",
-                     "--run-dir", "r", "--out", "w.safetensors", cwd=tmp_path)
+                     "--run-dir", "r", "--out", "r.safetensors", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     resumed = run_zoo("train", "--resume", "r", "--epochs", "2", "--json", cwd=tmp_path)  # more epochs may change
     assert resumed.returncode == 0, resumed.stderr
@@ -132,7 +132,7 @@ def test_a_fifo_in_dot_git_or_a_huge_config_never_stalls_a_run(tmp_path):
 def test_choices_are_recorded_as_names_and_options_and_older_shorthand_files_still_resume(cifar_dir, tmp_path):
     result = run_zoo("train", "vgg_bn", "--data-dir", str(cifar_dir), "--set", "layout=8,M,16,M", "--batch-size", "20",
                      "--aug", "crop=2", "--aug", "hflip", "--sched", "step=1", "--sched-set", "gamma=0.5",
-                     "--epochs", "1", "--run-dir", "r", "--out", "w.safetensors", cwd=tmp_path)
+                     "--epochs", "1", "--run-dir", "r", "--out", "r.safetensors", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     recorded = json.loads((tmp_path / "r" / "config.json").read_text())
     assert (recorded["augs"], recorded["aug_options"]) == (["crop", "hflip"], {"crop": {"padding": 2}})

@@ -127,7 +127,7 @@ def test_ctrl_c_under_nproc_checkpoints_once_and_says_how_to_resume(tmp_path):
     assert process.returncode == 130, stderr
     [hint] = [line for line in stderr.splitlines() if "resume with: " in line]
     again = shlex.split(hint.split("resume with: ")[1])
-    assert again[0] == "zoo" and again[again.index("--nproc") + 1] == "2" and again[-2:] == ["--resume", str(run)]
+    assert again[0] == "zoo" and again[again.index("--nproc") + 1] == "2" and again[-4:-2] == ["--resume", str(run)]
     assert "Traceback" not in stderr and not (tmp_path / "w.safetensors").exists()
     resumed = run_zoo(*again[1:], cwd=tmp_path, timeout=300)
     assert resumed.returncode == 0, resumed.stderr

@@ -244,7 +244,8 @@ def test_plots_say_what_the_runs_share_and_share_one_y_scale(tmp_path, monkeypat
     save = Figure.savefig
 
     def record(figure, path, *args, **kwargs):  # what each figure shows, read as it is saved
-        drawn[Path(path).name] = ([axis.get_ylim() for axis in figure.axes], figure._suptitle.get_text(),
+        name = Path(path).name  # written to a temporary .NAME.XXXX.tmp, then renamed
+        drawn[name[1:].rsplit(".", 2)[0] if name.startswith(".") else name] = ([axis.get_ylim() for axis in figure.axes], figure._suptitle.get_text(),
                                   [axis.get_xlabel() for axis in figure.axes], [list(line.get_xdata()) for line in
                                                                                  figure.axes[0].get_lines()])
         return save(figure, path, *args, **kwargs)

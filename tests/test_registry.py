@@ -58,9 +58,7 @@ def test_third_party_plugin_is_discovered_and_builds(plugin_dir):
     ("import time\ntime.sleep(3600)", "did not finish within 2 s"),
 ])
 def test_broken_plugin_is_reported_and_the_rest_works(plugin_dir, monkeypatch, source, message):
-    from zoo import registry as registry_module
-
-    monkeypatch.setattr(registry_module, "PLUGIN_SECONDS", 2)
+    monkeypatch.setenv("ZOO_PLUGIN_TIMEOUT", "2")
     make_plugin_dist(plugin_dir, "zoo-good", "good_plugin_b", TINY.format(name="goodnet"), entry_point="good")
     module = f"broken_{abs(hash(source)) % 10**8}"
     make_plugin_dist(plugin_dir, "zoo-broken", module, source, entry_point="broken")

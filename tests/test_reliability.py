@@ -121,7 +121,7 @@ ERRORS = [
     (["info", "resnet18", "--set", "input_size=16"], "set input_size with --input-size, not --set"),
     (["info", "timm/vit_tiny_patch16_224", "--input-size", "32", "--set", "img_size=224"],
      r"timm/vit_tiny_patch16_224 cannot take 3x32x32 inputs: Input height \(32\) doesn't match model \(224\)"),
-    (["train", "vgg_bn", "--lr", "-1"], "learning rate must be positive, got -1.0"),
+    (["train", "vgg_bn", "--lr", "-1"], "learning rate must be positive and finite, got -1.0"),
     (["train", "vgg_bn", "--limit-train", "0"], "--limit-train must be positive, got 0"),
     (["train", "vgg_bn", "--epochs", "0"], "epochs must be a whole number >= 1, got 0"),
     (["train", "vgg_bn", "--set", "width=0"], r"width must be in \(0, 16\], num_classes and in_chans positive"),
@@ -293,7 +293,8 @@ def test_ctrl_c_checkpoints_says_how_to_resume_and_exits_130(slow_data, uninterr
     message = stderr.strip().splitlines()[-1]
     assert message.startswith("zoo: interrupted in epoch") and "resume with: zoo train" in message
     command = shlex.split(message.split("resume with: ", 1)[1])
-    assert command[-2:] == ["--resume", str(run)]
+    # the weights go elsewhere than zoo's own place, which zoo never takes from the run folder: --out says it
+    assert command[-4:] == ["--resume", str(run), "--out", str(tmp_path / "w.safetensors")]
     result = run_zoo(*command[1:], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     _assert_same_weights(tmp_path / "w.safetensors", uninterrupted)
@@ -514,5 +515,6 @@ def test_a_full_disk_is_one_line_and_leaves_what_resumes(workspace, tmp_path):
         shutil.copytree(disk / "run", tmp_path / "moved")
     finally:
         subprocess.run(["umount", str(disk)], check=False)
-    resumed = run_zoo("train", "--resume", str(tmp_path / "moved"), cwd=tmp_path)  # the config was never partial
+    resumed = run_zoo("train", "--resume", str(tmp_path / "moved"), "--out", str(tmp_path / "w.safetensors"),
+                      cwd=tmp_path)  # the config was never partial
     assert resumed.returncode == 0, resumed.stderr

@@ -2,7 +2,9 @@
 name looked up and every option checked before any data is read."""
 from __future__ import annotations
 
+import contextlib
 import inspect
+import sys
 import math
 import warnings
 from dataclasses import dataclass, field, fields, replace
@@ -71,6 +73,7 @@ class RunConfig:
         document = cls.read_file(path)
         config = cls(**expand_shorthand({k: v for k, v in document.items() if k not in cls.RECORDED}, registry))
         check_config_types(config)
+        _check_file_model_options(config, registry or default_registry(), path)
         return config
 
     @classmethod
@@ -84,6 +87,26 @@ class RunConfig:
         if unknown:
             raise UserError(f"{path}: unknown option {', '.join(unknown)}; options are {', '.join(sorted(names))}")
         return document
+
+
+def _check_file_model_options(config: RunConfig, registry: Registry, path: str | Path) -> None:
+    """A config file may name any option its factory declares, but none that a plugin marks unsafe nor
+    one a ``**kwargs`` factory forwards unless the plugin lists it as safe (timm's ``checkpoint_path``
+    and ``pretrained_cfg_overlay`` read files), as for a weights file."""
+    if config.model.startswith(GIVEN):
+        return
+    wrappers, arch = registry.resolve_model(config.model)
+    for spec, options in [(w, config.model_options.get(w.name, {})) for w in wrappers] + [(arch, config.model_options)]:
+        try:
+            declared = set(inspect.signature(spec.load()).parameters)
+        except (TypeError, ValueError):
+            declared = set()
+        names = {w.name for w in wrappers} if spec is arch else set()
+        refused = sorted(k for k in (options if isinstance(options, dict) else {}) if k not in names and (
+            k in spec.unsafe_options or k == "pretrained" or (k not in declared and k not in spec.safe_kwargs)))
+        if refused:
+            raise UserError(f"{path} sets option {refused[0]!r} of {spec.word} {spec.name!r}, which a file may not set "
+                            "(it fetches or reads files); refused")
 
 
 _FIELD_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
@@ -208,13 +231,32 @@ def call_factory(spec: Spec, *args: Any, **options: Any) -> Any:
     factory = spec.load()
     check_options(spec, factory, options, skip=len(args))
     try:
-        return factory(*args, **options)
+        with contextlib.redirect_stdout(sys.stderr):  # stdout holds answers (--json); a plugin's prints are not
+            return factory(*args, **options)
     except (TypeError, ValueError) as exc:
         raise UserError(f"{spec.word} {spec.name!r}: {exc}") from exc
     except (UserError, PluginError, MemoryError):
         raise
     except Exception as exc:  # a bug in the plugin: name it, in one line
         raise spec.failure("its factory raised", exc) from exc
+
+
+# What zoo passes to a factory itself: an option of the same name would collide with it.
+RESERVED_OPTIONS = {"opt_options": {"lr": "`lr`", "weight_decay": "`weight_decay`"},
+                    "sched_options": {"epochs": "`epochs`"},
+                    "data_options": {"root": "`data_dir`", "download": "`download`"}}
+
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer beyond any float (lr = 10**400 in a config)
+        return False
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:20] + "..." + text[-8:]
 
 
 def _check_values(config: RunConfig) -> None:
@@ -229,11 +271,15 @@ def _check_values(config: RunConfig) -> None:
             raise UserError(f"`{name}` must be positive, got {value}")
     if not 0 <= config.seed < 2**63:
         raise UserError(f"seed must be in 0..2**63-1, got {config.seed}")
-    if not (config.lr > 0 and math.isfinite(config.lr)):
-        raise UserError(f"learning rate must be positive, got {config.lr}")
-    if not (0 <= config.weight_decay < math.inf and 0 <= config.warmup < math.inf
-            and 0 <= config.label_smoothing < 1):
-        raise UserError("weight decay and warmup must be >= 0, label smoothing in [0, 1)")
+    if not (config.lr > 0 and _finite(config.lr)):
+        raise UserError(f"learning rate must be positive and finite, got {_short(config.lr)}")
+    if not (0 <= config.weight_decay and _finite(config.weight_decay) and 0 <= config.warmup and
+            _finite(config.warmup) and 0 <= config.label_smoothing < 1):
+        raise UserError("weight decay and warmup must be finite and >= 0, label smoothing in [0, 1)")
+    for field_name, set_by in RESERVED_OPTIONS.items():
+        taken = sorted(set(getattr(config, field_name)) & set(set_by))
+        if taken:
+            raise UserError(f"`{field_name}` may not set {taken[0]}: zoo sets it from {set_by[taken[0]]}")
     if config.pretrained is not None and config.init is not None:
         raise UserError("start from pretrained weights or from a weights file (init), not both")
     if not 0 <= config.freeze_epochs <= config.epochs:

@@ -1,7 +1,6 @@
 """Datasets held whole in memory as uint8 tensors, and the helpers dataset plugins share."""
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import operator
 import os
@@ -16,7 +15,7 @@ from typing import Any, BinaryIO, Sequence
 import torch
 
 from .errors import UserError
-from .weights import regular_file
+from .weights import folders_removed_on_failure, regular_file
 
 DATA_DIR_ENV = "ZOO_DATA_DIR"
 
@@ -35,7 +34,7 @@ def data_root(data_dir: str | os.PathLike | None = None) -> Path:
 
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
-MAX_IMAGE_PIXELS = 64_000_000  # larger images are refused as decompression bombs, not decoded
+MAX_IMAGE_PIXELS = 25_000_000  # larger images (a 24-megapixel camera's fit) are refused as bombs, not decoded
 
 
 def open_image(path: Path | BinaryIO, name: str = ""):
@@ -245,15 +244,8 @@ def download(url: str, dest: Path, md5: str) -> Path:
     """
     if dest.is_file() and file_md5(dest) == md5:
         return dest
-    made = [p for p in (dest.parent, *dest.parent.parents) if not p.exists()]
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    try:
+    with folders_removed_on_failure(dest.parent):
         return _fetch(url, dest, md5)
-    except BaseException:
-        for folder in made:  # a failed download leaves no folders behind
-            with contextlib.suppress(OSError):
-                folder.rmdir()
-        raise
 
 
 def _fetch(url: str, dest: Path, md5: str) -> Path:

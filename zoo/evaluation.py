@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from . import distributed
 from .augmenter import Normalize
-from .config import call_factory
+from .config import RESERVED_OPTIONS, call_factory
 from .distributed import World
 from .errors import UserError
 from .models import check_file_options
@@ -97,6 +97,9 @@ def evaluate_weights(weights: str | Path, data: str | None = None, data_dir: str
     # the data as the run had it (its image size, its crop), when it is the data the weights were trained on
     options = meta.get("data_options", {}) if spec.name == meta.get("dataset", spec.name) else {}
     check_file_options(spec, spec.load(), options, source=f"{weights}")
+    reserved = sorted(set(options) & set(RESERVED_OPTIONS["data_options"]))
+    if reserved:  # where the data is and whether it downloads are the user's to say, never a file's
+        raise UserError(f"{weights} sets data option {reserved[0]!r}, which a file may not set; refused")
     dataset = call_factory(spec, root=data_root(data_dir), download=True, **options)
     if meta.get("input_size") is not None and dataset.input_size != meta["input_size"]:
         raise UserError(f"{weights} was trained on {meta['input_size']}x{meta['input_size']} images; {name} has "

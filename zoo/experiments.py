@@ -13,8 +13,8 @@ from typing import Any, Callable
 
 from .errors import UserError
 from .config import RunConfig, check_config_types, expand_shorthand
-from .report import write_report
-from .weights import read_bounded
+from .report import REPORT_FILES, write_report
+from .weights import atomic_write_text, parse_json, read_bounded
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -23,6 +23,7 @@ else:  # pragma: no cover
 
 CONFIG_FIELDS = {f.name for f in fields(RunConfig)}
 MAX_RUNS = 10_000  # a grid larger than this is a mistake, not a plan
+COMPARISON_FILE = "comparison.json"  # marks a folder as a comparison's, so that a rerun may write its report
 
 
 @dataclass
@@ -164,6 +165,7 @@ def run_experiment(experiment: Experiment, out: Path, quick: bool = False, regis
     from .training import train
 
     runs = checked_runs(experiment, quick, registry)
+    check_output(out, experiment.name)
     run_dirs = []
     for slug, labels, config in runs:
         run_dir, weights = out / "runs" / slug, out / "weights" / f"{slug}.safetensors"
@@ -175,4 +177,28 @@ def run_experiment(experiment: Experiment, out: Path, quick: bool = False, regis
         reporter = reporter_factory(slug) if reporter_factory else None
         resume = run_dir if (run_dir / "config.json").exists() else None
         train(config, registry=registry, run_dir=run_dir, weights=weights, resume=resume, reporter=reporter)
+    atomic_write_text(out / COMPARISON_FILE, json.dumps({"experiment": experiment.name}) + "\n")
     return write_report(run_dirs, out, title=experiment.name, baseline=baseline, x_axis=x_axis)
+
+
+def check_output(out: Path, name: str) -> None:
+    """Whether ``out`` may be the folder of the comparison ``name`` (new, or one to continue); refuse a
+    folder that holds anything else: a report of the user's own, their files, another comparison.
+    The report's folder is marked (COMPARISON_FILE) as it is written, so a rerun may rewrite it."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out} is not a folder; choose another --out")
+    entries = {p.name for p in out.iterdir() if not (p.name.startswith(".") and p.name.endswith(".tmp"))} \
+        if out.is_dir() else set()
+    foreign = entries - {"runs", "weights", COMPARISON_FILE, *REPORT_FILES}
+    if foreign:
+        raise UserError(f"{out} holds files zoo compare did not write ({', '.join(sorted(foreign)[:3])}); choose "
+                        "another --out")
+    if COMPARISON_FILE in entries:
+        marker = parse_json(read_bounded(out / COMPARISON_FILE, "comparison", 1 << 16, "a comparison's marker"),
+                            str(out / COMPARISON_FILE))
+        if not isinstance(marker, dict) or marker.get("experiment") != name:
+            raise UserError(f"{out} holds another comparison; choose another --out")
+        return
+    if entries & set(REPORT_FILES):
+        reports = ", ".join(sorted(entries & set(REPORT_FILES)))
+        raise UserError(f"{out} holds a report zoo compare did not write there ({reports}); choose another --out")

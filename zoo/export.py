@@ -3,6 +3,7 @@ exported file, loaded back, must answer a probe batch as the PyTorch model does.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,9 @@ def export_weights(weights: str | Path, format: str = "pt2", out: str | Path | N
     model = load_model(weights, registry=registry).eval()
     meta = model.zoo_meta
     out = Path(out) if out else Path(weights).with_suffix(spec.suffix)
-    if out.exists() and not overwrite:
+    if os.path.lexists(out) and os.path.realpath(out) == os.path.realpath(weights):
+        raise UserError(f"{out} is the weights being exported; choose another `out`")
+    if os.path.lexists(out) and not overwrite:
         raise UserError(f"{out} exists; choose another `out` or pass `overwrite`")
     channels, size = meta.get("in_chans", 3), meta.get("input_size") or 224
     generator = torch.Generator().manual_seed(0)
@@ -58,6 +61,10 @@ def export_weights(weights: str | Path, format: str = "pt2", out: str | Path | N
             raise UserError(f"the {spec.name} exporter lost the metadata the file must carry; nothing was written")
         measured["difference"] = difference
 
-    atomic_write(out, write_and_verify)
+    try:  # without `overwrite`, created only if still absent when written: checked and made in one step
+        atomic_write(out, write_and_verify, replace=overwrite)
+    except FileExistsError:
+        raise UserError(f"{out} appeared while exporting and is left as it is; choose another `out` or pass "
+                        "`overwrite`") from None
     return {"path": str(out), "format": spec.name, "model": meta["model"], "dynamic_batch": dynamic_batch,
             "relative_difference": measured["difference"], "tolerance": tolerance}

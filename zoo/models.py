@@ -1,9 +1,11 @@
 """Building models by name: ``create_model("se-vgg16", num_classes=10)``."""
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import math
+import sys
 from typing import Any, Callable
 
 from .errors import PluginError, UserError
@@ -36,13 +38,31 @@ def check_options(spec: Spec, factory: Callable[..., Any], options: dict[str, An
     if unknown:
         takes = ", ".join(sorted(k for k in known if not k.startswith("attn_"))) or "no options"
         raise UserError(f"{spec.word} {spec.name!r} has no option {', '.join(map(repr, unknown))} (it takes: {takes})")
-    for name, value in options.items():  # a default of a plain type tells what the option takes
-        default = known[name].default
-        if isinstance(default, bool) and not isinstance(value, bool):
+    for name, value in options.items():  # a default of a plain type (or an optional one's annotation) tells
+        kind = _plain_kind(known[name])
+        if value is None and known[name].default is None:
+            continue
+        if kind == "bool" and not isinstance(value, bool):
             raise UserError(f"{spec.word} {spec.name!r}: {name} must be true or false, got {value!r}")
-        if isinstance(default, (int, float)) and not isinstance(default, bool) and (
-                isinstance(value, bool) or not isinstance(value, (int, float))):
+        if kind == "number" and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise UserError(f"{spec.word} {spec.name!r}: {name} must be a number, got {value!r}")
+
+
+def _plain_kind(param: inspect.Parameter) -> str | None:
+    """"bool" or "number" for a parameter whose default is one (``stream: bool | None = None`` by its
+    annotation), else None: the factory checks the rest."""
+    default = param.default
+    if isinstance(default, bool):
+        return "bool"
+    if isinstance(default, (int, float)):
+        return "number"
+    annotation = param.annotation if isinstance(param.annotation, str) else getattr(param.annotation, "__name__", "")
+    names = {part.strip() for part in str(annotation).replace("Optional[", "").rstrip("]").split("|")} - {"None"}
+    if default is None and names == {"bool"}:
+        return "bool"
+    if default is None and names and names <= {"int", "float"}:
+        return "number"
+    return None
 
 
 # Bounds on what a file may set: no option of a real model is larger, and nothing read from a file
@@ -141,7 +161,8 @@ def create_model(name: str, registry: Registry | None = None, pretrained: bool |
     build: Callable[..., Any] = build_arch
     for wrapper in reversed(wrappers):  # innermost first
         build = _bind(wrapper.load(), build, arch, wrapper_options[wrapper.name])
-    model = build()
+    with contextlib.redirect_stdout(sys.stderr):  # stdout holds answers (--json); a plugin's prints are not
+        model = build()
     model.zoo_config = {
         "model": name,
         "architecture": arch.qualified_name,

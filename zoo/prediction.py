@@ -3,6 +3,8 @@ shaped as evaluation saw its dataset's; an unreadable image is reported, not fat
 from __future__ import annotations
 
 import glob
+import os
+import re
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -11,24 +13,82 @@ import torch
 
 from .augmenter import Normalize
 from .data import IMAGE_SUFFIXES, open_image
-from .errors import UserError
+from .errors import UserError, one_line
 from .registry import Registry, default_registry
 from .weights import check_document, load_model, parse_json, regular_file, require_fields
 
 
+MAX_IMAGES = 1_000_000  # a pattern or folder that names more is a mistake (a link to /), not a batch
+
+
 def image_paths(inputs: Sequence[str | Path]) -> list[Path]:
     """The images ``inputs`` name: files as given, folders searched recursively for image files, shell
-    patterns (``"photos/**/*.jpg"``) expanded; a path that names nothing is kept, to be reported."""
+    patterns (``"photos/**/*.jpg"``) expanded; a path that names nothing is kept, to be reported.
+    Links to folders are not followed (a link to / or a loop would never end), hidden names are skipped
+    as the shell skips them, and more than MAX_IMAGES is refused."""
     found: list[Path] = []
     for item in map(str, inputs):
         path = Path(item)
         if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-        elif not path.exists() and glob.has_magic(item):
-            found += sorted(Path(p) for p in glob.glob(item, recursive=True) if Path(p).is_file())
+            found += sorted(p for p in _walk(path) if p.suffix.lower() in IMAGE_SUFFIXES)
+        elif not os.path.lexists(path) and glob.has_magic(item):
+            found += sorted(_matching(item))
         else:
             found.append(path)
+        if len(found) > MAX_IMAGES:
+            raise UserError(f"{one_line(item)} names more than {MAX_IMAGES:,} files; predict fewer at a time")
     return found
+
+
+def _walk(folder: Path) -> Iterator[Path]:
+    count = 0
+    for root, dirs, files in os.walk(folder, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in files:
+            if not name.startswith("."):
+                count += 1
+                if count > MAX_IMAGES:
+                    raise UserError(f"{folder} holds more than {MAX_IMAGES:,} files; predict fewer at a time")
+                yield Path(root) / name
+
+
+def _matching(pattern: str) -> Iterator[Path]:
+    """The files a shell pattern matches (``**`` for any depth), found by walking its fixed leading
+    folder without following links."""
+    parts = Path(pattern).parts
+    fixed = next(i for i, part in enumerate(parts) if glob.has_magic(part))
+    root = Path(*parts[:fixed]) if fixed else Path(".")
+    pieces = []
+    for i, part in enumerate(parts[fixed:], fixed):
+        last = i == len(parts) - 1
+        pieces.append((".*" if last else "(?:[^/]+/)*") if part == "**" else _component(part) + ("" if last else "/"))
+    regex = re.compile("".join(pieces) + r"\Z", re.DOTALL)
+    if root.is_dir():
+        for path in _walk(root):
+            relative = path.relative_to(root)
+            if regex.match(relative.as_posix()):
+                yield root / relative if fixed else relative
+
+
+def _component(part: str) -> str:
+    """One path component of a shell pattern as a regular expression: ``*``, ``?`` and ``[...]``
+    never match a ``/``."""
+    out, i = [], 0
+    while i < len(part):
+        char = part[i]
+        closing = part.find("]", i + 2) if char == "[" else -1
+        if char == "*":
+            out.append("[^/]*")
+        elif char == "?":
+            out.append("[^/]")
+        elif closing > 0:
+            inside = part[i + 1:closing]
+            out.append("[" + ("^" + inside[1:] if inside.startswith("!") else inside).replace("\\", "\\\\") + "]")
+            i = closing
+        else:
+            out.append(re.escape(char))
+        i += 1
+    return "".join(out)
 
 
 def iter_predictions(weights: str | Path, images: Sequence[str | Path], top_k: int = 3, batch_size: int = 64,
@@ -40,6 +100,9 @@ def iter_predictions(weights: str | Path, images: Sequence[str | Path], top_k: i
         raise UserError(f"`top_k` and `batch_size` must be positive, got {top_k} and {batch_size}")
     model, meta, target = _predictor(Path(weights), device, registry or default_registry())
     require_fields(meta, weights, "input_size", "in_chans", "classes", "mean", "std")
+    if not isinstance(meta["classes"], list) or meta["in_chans"] not in (1, 3):
+        raise UserError(f"{weights} records no class names, or {meta['in_chans']!r} input channels: zoo predict "
+                        "reads grey (1) or colour (3) images into a model that names its classes")
     classes, normalize, k = meta["classes"], Normalize(meta["mean"], meta["std"]), min(top_k, len(meta["classes"]))
     paths = image_paths(images)
     for start in range(0, len(paths), batch_size):
@@ -98,7 +161,7 @@ def _as_trained(path: Path, size: int, channels: int, padded_from: int | None, c
     """An image as evaluation saw its dataset's: resized to the side the model saw, or to the original
     side then zero-padded when the dataset was padded (Fashion-MNIST's 28 in 32), or decoded as the
     streamed evaluation decodes (a centre crop of ``crop_pct``) when the data was streamed from files."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     if crop_pct:  # streamed data: the evaluation's own decoder, so predict sees what eval saw
         from .streaming import _Decoder
@@ -111,9 +174,12 @@ def _as_trained(path: Path, size: int, channels: int, padded_from: int | None, c
     margin = (size - side) // 2
     try:
         with open_image(path) as img:
+            img.draft("L" if channels == 1 else "RGB", (side, side))  # a large JPEG decodes at 1/2 to 1/8 scale
             img = img.convert("L" if channels == 1 else "RGB")
             img = img.resize((side, side), Image.Resampling.BILINEAR)
             array = np.asarray(img, dtype=np.uint8).reshape(side, side, channels)
-    except (UnidentifiedImageError, OSError) as exc:
-        raise UserError(f"{path} is not an image zoo can read ({type(exc).__name__})") from exc
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many types for a corrupt file (ValueError for a text bomb)
+        raise UserError(f"{one_line(str(path))} is not an image zoo can read ({type(exc).__name__})") from exc
     return np.pad(array, ((margin, size - side - margin), (margin, size - side - margin), (0, 0)))

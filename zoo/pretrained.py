@@ -19,6 +19,7 @@ from .config import call_factory
 from .errors import UserError
 from .registry import Registry, default_registry, natural_key
 from .specs import Weights
+from .weights import folders_removed_on_failure, regular_file
 
 OFFLINE_ENVS = ("ZOO_OFFLINE", "HF_HUB_OFFLINE")  # "1": use the caches only, never download
 HUB_FILES = ("model.safetensors", "pytorch_model.bin")  # what timm looks for in a Hub repository, in order
@@ -95,7 +96,7 @@ def weights_file(description: dict[str, Any], download: bool = True) -> Path:
     downloaded without ``download``, or when ZOO_OFFLINE (or HF_HUB_OFFLINE) is set."""
     if description.get("file"):
         path = Path(description["file"]).expanduser()
-        if not path.is_file():
+        if not os.path.lexists(path):
             raise UserError(f"weights {description['name']}: file {path} does not exist")
         _check_hash(path, description.get("sha256"), description["name"])
         return path
@@ -112,13 +113,13 @@ def _url_file(description: dict[str, Any], download: bool) -> Path:
         raise UserError(f"weights {name}: {url} comes with no SHA-256 to check it against; refused")
     folder = Path(torch.hub.get_dir()) / "checkpoints"
     path = folder / file_name
-    if not path.exists():
+    if not os.path.lexists(path):  # whatever is there (a FIFO, a folder, a link) is checked, never replaced
         where = f"put {file_name} (from {url}) in {folder}/, or point TORCH_HOME at a cache that has it"
         if not download:
             raise UserError(f"weights {name} are not in the cache and downloads are off; {where}")
-        folder.mkdir(parents=True, exist_ok=True)
         try:  # checked before it is moved into the cache: a bad download never lands there
-            torch.hub.download_url_to_file(url, str(path), hash_prefix=expected, progress=True)
+            with folders_removed_on_failure(folder):
+                torch.hub.download_url_to_file(url, str(path), hash_prefix=expected, progress=True)
         except RuntimeError as exc:
             raise UserError(f"{url} does not match the SHA-256 of weights {name} ({expected}...): a corrupt download "
                             "or other weights; nothing was kept") from exc
@@ -186,7 +187,19 @@ def _checked_hub_blob(path: Path, description: dict[str, Any]) -> Path:
     return path
 
 
+MAX_WEIGHTS_BYTES = 8 << 30  # timm's largest CNNs are under 4 GB
+
+
 def _check_hash(path: Path, expected: str | None, name: str) -> None:
+    """A cached weights file is a regular file of a plausible size, not sparse (a download never is),
+    with the expected SHA-256: anything else found in a cache is refused, never read to its end."""
+    try:
+        info = regular_file(path, f"weights {name}").stat()
+    except UserError as error:
+        raise UserError(f"{error}; delete it to download the weights again") from None
+    if info.st_size > MAX_WEIGHTS_BYTES or info.st_blocks * 512 < info.st_size // 8:
+        raise UserError(f"{path} is {'sparse' if info.st_size <= MAX_WEIGHTS_BYTES else 'larger than any weights'}, "
+                        f"not a download of weights {name}; delete it to download them again")
     if not expected:
         return
     digest = hashlib.sha256()

@@ -5,6 +5,7 @@ import contextlib
 import dataclasses
 import difflib
 import fnmatch
+import math
 import importlib.metadata as metadata
 import os
 import re
@@ -83,6 +84,7 @@ class Registry:
     ) -> "Registry":
         """Load every plugin registered under the ``zoo.plugins`` entry-point group on ``path``."""
         env = os.environ if env is None else env
+        plugin_seconds()  # a bad $ZOO_PLUGIN_TIMEOUT is one error, not one per plugin
         registry = cls(strict=env.get(ENV_STRICT, "") not in ("", "0"), on_error=on_error)
         selected, disabled = _csv_env(env, ENV_SELECT), _csv_env(env, ENV_DISABLE) or set()
         seen_dists: set[str] = set()
@@ -239,12 +241,25 @@ class Registry:
         return found
 
 
-PLUGIN_SECONDS = float(os.environ.get("ZOO_PLUGIN_TIMEOUT", "20"))  # per import and per hook call
+PLUGIN_TIMEOUT_ENV = "ZOO_PLUGIN_TIMEOUT"
+
+
+def plugin_seconds() -> float:
+    """How long each plugin import and hook call may take: ``$ZOO_PLUGIN_TIMEOUT`` seconds (20), at
+    most a day."""
+    text = os.environ.get(PLUGIN_TIMEOUT_ENV, "20")
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds <= 86_400:
+        raise UserError(f"${PLUGIN_TIMEOUT_ENV} must be a number of seconds in (0, 86400], got {text[:40]!r}")
+    return seconds
 
 
 def _isolated(function: Callable[[], Any], what: str) -> Any:
     """``function()`` with what it prints sent to stderr (stdout holds answers such as ``--json``),
-    given :data:`PLUGIN_SECONDS` to finish: a plugin that hangs is reported and left behind in a
+    given :func:`plugin_seconds` to finish: a plugin that hangs is reported and left behind in a
     daemon thread, so that ``zoo list`` still answers."""
     outcome: dict[str, Any] = {}
 
@@ -254,12 +269,13 @@ def _isolated(function: Callable[[], Any], what: str) -> Any:
         except BaseException as exc:  # noqa: BLE001 - handed to the caller as it is
             outcome["error"] = exc
 
+    seconds = plugin_seconds()
     with contextlib.redirect_stdout(sys.stderr):
         worker = threading.Thread(target=call, daemon=True, name=f"zoo plugin: {what}")
         worker.start()
-        worker.join(PLUGIN_SECONDS)
+        worker.join(seconds)
     if worker.is_alive():
-        raise PluginError(f"{what} did not finish within {PLUGIN_SECONDS:g} s")
+        raise PluginError(f"{what} did not finish within {seconds:g} s")
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from .config import RunConfig, check_config_types
 from .errors import UserError
-from .weights import read_bounded, read_metadata
+from .weights import atomic_write, atomic_write_text, read_bounded, read_metadata
 
 REPORT_FILES = ("results.md", "results.csv", "accuracy.png", "loss.png")
 COLUMNS = ["run", "dataset", "network", "epochs", "planned epochs", "batch size", "lr", "optimizer", "schedule",
@@ -183,13 +183,14 @@ def write_report(run_dirs: list[Path], out: Path, title: str = "comparison", bas
     out.mkdir(parents=True, exist_ok=True)
     note = (f"\n\nvs baseline: test accuracy minus {named}'s, in points; \"within spread\" where the difference is "
             f"smaller than the runs' seed-to-seed spread (their standard deviations combined).\n" if named else "\n")
-    (out / "results.md").write_text(f"# {title}\n\n{recipe(runs)}\n\n" + markdown_table(rows, named) + note +
-                                    "\n![test accuracy](accuracy.png)\n\n![loss](loss.png)\n")
+    # each file written beside and renamed in place: a link at its name is replaced, never written through
+    atomic_write_text(out / "results.md", f"# {title}\n\n{recipe(runs)}\n\n" + markdown_table(rows, named) + note +
+                      "\n![test accuracy](accuracy.png)\n\n![loss](loss.png)\n")
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
     writer.writeheader()
     writer.writerows(rows)
-    (out / "results.csv").write_text(buffer.getvalue())
+    atomic_write_text(out / "results.csv", buffer.getvalue())
     plot_runs(runs, out, title, x_axis)
     return rows, named
 
@@ -296,7 +297,7 @@ def plot_runs(runs: list[dict[str, Any]], out: Path, title: str, x_axis: str = "
         axes[0][-1].legend(fontsize=8)
         figure.suptitle(f"{title}\n{recipe(runs)}", fontsize=11)
         figure.tight_layout()
-        figure.savefig(out / file)
+        atomic_write(out / file, lambda tmp: figure.savefig(tmp, format="png"))
         plt.close(figure)
 
     draw("accuracy.png", [("test accuracy", "test accuracy (%)", lambda r: 100 * r["test_accuracy"])])

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from .checkpoint import check_finite
 from .config import RunConfig
-from .errors import UserError
+from .errors import UserError, one_line
 from .registry import GIVEN
 from .weights import read_header, save_weights
 
@@ -42,6 +42,7 @@ def new_run_paths(config: RunConfig, run_dir, weights, overwrite: bool) -> tuple
     if weights is None:
         weights = Path("weights") / f"{Path(run_dir).name}.safetensors"
     weights = Path(weights).absolute()
+    check_weights_name(weights)
     run_dir = (Path("runs") / weights.stem if run_dir is None else Path(run_dir)).absolute()
     for path in (weights, run_dir):
         _check_name_lengths(path)
@@ -65,16 +66,17 @@ ZOO_RUN_FILES = ("config.json", "metrics.jsonl", "checkpoint.safetensors")
 
 
 def claim_run_dir(run_dir: Path, weights: Path, overwrite: bool, named_by_zoo: bool,
-                  loggers_write: tuple[str, ...] = ()) -> tuple[Path, Path]:
-    """Make the run folder, atomically, so that two runs never share one. A default name taken since
-    the run started moves on to the next free one; a folder given with --overwrite is emptied of
-    zoo's files and what its loggers write (and refused if it holds others)."""
+                  loggers_write: tuple[str, ...] = (), held: int | None = None) -> tuple[Path, Path, int]:
+    """Make the run folder, atomically, so that two runs never share one, and hold it
+    (:func:`hold_run_dir`). A default name taken since the run started moves on to the next free one;
+    a folder given with --overwrite is emptied of zoo's files and what its loggers write (and refused
+    if it holds others, or if another process holds it; ``held``: this process holds it already)."""
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     base, n = run_dir.name, 1
     while True:
         try:
             run_dir.mkdir()
-            return run_dir, weights
+            return run_dir, weights, hold_run_dir(run_dir)
         except FileExistsError:
             if named_by_zoo:
                 n += 1
@@ -84,13 +86,14 @@ def claim_run_dir(run_dir: Path, weights: Path, overwrite: bool, named_by_zoo: b
             if not overwrite:
                 raise UserError(f"{run_dir} exists (another run made it); choose another `run_dir` or pass "
                                 "`overwrite`") from None
+            if not run_dir.is_dir():
+                raise UserError(f"{run_dir} is not a folder; choose another `run_dir`") from None
+            held = hold_run_dir(run_dir) if held is None else held
             _empty_run_dir(run_dir, ZOO_RUN_FILES + loggers_write)
-            return run_dir, weights
+            return run_dir, weights, held
 
 
 def _empty_run_dir(run_dir: Path, ours: tuple[str, ...]) -> None:
-    if not run_dir.is_dir():
-        raise UserError(f"{run_dir} is not a folder; choose another `run_dir`")
     entries = list(run_dir.iterdir())
     foreign = [p.name for p in entries if p.name not in ours and not _is_temporary(p)]
     if foreign:
@@ -118,10 +121,12 @@ def check_writable(folder: Path) -> None:
 
 
 def resume_config(config: RunConfig | None, run_dir: Path, weights: str | Path | None,
-                  changes: dict[str, Any] | None = None) -> tuple[RunConfig, Path, Path]:
+                  changes: dict[str, Any] | None = None, place: bool = True) -> tuple[RunConfig, Path, Path | None]:
     """The config to continue ``run_dir`` with (``config``, or the run's own with ``changes`` when None),
-    the run folder, and the weights file the run writes. A config that changes what the run computes
-    is refused."""
+    the run folder, and the weights file the run writes: ``weights`` when given, else zoo's own place
+    for this folder. The path config.json records is a file's word, never a place to write: it is
+    only compared with zoo's places (None without ``place``: the config alone is asked for). A config
+    that changes what the run computes is refused."""
     if run_dir.is_file():
         run_dir = run_dir.parent
     run_dir = run_dir.absolute()
@@ -133,23 +138,103 @@ def resume_config(config: RunConfig | None, run_dir: Path, weights: str | Path |
     except (UserError, OSError, KeyError) as exc:
         raise UserError(f"cannot resume: {run_dir} is not a run folder (no readable config.json); `resume` takes "
                         "a run folder such as runs/<run>") from exc
-    recorded = Path(recorded)
-    if not recorded.is_absolute():  # written before paths were recorded whole: runs/<run> beside weights/
-        if run_dir.parent.name != "runs":
-            raise UserError(f"cannot tell where {run_dir} writes its weights ({recorded}, relative); resume it from "
-                            "the folder it was started in")
-        recorded = run_dir.parent.parent / recorded
-    if weights is not None and Path(weights).absolute() != recorded:
-        raise UserError(f"{run_dir} writes its weights to {recorded}; resume it without `weights`")
     config = replace(previous, **(changes or {})) if config is None else config
     differ = [f.name for f in fields(RunConfig) if f.name not in RunConfig.RESUMABLE_CHANGES
               and json.dumps(getattr(previous, f.name)) != json.dumps(getattr(config, f.name))]
     if differ:
         raise UserError(f"cannot resume {run_dir}: it was run with other {', '.join(sorted(differ))} "
                         f"(e.g. {differ[0]}={getattr(previous, differ[0])!r})")
-    if recorded.exists() and read_header(recorded)[1].get("run") != str(run_dir):
-        raise UserError(f"{recorded} was not written by {run_dir}; zoo will not replace it")
-    return config, run_dir, recorded
+    if not place:
+        return config, run_dir, None
+    target = Path(weights).absolute() if weights is not None else _weights_place(run_dir, Path(recorded))
+    check_weights_name(target)
+    if os.path.lexists(target) and not _written_by(target, run_dir):
+        raise UserError(f"{target} was not written by {run_dir}; zoo will not replace it (choose another `weights`)")
+    return config, run_dir, target
+
+
+def _weights_place(run_dir: Path, recorded: Path) -> Path:
+    """Where a resumed run writes its weights when not told: one of zoo's places for this run folder
+    (:func:`weights_places`), when it is where config.json says the run wrote; else the user says."""
+    places = weights_places(run_dir)
+    if run_dir.parent.name == "runs" and not recorded.is_absolute():  # recorded before paths were whole
+        recorded = run_dir.parent.parent / recorded
+    found = next((place for place in places if _same_path(place, recorded)), None)
+    if found is None:
+        raise UserError(f"{run_dir} was started writing its weights to {one_line(str(recorded))}, which is not where "
+                        f"zoo puts them ({places[0]}); zoo takes no place to write from a file: give `weights` "
+                        "to say where")
+    return found
+
+
+def weights_places(run_dir: Path) -> list[Path]:
+    """Where zoo puts the weights of the run in ``run_dir`` by its own rules, the likeliest first:
+    ``<root>/runs/NAME`` -> ``<root>/weights/NAME.safetensors``; ``weights/NAME.safetensors`` in the
+    current folder (a new run's default); ``NAME.safetensors`` beside the run folder."""
+    name = f"{run_dir.name}.safetensors"
+    places = [Path("weights").absolute() / name, run_dir.parent / name]  # a new run's default; beside the folder
+    if run_dir.parent.name == "runs":
+        places.insert(0, run_dir.parent.parent / "weights" / name)
+    return places
+
+
+def is_weights_place(run_dir: Path, weights: Path) -> bool:
+    return any(_same_path(place, weights) for place in weights_places(run_dir))
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _written_by(weights: Path, run_dir: Path) -> bool:
+    run = read_header(weights)[1].get("run")
+    return isinstance(run, str) and _same_path(Path(run), run_dir)
+
+
+def check_weights_name(path: Path) -> None:
+    """zoo writes weights only under its own suffix: never a .pth that Python runs at start-up, or a
+    name some other program acts on."""
+    if path.suffix != ".safetensors":
+        raise UserError(f"zoo writes weights only to .safetensors files, not {one_line(path.name)}")
+
+
+def hold_run_dir(run_dir: Path) -> int:
+    """An OS lock on the run folder for as long as this process lives (released on any death): two
+    processes never train in one folder. The file descriptor keeps it; the folder gets no file."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock; the atomic claim of a new folder still holds
+        return -1
+    fd = os.open(run_dir, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise UserError(f"{run_dir} is in use by another zoo process; wait for it to end, or resume it "
+                        "once it has") from None
+    return fd
+
+
+def check_no_links_out(run_dir: Path, names: tuple[str, ...], limit: int = 100_000) -> None:
+    """Refuse a run folder whose files zoo or its loggers write are links leading out of it: writing
+    or appending to them would write elsewhere."""
+    root = os.path.realpath(run_dir)
+    seen = 0
+    for name in names:
+        path = run_dir / name
+        stack = [path] if os.path.lexists(path) else []
+        while stack:
+            entry = stack.pop()
+            seen += 1
+            if seen > limit:
+                raise UserError(f"{run_dir} holds more than {limit} files where zoo's loggers write; choose "
+                                "another run folder")
+            if entry.is_symlink():
+                inside = os.path.realpath(entry)
+                if os.path.commonpath([root, inside]) != root or entry == path:
+                    raise UserError(f"{entry} is a link; zoo does not write through links in a run folder")
+            elif entry.is_dir():
+                stack.extend(entry.iterdir())
 
 
 def save_run_weights(model: torch.nn.Module, weights: Path, run_dir: Path, replace: bool, **info: Any) -> None:

@@ -5,7 +5,9 @@ imported only when the item is built, so listing stays fast.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
+import sys
 import functools
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Mapping, Union
@@ -60,7 +62,8 @@ class Spec:
             return target
         module_name, _, attr = target.partition(":")
         try:
-            found: Any = importlib.import_module(module_name)
+            with contextlib.redirect_stdout(sys.stderr):  # stdout holds answers (--json); a plugin's prints are not
+                found: Any = importlib.import_module(module_name)
             for part in attr.split("."):
                 found = getattr(found, part)
         except Exception as exc:  # a typo in the plugin's "module:attr", or its import failing

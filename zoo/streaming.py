@@ -151,7 +151,7 @@ class _Decoder(torch.utils.data.Dataset):
                     img = img.convert(mode)
                 img = img.resize((self.size, self.size), Image.Resampling.BILINEAR, box=box)
                 array = np.asarray(img, dtype=np.uint8).reshape(self.size, self.size, self.channels)
-        except (UnidentifiedImageError, OSError, UserError, ValueError, RuntimeError):
+        except (UnidentifiedImageError, OSError, UserError, ValueError, RuntimeError, SyntaxError, EOFError):
             return torch.zeros(self.channels, self.size, self.size, dtype=torch.uint8), -1 - index
         return torch.from_numpy(array.copy()).permute(2, 0, 1), int(self.labels[index])
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import signal
 import time
 from dataclasses import asdict, fields, replace
@@ -25,7 +26,7 @@ from .pretrained import body_parameters, trained_size, trained_stats
 from .provenance import provenance
 from .registry import GIVEN, Registry, default_registry
 from .reporting import Reporter, SilentReporter
-from .runs import claim_run_dir, new_run_paths, resume_config, save_run_weights
+from .runs import ZOO_RUN_FILES, check_no_links_out, claim_run_dir, hold_run_dir, new_run_paths, resume_config, save_run_weights
 from .summary import forward_one
 from .trainer import BaseTrainer, full_precision, prepare_model
 from .weights import atomic_write_text
@@ -39,9 +40,9 @@ SKIPPED_STEPS_IS_DIVERGENCE = 10  # in a row, for a trainer that skips overflowe
 class TrainingInterrupted(Exception):
     """Ctrl-C: the current step finished and a checkpoint was written."""
 
-    def __init__(self, run_dir: Path, epoch: int, step: int):
+    def __init__(self, run_dir: Path, weights: Path, epoch: int, step: int):
         super().__init__(f"interrupted in epoch {epoch} after step {step}; checkpoint saved in {run_dir}")
-        self.run_dir = run_dir
+        self.run_dir, self.weights = run_dir, weights
 
 
 class _InterruptFlag:
@@ -162,11 +163,15 @@ def _train(config: RunConfig, run: Run, trainer: BaseTrainer, world: World, loca
            weights: Path, resuming: bool, reporter: Reporter, log_every: int, overwrite: bool = False,
            named_by_zoo: bool = False) -> dict[str, Any]:
     loop = _Loop(config, run, trainer, world, local_batch, reporter, log_every)
-    loop.open_run(run_dir, weights, resuming, overwrite, named_by_zoo)
-    with _InterruptFlag() as interrupted:
-        for epoch in range(loop.position.epoch, config.epochs):
-            loop.train_epoch(epoch, interrupted)
-    return loop.finish(overwrite or resuming)
+    try:
+        loop.open_run(run_dir, weights, resuming, overwrite, named_by_zoo)
+        with _InterruptFlag() as interrupted:
+            for epoch in range(loop.position.epoch, config.epochs):
+                loop.train_epoch(epoch, interrupted)
+        return loop.finish(overwrite or resuming)
+    finally:
+        if loop.held >= 0:  # the run folder's lock: the next run in this process may take it
+            os.close(loop.held)
 
 
 class _Loop:
@@ -220,6 +225,7 @@ class _Loop:
         self.streams, self.waited = getattr(data, "streams", False), 0.0  # seconds waiting for streamed batches
         self.warmup_steps = config.warmup * self.steps_per_epoch
         self.position, self.history, self.test = Position(), [], None
+        self.held = -1  # the run folder's lock (hold_run_dir), once the run holds it
         self.provenance = provenance(run, trainer)
 
     def drop_body_gradients(self, *_) -> None:
@@ -230,13 +236,17 @@ class _Loop:
     def open_run(self, run_dir: Path, weights: Path, resuming: bool, overwrite: bool, named_by_zoo: bool) -> None:
         """Restore the checkpoint of a resumed run, or claim an empty run folder; then the run header."""
         self.checkpoint = run_dir / "checkpoint.safetensors"
+        loggers_write = tuple(name for spec in self.run.registry.items("logger") for name in spec.writes)
+        if resuming and self.world.main:  # held before anything is read, so that two resumes never both go on
+            self.held = hold_run_dir(run_dir)
+            check_no_links_out(run_dir, ZOO_RUN_FILES + loggers_write)
         if resuming and self.checkpoint.exists():
             self.position, self.history = load_checkpoint(self.checkpoint, self.model, self.optimizer, self.trainer,
                                                           self.config, self.steps_per_epoch,
                                                           len(self.data.train_labels))
         elif self.world.main:  # a new run, or one resumed before its first checkpoint: from an empty folder
-            loggers_write = tuple(name for spec in self.run.registry.items("logger") for name in spec.writes)
-            run_dir, weights = claim_run_dir(run_dir, weights, overwrite or resuming, named_by_zoo, loggers_write)
+            run_dir, weights, self.held = claim_run_dir(run_dir, weights, overwrite or resuming, named_by_zoo,
+                                                        loggers_write, self.held if resuming else None)
             self.checkpoint = run_dir / "checkpoint.safetensors"
             atomic_write_text(run_dir / "config.json", json.dumps(
                 {**asdict(self.config), "weights": str(weights), "zoo_version": __version__,
@@ -279,7 +289,7 @@ class _Loop:
                 if self.world.main:
                     save_checkpoint(self.checkpoint, self.model, self.optimizer, self.trainer, self.position,
                                     self.config, self.history)
-                raise TrainingInterrupted(self.run_dir, epoch + 1, i + 1)
+                raise TrainingInterrupted(self.run_dir, self.weights, epoch + 1, i + 1)
         self.end_epoch(epoch, started, interrupted)
 
     def step(self, epoch: int, i: int) -> None:
@@ -339,6 +349,9 @@ class _Loop:
         config, position, steps = self.config, self.position, self.steps_per_epoch
         seconds = time.perf_counter() - started
         self.test = self.evaluate()
+        if not math.isfinite(self.test["loss"]):  # weights finite but huge (lr 1e30): diverged all the same
+            raise UserError(f"the test loss became infinite or NaN after epoch {epoch + 1}: the run diverged; "
+                            f"{last_good(self.checkpoint)}; try a lower `lr`, more `warmup` or less `weight_decay`")
         eval_seconds = time.perf_counter() - started - seconds
         sums = torch.stack([position.loss_sum.float(), position.correct.float(), position.skipped.float()])
         distributed.all_sum(sums)
@@ -363,7 +376,7 @@ class _Loop:
                                 f"{last_good(self.checkpoint)}") from exc
         self.reporter.epoch_end(record)
         if stopping:
-            raise TrainingInterrupted(self.run_dir, epoch + 1, steps)
+            raise TrainingInterrupted(self.run_dir, self.weights, epoch + 1, steps)
 
     def evaluate(self) -> dict[str, Any]:
         return evaluate(self.model, self.trainer, self.augmenter.normalize, self.data, self.config.eval_batch_size,

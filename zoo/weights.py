@@ -20,6 +20,7 @@ from .errors import UserError
 
 META_KEY = "zoo"  # the JSON document in a weights file's metadata
 STALE_SECONDS = 3600  # a temporary file this old was left by a killed write, not one in progress
+MAX_INPUT_SIZE = 2048  # pixels a side: a VGG's first map is then 1 GB per image; larger is no classic CNN's input
 
 
 def clean_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -72,6 +73,22 @@ def atomic_write(path: Path, write, replace: bool = True) -> Path:
     finally:
         Path(tmp).unlink(missing_ok=True)
     return path
+
+
+@contextlib.contextmanager
+def folders_removed_on_failure(folder: Path):
+    """Make ``folder`` (and its missing parents) for what the block writes there; if the block fails,
+    remove the folders it made (left empty): a failed download leaves nothing behind."""
+    folder = Path(folder)
+    made = [p for p in (folder, *folder.parents) if not os.path.lexists(p)]
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        yield folder
+    except BaseException:
+        for path in made:  # the deepest first; a folder something else wrote into stays
+            with contextlib.suppress(OSError):
+                path.rmdir()
+        raise
 
 
 def parse_json(text: str | bytes, what: str) -> Any:
@@ -174,9 +191,9 @@ def check_document(document: dict[str, Any], path: Path) -> None:
             isinstance(w, str) for w in document.get("wrappers", [])):
         raise bad("wrappers", "a list of names")
     integer("in_chans", 1, 64)
-    integer("input_size", 1, 8192)
+    integer("input_size", 1, MAX_INPUT_SIZE)
     integer("num_classes", 1, 100_000)
-    integer("padded_from", 1, document.get("input_size") or 8192)
+    integer("padded_from", 1, document.get("input_size") or MAX_INPUT_SIZE)
     classes = document.get("classes")
     if classes is not None:
         if not isinstance(classes, list) or not classes or len(classes) > 100_000 or not all(

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gzip
+import math
 import pickle
 import struct
 import tarfile
@@ -137,6 +138,7 @@ def cifar100(root: Path, download: bool = True) -> ImageData:
 
 
 IDX_MAX_IMAGES, IDX_MAX_SIDE = 10_000_000, 1024  # bounds read from the header before the data
+IDX_MAX_BYTES = 4 << 30  # EMNIST, the largest idx dataset, is 0.7 GB
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -152,10 +154,14 @@ def read_idx(path: Path) -> np.ndarray:
                 dims = (count, *struct.unpack(">II", f.read(8)))
             else:
                 raise ValueError(f"magic number {magic}")
-            if count > IDX_MAX_IMAGES or any(side > IDX_MAX_SIDE for side in dims[1:]):
+            size = math.prod(dims)
+            if count > IDX_MAX_IMAGES or any(side > IDX_MAX_SIDE for side in dims[1:]) or size > IDX_MAX_BYTES:
                 raise ValueError(f"a header announcing shape {dims}, beyond any image dataset")
-            size = int(np.prod(dims))
-            raw = f.read(size + 1)
+            chunks, left = [], size + 1  # read as it comes: memory follows the data, not what the header claims
+            while left > 0 and (chunk := f.read(min(left, 16 << 20))):
+                chunks.append(chunk)
+                left -= len(chunk)
+            raw = b"".join(chunks)
         array = np.frombuffer(raw, np.uint8)
         if array.size != size:
             raise ValueError(f"{'more' if array.size > size else array.size} bytes of data for shape {dims}")
@@ -331,13 +337,27 @@ def webdataset(root: Path, download: bool = False, image_size: int = 224, worker
                       workers=workers)
 
 
+class _BoundedTarInfo(tarfile.TarInfo):
+    """A tar header whose extended headers (PAX, GNU long names) are refused past 1 MB: tarfile would
+    read (and allocate) whatever size one announces before looking at it."""
+
+    MAX_EXTENDED_BYTES = 1 << 20
+
+    def _proc_member(self, tarfile_):
+        if self.type in (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE, tarfile.XGLTYPE,
+                         tarfile.SOLARIS_XHDTYPE) and not 0 <= self.size <= self.MAX_EXTENDED_BYTES:
+            raise tarfile.HeaderError(f"an extended header announcing {self.size} bytes")
+        return super()._proc_member(tarfile_)
+
+
 def _shard_samples(shards: list[Path]) -> tuple[list[tuple[str, int, int, str]], torch.Tensor]:
     """Every sample of the shards: where its image lies (shard, offset, size, member) and its label."""
     files, labels = [], []
     for shard in shards:
         images, classes = {}, {}
         try:
-            with tarfile.open(regular_file(shard, "shard"), "r:") as tar:  # uncompressed: members are seekable
+            # uncompressed: members are seekable; headers bounded before tarfile reads what they announce
+            with tarfile.open(regular_file(shard, "shard"), "r:", tarinfo=_BoundedTarInfo) as tar:
                 for member in tar:
                     key, _, suffix = member.name.rpartition(".")
                     if not member.isfile():
@@ -348,8 +368,8 @@ def _shard_samples(shards: list[Path]) -> tuple[list[tuple[str, int, int, str]],
                         if member.size > MAX_LABEL_BYTES:
                             raise UserError(f"{shard}: {member.name} is no class number")
                         classes[key] = tar.extractfile(member).read().decode("ascii", "replace").strip()
-        except (tarfile.TarError, OSError) as exc:
-            raise UserError(f"{shard} is not a readable tar shard ({exc})") from exc
+        except (tarfile.TarError, OSError, ValueError, UnicodeError, EOFError) as exc:
+            raise UserError(f"{shard} is not a readable tar shard ({str(exc)[:120]})") from exc
         for key in sorted(images.keys() & classes.keys()):
             if not classes[key].isdigit() or int(classes[key]) > 100_000:
                 raise UserError(f"{shard}: {key}.cls holds {classes[key][:20]!r}, not a class number")

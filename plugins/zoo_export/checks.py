@@ -7,7 +7,6 @@ sees it; and every tensor a graph would make is sized (without memory) before it
 from __future__ import annotations
 
 import io
-import json
 import re
 import zipfile
 from pathlib import Path

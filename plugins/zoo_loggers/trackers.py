@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -13,6 +14,14 @@ from typing import Any
 from zoo import SilentReporter, UserError
 
 EPOCH_METRICS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "lr", "images_per_s")
+
+
+def _quiet(**defaults: str) -> None:
+    """Settings a tracker reads from the environment, unless the user set them: its telemetry and
+    error reports off, its caches where zoo says."""
+    for name, value in defaults.items():
+        if not os.environ.get(name):
+            os.environ[name] = value
 
 
 def _needs(module: str, extra: str):
@@ -54,9 +63,11 @@ class WandbLogger(_Tracker):
     writes it there without a network, for ``wandb sync`` later."""
 
     def __init__(self, project: str = "zoo"):
+        _quiet(WANDB_ERROR_REPORTING="false")  # Sentry reports, a network call of their own
         self.wandb, self.project = _needs("wandb", "wandb"), project
 
     def open(self, run_dir: Path, config: dict[str, Any]) -> None:
+        _quiet(WANDB_CACHE_DIR=str(run_dir / "wandb" / "cache"))  # else its debug logs go to ~/.cache/wandb
         # one W&B id per run folder, so that a resumed zoo run continues its W&B run
         run_id = "zoo-" + hashlib.sha256(str(run_dir).encode()).hexdigest()[:16]
         self.run = self.wandb.init(project=self.project, name=run_dir.name, id=run_id, resume="allow",
@@ -77,6 +88,7 @@ class MlflowLogger(_Tracker):
     MLflow run of the same name."""
 
     def __init__(self, experiment: str = "zoo"):
+        _quiet(MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true")  # MLflow 3 reports usage over the network
         self.mlflow, self.experiment = _needs("mlflow", "mlflow"), experiment
 
     def open(self, run_dir: Path, config: dict[str, Any]) -> None:

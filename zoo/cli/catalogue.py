@@ -134,6 +134,12 @@ def info_command(model: str, num_classes: int | None, in_chans: int, input_size:
     if list_weights:
         _pretrained_weights(model, as_json)
         return
+    from ..weights import MAX_INPUT_SIZE
+
+    if input_size is not None and not 1 <= input_size <= MAX_INPUT_SIZE:
+        raise UserError(f"--input-size must be in 1..{MAX_INPUT_SIZE} pixels, got {input_size}")
+    if not 1 <= in_chans <= 64:
+        raise UserError(f"--in-chans must be in 1..64, got {in_chans}")
     registry = common.registry()
     _, arch = registry.resolve_model(model)
     size = input_size or arch.input_size

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from ..errors import UserError
+from ..errors import UserError, one_line
 from . import cli, common
 
 
@@ -63,7 +63,7 @@ def predict_command(weights: str, images: tuple[str, ...], top_k: int, batch_siz
         writer.writerow(["image", "rank", "class", "probability"])
     for result in results:
         if "error" in result:
-            skipped.append(result["error"])
+            skipped.append(one_line(result["error"]))
             if done:  # before the first image that could be read, held back: if none can, one error line says so
                 click.echo(f"zoo: skipped {result['error']}", err=True)
             continue
@@ -79,7 +79,8 @@ def predict_command(weights: str, images: tuple[str, ...], top_k: int, batch_siz
         elif output == "jsonl":
             click.echo(json.dumps(result))
         else:
-            click.echo(result["image"] + ": " + ", ".join(f"{t['class']} {t['probability']:.1%}" for t in result["top"]))
+            click.echo(one_line(result["image"]) + ": " + ", ".join(f"{one_line(t['class'])} {t['probability']:.1%}"
+                                                                    for t in result["top"]))
     if not done:
         raise UserError(f"no image could be read{f' ({len(skipped)} tried)' if len(skipped) > 1 else ''}: "
                         f"{skipped[0]}" if skipped else f"no images in {' '.join(images)}")
@@ -208,11 +209,12 @@ def compare_command(experiment, models, aug_sets, opts, lrs, scheds, batch_sizes
 @report_options
 def report_command(runs, out, title, overwrite, baseline, x_axis) -> None:
     """Redraw the results table and plots from existing run folders."""
+    import os
     from pathlib import Path
 
     from ..report import REPORT_FILES, markdown_table, write_report
 
-    existing = [name for name in REPORT_FILES if (Path(out) / name).exists()]
+    existing = [name for name in REPORT_FILES if os.path.lexists(Path(out) / name)]  # a dangling link too
     if existing and not overwrite:
         raise UserError(f"{out} already holds a report ({', '.join(existing)}); choose another --out or pass "
                         "--overwrite")

@@ -5,6 +5,7 @@ import json
 import os
 import shlex
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -111,7 +112,7 @@ def train_command(context: click.Context, model: str | None, config_file, print_
                         log_every=steps)
     except TrainingInterrupted as exc:
         if common.is_rank0():
-            click.echo(f"zoo: {exc}; {_resume_hint(exc.run_dir)}", err=True)
+            click.echo(f"zoo: {exc}; {_resume_hint(exc.run_dir, exc.weights)}", err=True)
         sys.exit(130)
     if not common.is_rank0():
         return
@@ -134,7 +135,7 @@ def _base_config(model: str | None, config_file, resume, out):
 
         from ..runs import resume_config
 
-        return resume_config(None, Path(resume), out)[0]
+        return resume_config(None, Path(resume), out, place=False)[0]
     if model is None:
         raise UserError("give a MODEL to train (or --config FILE, or --resume RUN); see zoo train --help")
     return RunConfig()
@@ -213,9 +214,13 @@ def _config_changes(base, given: dict[str, Any]) -> dict[str, Any]:
     return expand_shorthand(changes, common.registry())
 
 
-def _resume_hint(run_dir) -> str:
-    """The run folder holds its config, so the folder (and the processes) is all a resume needs."""
+def _resume_hint(run_dir, weights) -> str:
+    """The run folder holds its config, so the folder (and the processes) is all a resume needs, and
+    --out where the weights go elsewhere than zoo's own place (which zoo never takes from a file)."""
+    from ..runs import is_weights_place
+
+    out = [] if is_weights_place(Path(run_dir), Path(weights)) else ["--out", str(weights)]
     if "WORLD_SIZE" in os.environ and common.NPROC_ENV not in os.environ:
-        return f"resume with the same torchrun command and --resume {shlex.quote(str(run_dir))}"
+        return f"resume with the same torchrun command and {shlex.join(['--resume', str(run_dir), *out])}"
     nproc = ["--nproc", os.environ[common.NPROC_ENV]] if common.NPROC_ENV in os.environ else []
-    return f"resume with: {shlex.join(['zoo', 'train', *nproc, '--resume', str(run_dir)])}"
+    return f"resume with: {shlex.join(['zoo', 'train', *nproc, '--resume', str(run_dir), *out])}"
