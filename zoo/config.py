@@ -15,7 +15,7 @@ import torch
 
 from .data import ImageData, data_root
 from .errors import PluginError, UserError
-from .models import STANDARD_OPTIONS, check_model, check_options
+from .models import STANDARD_OPTIONS, check_config_file_options, check_model, check_options
 from .options import parse_value
 from .registry import GIVEN, Registry, default_registry
 from .specs import Spec
@@ -73,7 +73,7 @@ class RunConfig:
         document = cls.read_file(path)
         config = cls(**expand_shorthand({k: v for k, v in document.items() if k not in cls.RECORDED}, registry))
         check_config_types(config)
-        _check_file_model_options(config, registry or default_registry(), path)
+        check_config_file_options(config.model, config.model_options, registry or default_registry(), str(path))
         return config
 
     @classmethod
@@ -87,26 +87,6 @@ class RunConfig:
         if unknown:
             raise UserError(f"{path}: unknown option {', '.join(unknown)}; options are {', '.join(sorted(names))}")
         return document
-
-
-def _check_file_model_options(config: RunConfig, registry: Registry, path: str | Path) -> None:
-    """A config file may name any option its factory declares, but none that a plugin marks unsafe nor
-    one a ``**kwargs`` factory forwards unless the plugin lists it as safe (timm's ``checkpoint_path``
-    and ``pretrained_cfg_overlay`` read files), as for a weights file."""
-    if config.model.startswith(GIVEN):
-        return
-    wrappers, arch = registry.resolve_model(config.model)
-    for spec, options in [(w, config.model_options.get(w.name, {})) for w in wrappers] + [(arch, config.model_options)]:
-        try:
-            declared = set(inspect.signature(spec.load()).parameters)
-        except (TypeError, ValueError):
-            declared = set()
-        names = {w.name for w in wrappers} if spec is arch else set()
-        refused = sorted(k for k in (options if isinstance(options, dict) else {}) if k not in names and (
-            k in spec.unsafe_options or k == "pretrained" or (k not in declared and k not in spec.safe_kwargs)))
-        if refused:
-            raise UserError(f"{path} sets option {refused[0]!r} of {spec.word} {spec.name!r}, which a file may not set "
-                            "(it fetches or reads files); refused")
 
 
 _FIELD_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}

@@ -6,7 +6,8 @@ import inspect
 import json
 import math
 import sys
-from typing import Any, Callable
+import typing
+from typing import Any, Callable, Mapping
 
 from .errors import PluginError, UserError
 from .registry import GIVEN, Registry, default_registry, matches
@@ -27,11 +28,8 @@ def check_options(spec: Spec, factory: Callable[..., Any], options: dict[str, An
     for name, value in options.items():
         if isinstance(value, float) and not math.isfinite(value):
             raise UserError(f"{spec.word} {spec.name!r}: {name} must be a finite number, got {value!r}")
-    try:
-        params = list(inspect.signature(factory).parameters.values())[skip:]
-    except (TypeError, ValueError):
-        return
-    if any(p.kind is p.VAR_KEYWORD for p in params):
+    params = _parameters(factory)[skip:]
+    if not params or any(p.kind is p.VAR_KEYWORD for p in params):
         return
     known = {p.name: p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
     unknown = sorted(set(options) - set(known))
@@ -48,19 +46,34 @@ def check_options(spec: Spec, factory: Callable[..., Any], options: dict[str, An
             raise UserError(f"{spec.word} {spec.name!r}: {name} must be a number, got {value!r}")
 
 
+def _parameters(factory: Callable[..., Any]) -> list[inspect.Parameter]:
+    """The factory's parameters, their annotations evaluated where they can be (a plugin module's
+    ``from __future__ import annotations`` leaves them text)."""
+    try:
+        return list(inspect.signature(factory, eval_str=True).parameters.values())
+    except (NameError, TypeError, SyntaxError, AttributeError):
+        try:
+            return list(inspect.signature(factory).parameters.values())
+        except (TypeError, ValueError):
+            return []
+    except ValueError:
+        return []
+
+
 def _plain_kind(param: inspect.Parameter) -> str | None:
-    """"bool" or "number" for a parameter whose default is one (``stream: bool | None = None`` by its
-    annotation), else None: the factory checks the rest."""
+    """"bool" or "number" for a parameter whose default is one, or whose annotation says so under a
+    default of None (``stream: bool | None = None``); else None: the factory checks the rest."""
     default = param.default
     if isinstance(default, bool):
         return "bool"
     if isinstance(default, (int, float)):
         return "number"
-    annotation = param.annotation if isinstance(param.annotation, str) else getattr(param.annotation, "__name__", "")
-    names = {part.strip() for part in str(annotation).replace("Optional[", "").rstrip("]").split("|")} - {"None"}
-    if default is None and names == {"bool"}:
+    if default is not None:
+        return None
+    types = set(typing.get_args(param.annotation)) - {type(None)}
+    if types == {bool}:
         return "bool"
-    if default is None and names and names <= {"int", "float"}:
+    if types and types <= {int, float}:
         return "number"
     return None
 
@@ -87,9 +100,7 @@ def check_file_options(spec: Spec, factory: Callable[..., Any], options: Any, sk
     declared = {p.name: p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
     for name, value in options.items():
         bound = name in spec.options and name not in STANDARD_OPTIONS  # decided by the model's name
-        # `pretrained` is create_model's own (it fetches weights), whatever a factory declares
-        if bound or name in spec.unsafe_options or name == "pretrained" or name.startswith("attn_") or (
-                name not in declared and name not in spec.safe_kwargs):
+        if bound or name.startswith("attn_") or _reads_or_fetches(spec, declared, name):
             raise UserError(f"{source} sets option {name!r} of {spec.word} {spec.name!r}, which a file may not set "
                             "(only options the plugin declares safe); refused")
         problem = _plain_problem(value)
@@ -104,6 +115,34 @@ def check_file_options(spec: Spec, factory: Callable[..., Any], options: Any, sk
                 problem = "must be text"
         if problem:
             raise UserError(f"{source}: option {name} of {spec.word} {spec.name!r} {problem}, got {_short(value)}")
+
+
+def _reads_or_fetches(spec: Spec, declared: Mapping[str, Any], name: str) -> bool:
+    """Whether option ``name`` may make the factory fetch or read a file: one its plugin marks unsafe,
+    ``pretrained`` (create_model's own, whatever a factory declares), or one a ``**kwargs`` factory
+    forwards unless its plugin lists it as safe."""
+    return name in spec.unsafe_options or name == "pretrained" or (name not in declared and
+                                                                   name not in spec.safe_kwargs)
+
+
+def check_config_file_options(model: str, options: dict[str, Any], registry: Registry, source: str) -> None:
+    """A config file may set any option the CLI could, with any value, but none that fetches or reads
+    a file (:func:`_reads_or_fetches`): timm's ``checkpoint_path``, ``pretrained_cfg_overlay``."""
+    if model.startswith(GIVEN):
+        return
+    wrappers, arch = registry.resolve_model(model)
+    arch_options = {k: v for k, v in options.items() if k not in {w.name for w in wrappers}}
+    for spec, these, skip in [(w, options.get(w.name) or {}, 2) for w in wrappers] + [(arch, arch_options, 0)]:
+        try:
+            params = list(inspect.signature(spec.load()).parameters.values())[skip:]
+        except (TypeError, ValueError):
+            params = []
+        declared = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        refused = sorted(name for name in (these if isinstance(these, dict) else {})
+                         if _reads_or_fetches(spec, dict.fromkeys(declared), name))
+        if refused:
+            raise UserError(f"{source} sets option {refused[0]!r} of {spec.word} {spec.name!r}, which a file may not "
+                            "set (it fetches or reads files); refused")
 
 
 def _plain_problem(value: Any, nested: bool = False) -> str | None:
