@@ -2,9 +2,9 @@
 shaped as evaluation saw its dataset's; an unreadable image is reported, not fatal."""
 from __future__ import annotations
 
+import fnmatch
 import glob
 import os
-import re
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -58,37 +58,21 @@ def _matching(pattern: str) -> Iterator[Path]:
     parts = Path(pattern).parts
     fixed = next(i for i, part in enumerate(parts) if glob.has_magic(part))
     root = Path(*parts[:fixed]) if fixed else Path(".")
-    pieces = []
-    for i, part in enumerate(parts[fixed:], fixed):
-        last = i == len(parts) - 1
-        pieces.append((".*" if last else "(?:[^/]+/)*") if part == "**" else _component(part) + ("" if last else "/"))
-    regex = re.compile("".join(pieces) + r"\Z", re.DOTALL)
     if root.is_dir():
         for path in _walk(root):
             relative = path.relative_to(root)
-            if regex.match(relative.as_posix()):
+            if _matches(relative.parts, parts[fixed:]):
                 yield root / relative if fixed else relative
 
 
-def _component(part: str) -> str:
-    """One path component of a shell pattern as a regular expression: ``*``, ``?`` and ``[...]``
-    never match a ``/``."""
-    out, i = [], 0
-    while i < len(part):
-        char = part[i]
-        closing = part.find("]", i + 2) if char == "[" else -1
-        if char == "*":
-            out.append("[^/]*")
-        elif char == "?":
-            out.append("[^/]")
-        elif closing > 0:
-            inside = part[i + 1:closing]
-            out.append("[" + ("^" + inside[1:] if inside.startswith("!") else inside).replace("\\", "\\\\") + "]")
-            i = closing
-        else:
-            out.append(re.escape(char))
-        i += 1
-    return "".join(out)
+def _matches(names: tuple[str, ...], pattern: tuple[str, ...]) -> bool:
+    """Whether path components ``names`` match the pattern's components, ``**`` standing for any
+    number of them, each other one as fnmatch matches a name (case-sensitive, as glob on POSIX)."""
+    if not pattern:
+        return not names
+    if pattern[0] == "**":
+        return any(_matches(names[i:], pattern[1:]) for i in range(len(names) + 1))
+    return bool(names) and fnmatch.fnmatchcase(names[0], pattern[0]) and _matches(names[1:], pattern[1:])
 
 
 def iter_predictions(weights: str | Path, images: Sequence[str | Path], top_k: int = 3, batch_size: int = 64,
