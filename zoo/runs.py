@@ -120,13 +120,12 @@ def check_writable(folder: Path) -> None:
         raise UserError(f"cannot write to {folder}: permission denied")
 
 
-def resume_config(config: RunConfig | None, run_dir: Path, weights: str | Path | None,
-                  changes: dict[str, Any] | None = None, place: bool = True) -> tuple[RunConfig, Path, Path | None]:
+def resume_config(config: RunConfig | None, run_dir: Path,
+                  changes: dict[str, Any] | None = None) -> tuple[RunConfig, Path, Path]:
     """The config to continue ``run_dir`` with (``config``, or the run's own with ``changes`` when None),
-    the run folder, and the weights file the run writes: ``weights`` when given, else zoo's own place
-    for this folder. The path config.json records is a file's word, never a place to write: it is
-    only compared with zoo's places (None without ``place``: the config alone is asked for). A config
-    that changes what the run computes is refused."""
+    the run folder, and where config.json says the run writes its weights: a file's word, for
+    :func:`resumed_weights` to compare with zoo's own places, never a place to write. A config that
+    changes what the run computes is refused."""
     if run_dir.is_file():
         run_dir = run_dir.parent
     run_dir = run_dir.absolute()
@@ -144,13 +143,17 @@ def resume_config(config: RunConfig | None, run_dir: Path, weights: str | Path |
     if differ:
         raise UserError(f"cannot resume {run_dir}: it was run with other {', '.join(sorted(differ))} "
                         f"(e.g. {differ[0]}={getattr(previous, differ[0])!r})")
-    if not place:
-        return config, run_dir, None
-    target = Path(weights).absolute() if weights is not None else _weights_place(run_dir, Path(recorded))
+    return config, run_dir, Path(recorded)
+
+
+def resumed_weights(run_dir: Path, recorded: Path, weights: str | Path | None) -> Path:
+    """The weights file a resumed run writes: ``weights`` when given, else zoo's own place for its
+    folder when that is where the run wrote (``recorded``); never a file zoo did not write for it."""
+    target = Path(weights).absolute() if weights is not None else _weights_place(run_dir, recorded)
     check_weights_name(target)
     if os.path.lexists(target) and not _written_by(target, run_dir):
         raise UserError(f"{target} was not written by {run_dir}; zoo will not replace it (choose another `weights`)")
-    return config, run_dir, target
+    return target
 
 
 def _weights_place(run_dir: Path, recorded: Path) -> Path:
@@ -212,6 +215,9 @@ def hold_run_dir(run_dir: Path) -> int:
         os.close(fd)
         raise UserError(f"{run_dir} is in use by another zoo process; wait for it to end, or resume it "
                         "once it has") from None
+    except OSError:  # a file system without locks (some NFS mounts): the atomic claim still holds
+        os.close(fd)
+        return -1
     return fd
 
 

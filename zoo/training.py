@@ -26,7 +26,8 @@ from .pretrained import body_parameters, trained_size, trained_stats
 from .provenance import provenance
 from .registry import GIVEN, Registry, default_registry
 from .reporting import Reporter, SilentReporter
-from .runs import ZOO_RUN_FILES, check_no_links_out, claim_run_dir, hold_run_dir, new_run_paths, resume_config, save_run_weights
+from .runs import (ZOO_RUN_FILES, check_no_links_out, claim_run_dir, hold_run_dir, new_run_paths, resume_config,
+                   resumed_weights, save_run_weights)
 from .summary import forward_one
 from .trainer import BaseTrainer, full_precision, prepare_model
 from .weights import atomic_write_text
@@ -95,7 +96,8 @@ def train(config: RunConfig | None = None, *, model: str | torch.nn.Module | Non
         check_config_types(config)
         config = with_defaults(config, registry or default_registry())
     if resume is not None:
-        config, run_dir, weights = resume_config(config, Path(resume), weights, changes)
+        config, run_dir, recorded = resume_config(config, Path(resume), changes)
+        weights = resumed_weights(run_dir, recorded, weights)
     run = Run.resolve(config, registry, module, data_object)
     local_batch = distributed.split_batch(config.batch_size, world)
     trainer: BaseTrainer = call_factory(run.trainer_spec, **_device_for(world, config.trainer_options))

@@ -100,7 +100,7 @@ def train_command(context: click.Context, model: str | None, config_file, print_
              if context.get_parameter_source(name) == ParameterSource.COMMANDLINE}
     if model is not None:
         given["model"] = model
-    base = _base_config(model, config_file, resume, out)
+    base = _base_config(model, config_file, resume)
     config = replace(base, **_config_changes(base, given))
     if print_config:
         click.echo(json.dumps(asdict(with_defaults(config, common.registry())), indent=2))
@@ -124,18 +124,16 @@ def train_command(context: click.Context, model: str | None, config_file, print_
                    f"weights: {summary['weights']}")
 
 
-def _base_config(model: str | None, config_file, resume, out):
+def _base_config(model: str | None, config_file, resume):
     """The config the flags change: a config file's, a resumed run's own, or RunConfig's defaults."""
     from ..config import RunConfig
 
     if config_file:
         return RunConfig.from_file(config_file, common.registry())
     if resume:  # the run's own config; only the flags given here change it (and may be refused)
-        from pathlib import Path
-
         from ..runs import resume_config
 
-        return resume_config(None, Path(resume), out, place=False)[0]
+        return resume_config(None, Path(resume))[0]
     if model is None:
         raise UserError("give a MODEL to train (or --config FILE, or --resume RUN); see zoo train --help")
     return RunConfig()
