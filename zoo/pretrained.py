@@ -197,7 +197,8 @@ def _check_hash(path: Path, expected: str | None, name: str) -> None:
         info = regular_file(path, f"weights {name}").stat()
     except UserError as error:
         raise UserError(f"{error}; delete it to download the weights again") from None
-    if info.st_size > MAX_WEIGHTS_BYTES or info.st_blocks * 512 < info.st_size // 8:
+    blocks = getattr(info, "st_blocks", info.st_size // 512)  # Windows has no block count
+    if info.st_size > MAX_WEIGHTS_BYTES or blocks * 512 < info.st_size // 8:
         raise UserError(f"{path} is {'sparse' if info.st_size <= MAX_WEIGHTS_BYTES else 'larger than any weights'}, "
                         f"not a download of weights {name}; delete it to download them again")
     if not expected:

@@ -203,7 +203,8 @@ def checked_onnx(path: Path):
 
     def tensors():
         yield from graph.initializer
-        yield from graph.sparse_initializer
+        for sparse in graph.sparse_initializer:  # its values and indices are tensors, each could be external
+            yield from (sparse.values, sparse.indices)
         for node in graph.node:
             for attribute in node.attribute:
                 if attribute.g.ByteSize() or attribute.graphs:
@@ -211,7 +212,7 @@ def checked_onnx(path: Path):
                 yield from ([attribute.t] if attribute.HasField("t") else []) + list(attribute.tensors)
 
     for tensor in tensors():
-        if getattr(tensor, "data_location", 0) == onnx.TensorProto.EXTERNAL or getattr(tensor, "external_data", None):
+        if tensor.data_location == onnx.TensorProto.EXTERNAL or tensor.external_data:
             raise UserError(f"{path} keeps tensors in other files (external data); zoo reads only what the "
                             "file holds")
     batch = graph.input[0].type.tensor_type.shape.dim[0] if graph.input[0].type.tensor_type.shape.dim else None

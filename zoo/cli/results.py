@@ -65,7 +65,7 @@ def predict_command(weights: str, images: tuple[str, ...], top_k: int, batch_siz
         if "error" in result:
             skipped.append(one_line(result["error"]))
             if done:  # before the first image that could be read, held back: if none can, one error line says so
-                click.echo(f"zoo: skipped {result['error']}", err=True)
+                click.echo(f"zoo: skipped {skipped[-1]}", err=True)
             continue
         if not done:
             for error in skipped:
