@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 import zoo
 from zoo import Dataset, hookimpl
-from zoo.data import ImageData
+from zoo.data.images import ImageData
 from zoo.testing import fresh_registry
 from zoo import SilentReporter
 

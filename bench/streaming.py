@@ -80,7 +80,7 @@ def decoder_rates(folder: Path, count: int = 200) -> dict[str, float]:
     from torchvision.io import ImageReadMode, decode_jpeg, read_file
     from torchvision.transforms.v2 import functional as F
 
-    from zoo.streaming import _Decoder, random_resized_crop
+    from zoo.data.streaming import _Decoder, random_resized_crop
 
     files = sorted(str(f) for f in (folder / "train").rglob("*.jpg"))[:count]
     threads = torch.get_num_threads()

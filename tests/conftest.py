@@ -157,7 +157,7 @@ REQUIRE_DATA_ENV = "ZOO_REQUIRE_DATA"  # set by .ci/run, which installs the data
 def real_fashion_mnist() -> Path:
     """The folder of the real Fashion-MNIST; without it the test is skipped with how to get it (and
     fails where ``ZOO_REQUIRE_DATA=1`` says the data must be there)."""
-    from zoo.data import data_root
+    from zoo.data.images import data_root
     from zoo_datasets.loaders import DEBIAN_FASHION, FASHION_FILES
 
     for folder in (data_root() / "fashion-mnist", DEBIAN_FASHION):

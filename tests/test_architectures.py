@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 import zoo
-from zoo.errors import UserError
-from zoo.summary import count_parameters, summarize
+from zoo.base.errors import UserError
+from zoo.models.summary import count_parameters, summarize
 from zoo.testing import fresh_registry
 
 from conftest import run_zoo
@@ -90,7 +90,7 @@ def test_info_command_reports_parameters_and_multiply_adds():
     text = run_zoo("info", "vgg11", "--input-size", "32").stdout
     assert "multiply-adds" in text and "parameters     9,733,480" in text  # 1000 classes
     result = run_zoo("info", "vgg16", "--set", "width=-1")
-    assert result.returncode == 2 and result.stderr.strip() == "zoo: error: vgg16: width must be in (0, 16], num_classes and in_chans positive"
+    assert result.returncode == 2 and result.stderr.strip() == "zoo: error: architecture 'vgg16': width must be in (0, 16], num_classes and in_chans positive"
 
 
 @pytest.mark.parametrize("name", ["resnet18", "vgg11_bn", "se-vgg11", "se-resnet20"])

@@ -7,7 +7,7 @@ import json
 import pytest
 
 import zoo
-from zoo.errors import UserError
+from zoo.base.errors import UserError
 
 from conftest import run_zoo
 
@@ -119,7 +119,7 @@ def test_a_fifo_in_dot_git_or_a_huge_config_never_stalls_a_run(tmp_path):
     import os
     from pathlib import Path
 
-    from zoo.provenance import git_commit
+    from zoo.training.provenance import git_commit
 
     (tmp_path / ".git").mkdir()
     os.mkfifo(tmp_path / ".git" / "HEAD")
@@ -151,7 +151,7 @@ def test_choices_are_recorded_as_names_and_options_and_older_shorthand_files_sti
 
 
 def test_the_library_takes_choices_as_names_with_options_beside_them():
-    from zoo.config import Run
+    from zoo.training.config import Run
 
     run = Run.resolve(zoo.RunConfig(model="resnet20", aug_options={"crop": {"padding": 2}}))  # the default augs
     assert [(spec.name, options) for spec, options in run.augs] == [("crop", {"padding": 2}), ("hflip", {})]

@@ -2,13 +2,15 @@
 a broken plugin."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import zoo
 from zoo import Architecture, Augmentation, hookimpl
 from zoo.testing import assert_conforms, check_plugin, fresh_registry
 
-BUILTINS = ("vgg", "resnet", "se", "timm", "datasets", "augment", "optim", "trainers", "export")
+BUILTINS = ("vgg", "resnet", "se", "timm", "datasets", "augment", "optim", "trainers", "export", "loggers")
 TIMM_SAMPLE = ("timm/resnet18", "timm/mobilenetv3_small_100", "timm/lamb", "timm/adamp")
 
 
@@ -22,6 +24,19 @@ def test_builtin_plugins_conform(registry, plugin):
     checks = assert_conforms(registry, plugin)
     if plugin == "datasets":  # the embedded sample needs no files, so it is really loaded
         assert {c.name: c.status for c in checks}["fashion-mnist-sample"] == "ok"
+
+
+def test_builtin_loggers_conform_and_the_check_catches_an_undeclared_file(registry, tmp_path):
+    checks = assert_conforms(registry, "loggers", names=("csv", "tensorboard"))
+    assert {c.name for c in checks} == {"csv", "tensorboard"}
+
+    class Litter(zoo.SilentReporter):
+        def start(self, config, info):
+            (Path(info["run_dir"]) / "stray.txt").write_text("x")
+
+    plugin = type("Plugin", (), {"loggers": staticmethod(zoo.hookimpl(lambda: [zoo.Logger("litter", Litter)]))})()
+    (check,) = check_plugin(fresh_registry({"litter": plugin}), "litter")
+    assert check.status == "failed" and "stray.txt" in check.detail
 
 
 @pytest.mark.parametrize("plugin", ["vgg", "resnet"])
@@ -117,3 +132,11 @@ def test_the_documented_public_api_is_zoo_all_and_plugins_use_only_it():
             continue
         imported = re.findall(r"^\s*(?:from|import) (zoo\.\w+)", source.read_text(), re.MULTILINE)
         assert imported == [], f"{source} imports {imported}: plugins import only `zoo`"
+
+
+def test_docs_state_each_kind_s_contract_from_the_specs():
+    from zoo.registry.specs import KINDS
+
+    docs = (Path(__file__).parents[1] / "docs" / "plugins.md").read_text()
+    for spec_type in KINDS.values():
+        assert f"| `{spec_type.hook}()` | `{spec_type.__name__}` | {spec_type.contract} |" in docs, spec_type.__name__

@@ -8,8 +8,8 @@ import tarfile
 import pytest
 
 import zoo
-from zoo.data import download, file_md5
-from zoo.errors import UserError
+from zoo.base.files import download, file_md5
+from zoo.base.errors import UserError
 
 from conftest import write_cifar10
 
@@ -104,7 +104,7 @@ def test_an_idx_gzip_bomb_stops_at_the_size_its_header_announces(tmp_path):
 def test_limits_take_a_seeded_class_balanced_subset():
     import torch
 
-    from zoo.data import ImageData
+    from zoo.data.images import ImageData
 
     labels = torch.arange(3).repeat_interleave(100)  # sorted by class, as an image folder is
     images = torch.zeros(300, 1, 4, 4, dtype=torch.uint8)

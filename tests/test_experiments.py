@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import zoo
-from zoo.errors import UserError
-from zoo.experiments import Experiment, run_experiment
+from zoo.base.errors import UserError
+from zoo.apps.compare import Experiment, run_experiment
 
 from conftest import ROOT, StopAtEpoch, run_zoo
 
@@ -135,7 +135,7 @@ def test_any_experiment_text_parses_or_fails_cleanly(tmp_path_factory, text):
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(KEYS, VALUES, max_size=4), st.dictionaries(KEYS, VALUES, max_size=3))
 def test_any_experiment_structure_expands_and_resolves_or_fails_cleanly(base, grid):
-    from zoo.config import Run
+    from zoo.training.config import Run
 
     try:
         for _, _, config in Experiment("fuzz", base, grid).runs():
@@ -146,7 +146,7 @@ def test_any_experiment_structure_expands_and_resolves_or_fails_cleanly(base, gr
 
 @pytest.mark.parametrize("preset", sorted(p.name for p in (ROOT / "experiments").glob("*.toml")))
 def test_every_preset_checks_out_without_training(preset):
-    from zoo.experiments import checked_runs
+    from zoo.apps.compare import checked_runs
 
     experiment = Experiment.from_toml(ROOT / "experiments" / preset)
     for quick in (False, True):  # what zoo compare --dry-run checks: every name and option of every run
@@ -231,7 +231,7 @@ def test_report_compares_every_row_with_a_baseline_number_or_run(cifar_dir, tmp_
 def test_plots_say_what_the_runs_share_and_share_one_y_scale(tmp_path, monkeypatch):
     from matplotlib.figure import Figure
 
-    from zoo.report import plot_runs
+    from zoo.apps.report import plot_runs
 
     def run(name, lr, losses):
         metrics = [{"epoch": i + 1, "train_loss": loss, "test_loss": loss / 2, "test_accuracy": 0.5, "seconds": 30,

@@ -15,8 +15,10 @@ import torchvision
 from safetensors.torch import load_file, save_file
 
 import zoo
+from zoo.io.pretrained import fit_state_dict
+from zoo.io.weights import read_metadata
 from zoo import UserError, Weights, hookimpl
-from zoo.pretrained import describe, find_weights
+from zoo.io.pretrained import describe, find_weights
 from zoo.testing import assert_conforms, fresh_registry
 
 from conftest import run_zoo
@@ -97,7 +99,7 @@ def test_zoo_resnet_and_vgg_take_torchvision_state_dicts_as_they_are():
     for name, make in (("resnet18", torchvision.models.resnet18), ("vgg11_bn", torchvision.models.vgg11_bn)):
         reference = make().eval()
         model = zoo.create_model(name).eval()
-        assert zoo.pretrained.fit_state_dict(model, reference.state_dict(), name) == []
+        assert fit_state_dict(model, reference.state_dict(), name) == []
         x = torch.randn(2, 3, 64, 64)
         assert torch.equal(model(x), reference(x)), name
 
@@ -224,7 +226,7 @@ def test_zoo_train_starts_from_pretrained_weights_and_freezes_the_body(caches):
     assert torch.equal(tuned["conv1.weight"], state["conv1.weight"].sum(1, keepdim=True))
     assert torch.equal(tuned["layer2.1.bn2.weight"], state["layer2.1.bn2.weight"])
     assert tuned["fc.weight"].shape == (10, 512)
-    meta = zoo.weights.read_metadata(caches / "tuned.safetensors")
+    meta = read_metadata(caches / "tuned.safetensors")
     assert meta["pretrained"] == "timm/resnet18.a1_in1k"
     assert meta["mean"] == pytest.approx([sum(timm.data.IMAGENET_DEFAULT_MEAN) / 3])  # the weights', for grey images
     config = json.loads(next((caches / "runs").glob("*/config.json")).read_text())
@@ -270,7 +272,7 @@ def test_imagenet_weights_keep_their_imagenet_stem_on_small_images(caches):
                                       epochs=1, batch_size=20, augs=[]), run_dir=caches / "run",
                         weights=caches / "w.safetensors")
     assert math.isfinite(summary["test_loss"])  # a 224-px stem shrinks 32 px to one pixel, and still trains
-    meta = zoo.weights.read_metadata(caches / "w.safetensors")
+    meta = read_metadata(caches / "w.safetensors")
     assert meta["options"]["input_size"] == 224 and meta["input_size"] == 32
     assert zoo.load_model(caches / "w.safetensors").conv1.kernel_size == (7, 7)
 

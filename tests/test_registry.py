@@ -7,8 +7,8 @@ import textwrap
 import pytest
 
 import zoo
-from zoo.errors import PluginError, UserError
-from zoo.registry import Registry
+from zoo.base.errors import PluginError, UserError
+from zoo.registry.catalog import Registry
 from zoo.testing import fresh_registry
 
 from conftest import make_plugin_dist, run_zoo

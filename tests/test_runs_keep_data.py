@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 import zoo
-from zoo.errors import UserError
+from zoo.base.errors import UserError
 from zoo import RunConfig, train
 
 from conftest import ROOT, StopAtEpoch, rewrite_metadata, run_zoo

@@ -11,8 +11,9 @@ import torch
 from safetensors.torch import load_file
 
 import zoo
+from zoo.io.weights import read_metadata
 from zoo import ImageData, ImageFiles, RunConfig, train
-from zoo.streaming import _Decoder, centre_crop, random_resized_crop
+from zoo.data.streaming import Decoder, centre_crop, random_resized_crop
 
 from conftest import StopAtEpoch, run_zoo
 
@@ -78,7 +79,7 @@ def test_a_streamed_folder_trains_and_eval_and_predict_see_what_training_saw(tmp
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert 0 <= summary["data_wait_share"] <= 1
-    meta = zoo.weights.read_metadata(tmp_path / "w.safetensors")
+    meta = read_metadata(tmp_path / "w.safetensors")
     assert meta["data_options"] == {"image_size": 36, "budget_gb": 1e-06} and meta["crop_pct"] == 0.875
     assert meta["input_size"] == 36
     config = json.loads(next((tmp_path / "runs").glob("*/config.json")).read_text())
@@ -89,7 +90,7 @@ def test_a_streamed_folder_trains_and_eval_and_predict_see_what_training_saw(tmp
     predicted = run_zoo("predict", "w.safetensors", "pics/val/red/0.jpg", "--json", cwd=tmp_path)
     assert predicted.returncode == 0 and json.loads(predicted.stdout)[0]["top"][0]["class"] in LEARNABLE
     # predict decodes an image as the streamed evaluation does: its answer is the model's on that input
-    image, _ = _Decoder([str(tmp_path / "pics/val/red/0.jpg")], torch.zeros(1, dtype=torch.long), 36, 3, 0.875,
+    image, _ = Decoder([str(tmp_path / "pics/val/red/0.jpg")], torch.zeros(1, dtype=torch.long), 36, 3, 0.875,
                         None)[0]
     model = zoo.load_model(tmp_path / "w.safetensors")
     with torch.no_grad():

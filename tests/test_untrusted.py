@@ -8,7 +8,7 @@ import re
 import pytest
 
 import zoo
-from zoo.errors import UserError
+from zoo.base.errors import UserError
 
 from conftest import rewrite_metadata, run_zoo
 
@@ -144,4 +144,4 @@ def test_zoo_info_describes_a_weights_file_from_its_checked_metadata(good, tmp_p
     crafted = rewrite_metadata(good, tmp_path / "crafted.safetensors",
                                lambda d: d.update(metrics={"test_accuracy": "99%"}, provenance={"versions": 3}))
     bad = run_zoo("info", str(crafted))
-    assert bad.returncode == 2 and "'metrics.test_accuracy' must be a number" in bad.stderr
+    assert bad.returncode == 2 and "'metrics' must be a table of numbers" in bad.stderr

@@ -76,7 +76,7 @@ def test_resume_through_another_folder_or_a_link_is_the_same_run(interrupted, ci
 
 
 def test_a_run_folder_is_held_by_one_process_at_a_time(interrupted, cifar_dir):
-    from zoo.runs import hold_run_dir
+    from zoo.training.runs import hold_run_dir
 
     held = hold_run_dir(interrupted)  # as a run still training holds it
     try:
@@ -183,7 +183,7 @@ def test_export_never_replaces_its_input_nor_a_file_that_appears_meanwhile(tmp_p
 
     registry = fresh_registry({"racing": Racing()}, installed=("resnet",))
     metadata_of = [None]
-    from zoo import export as export_module
+    from zoo.io import export as export_module
 
     meta = zoo.load_model(weights).zoo_meta
     metadata_of[0] = {"zoo": json.dumps({k: meta[k] for k in export_module.CARRIED if k in meta}

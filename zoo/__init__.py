@@ -6,49 +6,48 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import PluginError, UserError
-from .hookspecs import hookimpl
-from .specs import (Architecture, Augmentation, Dataset, Exporter, Logger, Optimizer, Scheduler, Trainer, Weights,
-                    Wrapper)
-
-__version__ = "0.1.0"
+from .base.errors import PluginError, UserError
+from .base.version import __version__
+from .registry.hooks import hookimpl
+from .registry.specs import (Architecture, Augmentation, Dataset, Exporter, Logger, Optimizer, Scheduler, Trainer,
+                             Weights, Wrapper)
 
 # The public API: everything a user or a plugin may use, importable from ``zoo``. The modules behind
 # it are the engine and may change; docs/plugins.md's reference is checked against this list.
 _LAZY = {
     # models and weights
-    "list_models": "zoo.models",
-    "create_model": "zoo.models",
-    "load_model": "zoo.weights",
-    "save_weights": "zoo.weights",
-    "Registry": "zoo.registry",
-    "default_registry": "zoo.registry",
+    "list_models": "zoo.models.build",
+    "create_model": "zoo.io.create",
+    "load_model": "zoo.io.weights",
+    "save_weights": "zoo.io.weights",
+    "Registry": "zoo.registry.catalog",
+    "default_registry": "zoo.registry.catalog",
     # training, evaluation, prediction
-    "RunConfig": "zoo.config",
-    "train": "zoo.training",
-    "SilentReporter": "zoo.reporting",
-    "TrainingInterrupted": "zoo.training",
-    "evaluate_weights": "zoo.evaluation",
-    "predict": "zoo.prediction",
-    "export_weights": "zoo.export",
-    "iter_predictions": "zoo.prediction",
+    "RunConfig": "zoo.training.config",
+    "train": "zoo.training.loop",
+    "SilentReporter": "zoo.training.progress",
+    "TrainingInterrupted": "zoo.training.loop",
+    "evaluate_weights": "zoo.apps.eval",
+    "predict": "zoo.apps.predict",
+    "export_weights": "zoo.io.export",
+    "iter_predictions": "zoo.apps.predict",
     # for plugins: trainers, wrappers, datasets
-    "BaseTrainer": "zoo.trainer",
-    "prepare_model": "zoo.trainer",
-    "Augmenter": "zoo.augmenter",
-    "Normalize": "zoo.augmenter",
-    "add_attention": "zoo.attention",
-    "ImageData": "zoo.data",
-    "IMAGE_SUFFIXES": "zoo.data",
-    "ImageFiles": "zoo.streaming",
-    "channel_stats": "zoo.data",
-    "data_root": "zoo.data",
-    "download": "zoo.data",
-    "file_md5": "zoo.data",
-    "memory_budget": "zoo.data",
-    "open_image": "zoo.data",
-    "regular_file": "zoo.weights",
-    "parse_json": "zoo.weights",
+    "BaseTrainer": "zoo.training.trainer",
+    "prepare_model": "zoo.training.trainer",
+    "Augmenter": "zoo.data.augmenter",
+    "Normalize": "zoo.data.augmenter",
+    "add_attention": "zoo.models.attention",
+    "ImageData": "zoo.data.images",
+    "IMAGE_SUFFIXES": "zoo.data.images",
+    "ImageFiles": "zoo.data.streaming",
+    "channel_stats": "zoo.data.images",
+    "data_root": "zoo.data.images",
+    "download": "zoo.base.files",
+    "file_md5": "zoo.base.files",
+    "memory_budget": "zoo.data.images",
+    "open_image": "zoo.data.images",
+    "regular_file": "zoo.base.files",
+    "parse_json": "zoo.base.files",
 }
 
 __all__ = [

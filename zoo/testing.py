@@ -18,9 +18,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Iterable, Mapping
 
-from .hookspecs import ENTRY_POINT_GROUP, hookimpl
-from .registry import PluginInfo, Registry
-from .specs import Architecture
+from .registry.hooks import ENTRY_POINT_GROUP, hookimpl
+from .registry.catalog import PluginInfo, Registry
+from .registry.specs import Architecture
 
 
 @hookimpl(specname="architectures")
@@ -80,15 +80,34 @@ def _forward_backward(model, input_size: int, classes: int = 3, in_chans: int = 
 
 
 def _check_arch(registry: Registry, spec, input_size: int | None) -> str:
-    from .models import create_model
+    from .io.create import create_model
 
     size = input_size or spec.input_size
     model = create_model(spec.qualified_name, registry=registry, num_classes=3, in_chans=3, input_size=size)
     _forward_backward(model, size)
+    for site in spec.attention_sites:
+        _check_attention_slot(spec, site, size)
     if not hasattr(model, "forward_features"):
         return f"forward and backward at 3x{size}x{size}"
     _check_model_api(model, size)
     return f"forward and backward at 3x{size}x{size}; timm's model API"
+
+
+def _check_attention_slot(spec, site: str, size: int) -> None:
+    """Blocks placed in the slot keep their own layers and init, whatever those are (a bias-free conv)."""
+    import torch
+
+    placed: list = []
+
+    def block(channels: int):
+        placed.append(torch.nn.Conv2d(channels, channels, 1, bias=False))
+        torch.nn.init.constant_(placed[-1].weight, 0.125)
+        return placed[-1]
+
+    spec.load()(num_classes=3, in_chans=3, input_size=size, attn_layer=block, attn_site=site)
+    assert placed, f"attention site {site!r} placed no block"
+    assert all(bool(torch.all(conv.weight == 0.125)) for conv in placed), \
+        f"attention site {site!r}: the architecture changed the init of blocks it did not make"
 
 
 MODEL_API = ("forward_features", "forward_head", "get_classifier", "reset_classifier", "num_features",
@@ -120,7 +139,7 @@ def _check_model_api(model, size: int) -> None:
 
 
 def _check_wrapper(registry: Registry, spec, input_size: int | None) -> str:
-    from .models import create_model
+    from .io.create import create_model
 
     targets = [*_smallest_per_family(registry), "conformance:convnet"]
     for target in targets:
@@ -134,7 +153,7 @@ def _smallest_per_family(registry: Registry) -> list[str]:
     slots, whatever families are installed; counted on the meta device, so nothing is allocated."""
     import torch
 
-    from .models import create_model
+    from .io.create import create_model
 
     smallest: dict[str, tuple[int, str]] = {}
     for arch in registry.items("arch"):
@@ -202,7 +221,7 @@ def _check_trainer(registry: Registry, spec, input_size: int | None) -> str:
 
 
 def _check_data(registry: Registry, spec, input_size: int | None) -> str:
-    from .errors import UserError
+    from .base.errors import UserError
 
     with tempfile.TemporaryDirectory() as root:
         try:
@@ -216,9 +235,9 @@ def _check_data(registry: Registry, spec, input_size: int | None) -> str:
 def _check_weights(registry: Registry, spec, input_size: int | None) -> str:
     """The description is complete and the model exists; the file fits the model when cached here
     (a conformance check never downloads)."""
-    from .errors import UserError
-    from .models import create_model
-    from .pretrained import describe, fit_state_dict, read_state_dict, weights_file
+    from .base.errors import UserError
+    from .io.create import create_model
+    from .io.pretrained import describe, fit_state_dict, read_state_dict, weights_file
 
     description = describe(spec)
     for key in ("mean", "std"):
@@ -238,7 +257,7 @@ def _check_exporter(registry: Registry, spec, input_size: int | None) -> str:
     """The exporter writes a plain CNN that its runner reads back, answering as PyTorch, metadata kept."""
     import torch
 
-    from .errors import UserError
+    from .base.errors import UserError
 
     model = plain_convnet(3).eval()
     example, probe = torch.randn(2, 3, 16, 16), torch.randn(3, 3, 16, 16)
@@ -255,6 +274,38 @@ def _check_exporter(registry: Registry, spec, input_size: int | None) -> str:
     return "a plain CNN exported, read back, equal outputs at another batch size"
 
 
+REPORTER_METHODS = ("start", "epoch_start", "step", "epoch_end", "finish")
+
+
+def _check_logger(registry: Registry, spec, input_size: int | None) -> str:
+    """The logger takes a two-epoch run's calls in order, and writes only what ``writes`` declares in
+    the run folder."""
+    from .base.errors import UserError
+    from .training.config import RunConfig
+
+    try:
+        logger = spec.load()()
+    except UserError as exc:  # an optional dependency missing here
+        raise _Skip(str(exc)) from exc
+    missing = [name for name in REPORTER_METHODS if not callable(getattr(logger, name, None))]
+    assert not missing, f"a logger without {', '.join(missing)}"
+    with tempfile.TemporaryDirectory() as folder:
+        info = {"run_dir": folder, "weights": str(Path(folder) / "w.safetensors"), "parameters": 1,
+                "train_images": 8, "test_images": 4, "processes": 1, "steps_per_epoch": 2, "batch_size": 4}
+        logger.start(RunConfig(epochs=2), info)
+        for epoch in range(2):
+            logger.epoch_start(epoch, 2)
+            logger.step(2, 1.0, 0.5, 100.0)
+            logger.epoch_end({"epoch": epoch + 1, "train_loss": 1.0, "train_accuracy": 0.5, "test_loss": 1.0,
+                              "test_accuracy": 0.5, "lr": 0.1, "seconds": 1.0, "images_per_s": 8.0,
+                              "eval_seconds": 0.1})
+        logger.finish({"test_accuracy": 0.5, "test_loss": 1.0, "epochs": 2, "weights": info["weights"],
+                       "run_dir": folder, "seconds": 2.0})
+        undeclared = sorted({p.name for p in Path(folder).iterdir()} - set(spec.writes))
+    assert not undeclared, f"wrote {', '.join(undeclared)} in the run folder, which `writes` does not declare"
+    return "a two-epoch run's calls; wrote only what it declares"
+
+
 class _Skip(Exception):
     pass
 
@@ -262,6 +313,7 @@ class _Skip(Exception):
 CHECKS: dict[str, Callable[[Registry, Any, int | None], str]] = {
     "arch": _check_arch, "wrapper": _check_wrapper, "aug": _check_aug, "opt": _check_opt, "sched": _check_sched,
     "trainer": _check_trainer, "data": _check_data, "weights": _check_weights, "exporter": _check_exporter,
+    "logger": _check_logger,
 }
 
 

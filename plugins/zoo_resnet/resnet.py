@@ -95,6 +95,12 @@ class ResNet(nn.Module):
                  num_classes: int, in_chans: int, imagenet_stem: bool, shortcut: str,
                  attn_layer: AttnLayer | None, stride_in_1x1: bool, zero_init_residual: bool):
         super().__init__()
+        placed: list[nn.Module] = []  # attention blocks keep their own layers and init: the ResNet's are its own
+
+        def place(channels: int) -> nn.Module:
+            placed.append(attn_layer(channels))
+            return placed[-1]
+
         if imagenet_stem:
             self.conv1 = nn.Conv2d(in_chans, width, 7, 2, 3, bias=False)
             self.maxpool: nn.Module = nn.MaxPool2d(3, 2, 1)
@@ -108,7 +114,7 @@ class ResNet(nn.Module):
             planes, stride = width * 2**index, 1 if index == 0 else 2
             stage = []
             for i in range(blocks):
-                stage.append(block(in_ch, planes, stride if i == 0 else 1, shortcut, attn_layer, stride_in_1x1))
+                stage.append(block(in_ch, planes, stride if i == 0 else 1, shortcut, attn_layer and place, stride_in_1x1))
                 in_ch = planes * block.expansion
             self.add_module(f"layer{index + 1}", nn.Sequential(*stage))
             self.feature_channels.append(in_ch)
@@ -117,14 +123,17 @@ class ResNet(nn.Module):
         self.num_classes, self.grad_checkpointing = num_classes, False
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(in_ch, num_classes)
+        foreign = {id(m) for block in placed for m in block.modules()}
         for m in self.modules():
+            if id(m) in foreign:
+                continue
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
         if zero_init_residual:
-            for m in self.modules():
+            for m in self.modules():  # the blocks' own batch norms, never an attention block's
                 if isinstance(m, Bottleneck):
                     nn.init.zeros_(m.bn3.weight)
                 elif isinstance(m, BasicBlock):

@@ -91,7 +91,13 @@ class VGG(nn.Module):
         attn_site: str,
     ):
         super().__init__()
-        modules, channels = feature_layers(layers, batch_norm, in_chans, width, attn_layer, attn_site)
+        placed: list[nn.Module] = []  # attention blocks keep their own layers and init: VGG's are its own
+
+        def place(channels: int) -> nn.Module:
+            placed.append(attn_layer(channels))
+            return placed[-1]
+
+        modules, channels = feature_layers(layers, batch_norm, in_chans, width, attn_layer and place, attn_site)
         self.features = nn.Sequential(*modules)
         pools = [i + 1 for i, m in enumerate(modules) if isinstance(m, nn.MaxPool2d)]
         self.stage_ends = pools if pools and pools[-1] == len(modules) else [*pools, len(modules)]
@@ -109,7 +115,10 @@ class VGG(nn.Module):
             self.classifier = nn.Linear(channels * pooled * pooled, num_classes)
         # timm's names: the feature maps' channels, and the width of what the last layer reads
         self.num_features, self.head_hidden_size = channels, self.get_classifier().in_features
+        foreign = {id(m) for block in placed for m in block.modules()}
         for m in self.modules():
+            if id(m) in foreign:
+                continue
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
                 nn.init.zeros_(m.bias)

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import zoo
-from zoo.errors import UserError
-from zoo.weights import load_model
+from zoo.base.errors import UserError
+from zoo.io.weights import load_model
 
 from conftest import picture_folder, run_zoo
 

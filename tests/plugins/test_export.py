@@ -9,7 +9,7 @@ import torch
 
 import zoo
 from zoo import Exporter, UserError, hookimpl
-from zoo.export import export_weights
+from zoo.io.export import export_weights
 from zoo.testing import fresh_registry
 
 from conftest import run_zoo

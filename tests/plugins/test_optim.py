@@ -39,7 +39,7 @@ def test_multistep_reproduces_the_labs_learning_rates():
 
 @pytest.mark.parametrize("opt, lr", [("sgd-nesterov", 0.05), ("adam", 1e-3), ("timm/lion", 1e-4), ("timm/sgdp", 0.05)])
 def test_each_optimizer_brings_its_learning_rate_unless_one_is_given(opt, lr):
-    from zoo.config import with_defaults
+    from zoo.training.config import with_defaults
 
     registry = zoo.default_registry()
     assert with_defaults(RunConfig(opt=opt), registry).lr == lr

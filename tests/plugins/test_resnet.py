@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 import zoo
-from zoo.summary import count_parameters, summarize
+from zoo.models.summary import count_parameters, summarize
 
 
 CIFAR_PAPER_MILLIONS = {"resnet20": 0.27, "resnet32": 0.46, "resnet44": 0.66, "resnet56": 0.85, "resnet110": 1.7}

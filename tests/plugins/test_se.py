@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 import zoo
-from zoo.summary import summarize
+from zoo.models.summary import summarize
 
 
 def _se_blocks(model):

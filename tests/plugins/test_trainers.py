@@ -6,7 +6,7 @@ import torch
 
 import zoo
 from zoo import train
-from zoo.weights import load_model
+from zoo.io.weights import load_model
 
 from conftest import tiny_config
 

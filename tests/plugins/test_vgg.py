@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 import zoo
-from zoo.errors import UserError
+from zoo.base.errors import UserError
 
 
 def _convs(model):

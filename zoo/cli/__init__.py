@@ -8,28 +8,9 @@ import sys
 
 import click
 
-from .. import __version__
-from ..errors import PluginError, UserError, one_line
-from . import common
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]}, invoke_without_command=True,
-             no_args_is_help=False)
-@click.version_option(__version__, "--version", prog_name="zoo")
-@click.option("--debug", is_flag=True, help=f"Show tracebacks of errors (or set {common.DEBUG_ENV}=1).")
-@click.pass_context
-def cli(context: click.Context, debug: bool) -> None:
-    """A model zoo and trainer for VGG, ResNet and Squeeze-and-Excitation networks.
-
-    \b
-    zoo list '*resnet*'           what is installed
-    zoo info se-resnet50          parameters, multiply-adds, layers
-    zoo train resnet20 --data fashion-mnist-sample --epochs 3
-    """
-    if debug:
-        os.environ[common.DEBUG_ENV] = "1"
-    if context.invoked_subcommand is None:  # plain `zoo`: the help, as `zoo --help`
-        click.echo(context.get_help())
+from ..base.errors import PluginError, UserError, one_line
+from . import catalogue, common, results, training  # noqa: F401 - their commands register on `cli`
+from .common import cli
 
 
 def as_flags(message: str) -> str:
@@ -67,5 +48,3 @@ def main() -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
 
-
-from . import catalogue, results, training  # noqa: E402,F401 - their commands register on `cli`

@@ -7,9 +7,10 @@ from typing import Any
 
 import click
 
-from ..errors import UserError
-from ..specs import KINDS
-from . import cli, common
+from ..base.errors import UserError
+from ..registry.specs import KINDS
+from . import common
+from .common import cli
 
 
 KIND_CHOICES = ["model", *KINDS]
@@ -27,7 +28,7 @@ def list_command(pattern: str | None, kind: str | None, as_json: bool) -> None:
     """
     registry = common.registry()
     if kind == "model":
-        from ..models import list_models
+        from ..models.build import list_models
 
         names = list_models(pattern, registry=registry)
         if as_json:
@@ -101,8 +102,8 @@ def plugins_command(as_json: bool) -> None:
 
 def build_model(name: str, sets: tuple[str, ...], **standard: Any):
     """The model ``name`` with ``--set`` options and the standard ones that are not None."""
-    from ..models import create_model
-    from ..options import parse_sets
+    from ..io.create import create_model
+    from ..base.options import parse_sets
 
     options = parse_sets(sets)
     clash = sorted(set(options) & set(standard))
@@ -134,7 +135,7 @@ def info_command(model: str, num_classes: int | None, in_chans: int, input_size:
     if list_weights:
         _pretrained_weights(model, as_json)
         return
-    from ..weights import MAX_INPUT_SIZE
+    from ..io.metadata import MAX_INPUT_SIZE
 
     if input_size is not None and not 1 <= input_size <= MAX_INPUT_SIZE:
         raise UserError(f"--input-size must be in 1..{MAX_INPUT_SIZE} pixels, got {input_size}")
@@ -144,7 +145,7 @@ def info_command(model: str, num_classes: int | None, in_chans: int, input_size:
     _, arch = registry.resolve_model(model)
     size = input_size or arch.input_size
     net = build_model(model, sets, num_classes=num_classes, in_chans=in_chans, input_size=size)
-    from ..summary import summarize
+    from ..models.summary import summarize
 
     if depth < 1:
         raise UserError(f"--depth must be positive, got {depth}")
@@ -171,7 +172,7 @@ def info_command(model: str, num_classes: int | None, in_chans: int, input_size:
 
 
 def _pretrained_weights(model: str, as_json: bool) -> None:
-    from ..pretrained import describe, weights_for
+    from ..io.pretrained import describe, weights_for
 
     registry = common.registry()
     wrappers, arch = registry.resolve_model(model)
@@ -199,7 +200,7 @@ def _pretrained_weights(model: str, as_json: bool) -> None:
 
 
 def _describe_weights(path: str, as_json: bool) -> None:
-    from ..weights import describe_weights
+    from ..io.weights import describe_weights
 
     report = describe_weights(path)
     if as_json:

@@ -5,12 +5,33 @@ import os
 
 import click
 
+from ..base.version import __version__
+
 DEBUG_ENV = "ZOO_DEBUG"
 NPROC_ENV = "ZOO_NPROC"  # set for the workers `zoo train --nproc N` launches
 
 
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, invoke_without_command=True,
+             no_args_is_help=False)
+@click.version_option(__version__, "--version", prog_name="zoo")
+@click.option("--debug", is_flag=True, help=f"Show tracebacks of errors (or set {DEBUG_ENV}=1).")
+@click.pass_context
+def cli(context: click.Context, debug: bool) -> None:
+    """A model zoo and trainer for VGG, ResNet and Squeeze-and-Excitation networks.
+
+    \b
+    zoo list '*resnet*'           what is installed
+    zoo info se-resnet50          parameters, multiply-adds, layers
+    zoo train resnet20 --data fashion-mnist-sample --epochs 3
+    """
+    if debug:
+        os.environ[DEBUG_ENV] = "1"
+    if context.invoked_subcommand is None:  # plain `zoo`: the help, as `zoo --help`
+        click.echo(context.get_help())
+
+
 def registry():
-    from ..registry import default_registry
+    from ..registry.catalog import default_registry
 
     return default_registry()
 

@@ -6,8 +6,9 @@ import sys
 
 import click
 
-from ..errors import UserError, one_line
-from . import cli, common
+from ..base.errors import UserError, one_line
+from . import common
+from .common import cli
 
 
 @cli.command("eval")
@@ -22,7 +23,7 @@ from . import cli, common
 def eval_command(weights: str, data: str | None, data_dir, batch_size: int, device, trainer: str | None,
                  as_json: bool) -> None:
     """Accuracy, loss and per-class accuracy of WEIGHTS on the whole test set (even if training used --limit-test)."""
-    from ..evaluation import evaluate_weights
+    from ..apps.eval import evaluate_weights
 
     report = evaluate_weights(weights, data, data_dir, batch_size, device, trainer, registry=common.registry())
     if as_json:
@@ -54,7 +55,7 @@ def predict_command(weights: str, images: tuple[str, ...], top_k: int, batch_siz
     """
     import csv
 
-    from ..prediction import iter_predictions
+    from ..apps.predict import iter_predictions
 
     results = iter_predictions(weights, images, top_k, batch_size, device, registry=common.registry())
     listed, skipped, done = [], [], 0
@@ -105,7 +106,7 @@ def export_command(weights: str, format_: str, out, dynamic_batch: bool, overwri
     \b
     zoo export weights/run.safetensors --format onnx --dynamic-batch
     """
-    from ..export import export_weights
+    from ..io.export import export_weights
 
     result = export_weights(weights, format_, out, dynamic_batch, overwrite, registry=common.registry())
     if as_json:
@@ -155,12 +156,36 @@ def compare_command(experiment, models, aug_sets, opts, lrs, scheds, batch_sizes
     zoo compare --model vgg16_bn --model resnet18 --augs none --augs crop=4+hflip --epochs 10
     zoo compare --model resnet20 --augs none --augs hflip --seeds 3   mean ± std over three seeds
     """
-    from dataclasses import asdict
     from pathlib import Path
 
-    from ..experiments import Experiment, checked_runs, run_experiment
-    from ..report import describe_run
-    from ..reporting import RichReporter
+    from ..apps.compare import run_experiment
+    from ..apps.report import markdown_table
+    from ..training.loop import TrainingInterrupted
+    from ..training.progress import RichReporter
+
+    spec = _experiment(experiment, models, aug_sets, opts, lrs, scheds, batch_sizes, data, data_dir, epochs, amp, seeds)
+    if dry_run:
+        _list_runs(spec, quick)
+        return
+    console = common.console(stderr=True)
+    folder = Path(out) if out else Path("comparisons") / (spec.name + ("-quick" if quick else ""))
+    console.print(f"{len(spec.runs(quick, common.registry()))} runs -> {folder}")
+    try:
+        rows, named = run_experiment(spec, folder, quick, registry=common.registry(), baseline=baseline, x_axis=x_axis,
+                                     reporter_factory=lambda slug: RichReporter(),
+                                     on_skip=lambda slug: console.print(f"{slug}: finished before, skipped"))
+    except TrainingInterrupted as exc:
+        click.echo(f"zoo: {exc}; run the same zoo compare again to continue", err=True)
+        sys.exit(130)
+    click.echo(markdown_table(rows, named))
+    click.echo(f"table, CSV and plots in {folder}")
+
+
+def _experiment(experiment, models, aug_sets, opts, lrs, scheds, batch_sizes, data, data_dir, epochs, amp, seeds):
+    """The experiment file's grid (or an empty one), with the axes and settings the flags give."""
+    from pathlib import Path
+
+    from ..apps.compare import Experiment
 
     spec = Experiment.from_toml(Path(experiment)) if experiment else Experiment("comparison")
     for axis, values in (("model", list(models)), ("augs", [[] if a == "none" else a.split("+") for a in aug_sets]),
@@ -179,26 +204,18 @@ def compare_command(experiment, models, aug_sets, opts, lrs, scheds, batch_sizes
         if not 1 <= seeds <= 100:
             raise UserError(f"--seeds must be in 1..100, got {seeds}")
         spec.seeds = seeds
-    console = common.console(stderr=True)
-    if dry_run:
-        for slug, _, config in checked_runs(spec, quick, common.registry()):
-            click.echo(f"{slug}: {describe_run(asdict(config))}")
-        return
-    folder = Path(out) if out else Path("comparisons") / (spec.name + ("-quick" if quick else ""))
-    console.print(f"{len(spec.runs(quick, common.registry()))} runs -> {folder}")
-    from ..training import TrainingInterrupted
+    return spec
 
-    try:
-        rows, named = run_experiment(spec, folder, quick, registry=common.registry(), baseline=baseline, x_axis=x_axis,
-                                     reporter_factory=lambda slug: RichReporter(),
-                                     on_skip=lambda slug: console.print(f"{slug}: finished before, skipped"))
-    except TrainingInterrupted as exc:
-        click.echo(f"zoo: {exc}; run the same zoo compare again to continue", err=True)
-        sys.exit(130)
-    from ..report import markdown_table
 
-    click.echo(markdown_table(rows, named))
-    click.echo(f"table, CSV and plots in {folder}")
+def _list_runs(spec, quick: bool) -> None:
+    """--dry-run: each run's name and what it trains, every name and option checked."""
+    from dataclasses import asdict
+
+    from ..apps.compare import checked_runs
+    from ..apps.report import describe_run
+
+    for slug, _, config in checked_runs(spec, quick, common.registry()):
+        click.echo(f"{slug}: {describe_run(asdict(config))}")
 
 
 @cli.command("report")
@@ -212,7 +229,7 @@ def report_command(runs, out, title, overwrite, baseline, x_axis) -> None:
     import os
     from pathlib import Path
 
-    from ..report import REPORT_FILES, markdown_table, write_report
+    from ..apps.report import REPORT_FILES, markdown_table, write_report
 
     existing = [name for name in REPORT_FILES if os.path.lexists(Path(out) / name)]  # a dangling link too
     if existing and not overwrite:

@@ -10,8 +10,9 @@ from typing import Any
 
 import click
 
-from ..errors import UserError
-from . import cli, common
+from ..base.errors import UserError
+from . import common
+from .common import cli
 
 
 @cli.command("train")
@@ -86,12 +87,12 @@ def train_command(context: click.Context, model: str | None, config_file, print_
     """
     from dataclasses import asdict, replace
 
-    from ..config import with_defaults
-    from ..reporting import RichReporter
-    from ..training import TrainingInterrupted, train
+    from ..training.config import with_defaults
+    from ..training.progress import RichReporter
+    from ..training.loop import TrainingInterrupted, train
 
     if nproc is not None:
-        from ..distributed import launch
+        from ..training.distributed import launch
 
         sys.exit(launch(nproc, sys.argv[1:], common.NPROC_ENV))
     from click.core import ParameterSource
@@ -100,6 +101,8 @@ def train_command(context: click.Context, model: str | None, config_file, print_
              if context.get_parameter_source(name) == ParameterSource.COMMANDLINE}
     if model is not None:
         given["model"] = model
+    if logs:
+        given["loggers"] = logs
     base = _base_config(model, config_file, resume)
     config = replace(base, **_config_changes(base, given))
     if print_config:
@@ -108,14 +111,17 @@ def train_command(context: click.Context, model: str | None, config_file, print_
     try:
         steps, seconds = _log_every(log_every)
         summary = train(config, registry=common.registry(), run_dir=run_dir, weights=out, resume=resume,
-                        overwrite=overwrite, reporter=_reporters(logs, RichReporter(interval=seconds)),
+                        overwrite=overwrite, reporter=RichReporter(interval=seconds),
                         log_every=steps)
     except TrainingInterrupted as exc:
         if common.is_rank0():
             click.echo(f"zoo: {exc}; {_resume_hint(exc.run_dir, exc.weights)}", err=True)
         sys.exit(130)
-    if not common.is_rank0():
-        return
+    if common.is_rank0():
+        _print_summary(summary, as_json)
+
+
+def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     else:
@@ -126,32 +132,17 @@ def train_command(context: click.Context, model: str | None, config_file, print_
 
 def _base_config(model: str | None, config_file, resume):
     """The config the flags change: a config file's, a resumed run's own, or RunConfig's defaults."""
-    from ..config import RunConfig
+    from ..training.config import RunConfig
 
     if config_file:
         return RunConfig.from_file(config_file, common.registry())
     if resume:  # the run's own config; only the flags given here change it (and may be refused)
-        from ..runs import resume_config
+        from ..training.runs import resume_config
 
         return resume_config(None, Path(resume))[0]
     if model is None:
         raise UserError("give a MODEL to train (or --config FILE, or --resume RUN); see zoo train --help")
     return RunConfig()
-
-
-def _reporters(logs: tuple[str, ...], console):
-    """The console and every --log logger, built now so that an unknown name or option stops the run
-    before it starts; a logger that fails later is dropped with a warning."""
-    from ..config import call_factory, parse_choice
-    from ..reporting import Reporters
-
-    chosen = {"console": console}
-    for text in logs:
-        name, options = parse_choice(common.registry(), "logger", text)
-        spec = common.registry().get("logger", name)
-        if spec.qualified_name != "zoo:console":
-            chosen[spec.qualified_name] = call_factory(spec, **options)
-    return Reporters(chosen)
 
 
 def _log_every(values: tuple[str, ...]) -> tuple[int, float]:
@@ -172,8 +163,8 @@ def _log_every(values: tuple[str, ...]) -> tuple[int, float]:
 
 def _config_changes(base, given: dict[str, Any]) -> dict[str, Any]:
     """The RunConfig fields that the flags given on the command line set, over ``base``."""
-    from ..config import expand_shorthand, merge_options
-    from ..options import parse_sets
+    from ..training.config import expand_shorthand, merge_options
+    from ..base.options import parse_sets
 
     changes: dict[str, Any] = {}
     fields_of_flags = {"data": "data", "data_dir": "data_dir", "opt": "opt", "lr": "lr", "weight_decay": "weight_decay",
@@ -191,6 +182,8 @@ def _config_changes(base, given: dict[str, Any]) -> dict[str, Any]:
                                                 parse_sets(given[flag]))
     if "augs" in given:
         changes["augs"] = [] if list(given["augs"]) == ["none"] else list(given["augs"])
+    if "loggers" in given:
+        changes["loggers"] = list(given["loggers"])
     for flag, field_name, value in (("no_normalize", "normalize", False), ("no_download", "download", False),
                                     ("sync_bn", "sync_bn", True), ("wd_all", "decay_all", True)):
         if flag in given:
@@ -215,7 +208,7 @@ def _config_changes(base, given: dict[str, Any]) -> dict[str, Any]:
 def _resume_hint(run_dir, weights) -> str:
     """The run folder holds its config, so the folder (and the processes) is all a resume needs, and
     --out where the weights go elsewhere than zoo's own place (which zoo never takes from a file)."""
-    from ..runs import is_weights_place
+    from ..training.runs import is_weights_place
 
     out = [] if is_weights_place(Path(run_dir), Path(weights)) else ["--out", str(weights)]
     if "WORLD_SIZE" in os.environ and common.NPROC_ENV not in os.environ:

@@ -1,0 +1,166 @@
+"""Each plugin kind's contract, at the seams where one side used to guess the other's shape: blocks
+keep their own layers in an architecture's attention slot; plugin code that raises, at build time or
+while training, is one line and exit 2, leaving no half-written run; a run records its loggers."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+
+import zoo
+from conftest import TINY_VGG, make_plugin_dist, run_zoo
+
+BIAS_FREE = '''
+    import torch
+    from torch import nn
+    from zoo import Augmentation, Exporter, Logger, Wrapper, add_attention, hookimpl
+
+
+    class Gate(nn.Module):
+        """Attention whose convolution has no bias, initialised its own way."""
+
+        def __init__(self, channels):
+            super().__init__()
+            self.conv = nn.Conv2d(channels, channels, 1, bias=False)
+            nn.init.constant_(self.conv.weight, 0.125)
+
+        def forward(self, x):
+            return x * torch.sigmoid(self.conv(x.mean((2, 3), keepdim=True)))
+
+
+    def gated(build, arch, placement=None):
+        return add_attention(build, arch, Gate, Gate, "gate", placement)
+
+
+    def broken(build, arch):
+        raise RuntimeError("the wrapper's own bug")
+
+
+    def failing_aug():
+        calls = []
+
+        def aug(x, y):
+            calls.append(1)
+            if len(calls) > 1:
+                raise RuntimeError("the augmentation's own bug")
+            return x, y
+        return aug
+
+
+    def failing_logger():
+        raise RuntimeError("the logger's own bug")
+
+
+    def failing_export(model, example, path, dynamic_batch=False, metadata=None):
+        raise RuntimeError("the exporter's own bug")
+
+
+    @hookimpl
+    def wrappers():
+        return [Wrapper("gate", gated, "a bias-free gate"), Wrapper("broken", broken, "raises")]
+
+
+    @hookimpl
+    def augmentations():
+        return [Augmentation("flaky", failing_aug, "raises on its second batch")]
+
+
+    @hookimpl
+    def loggers():
+        return [Logger("flaky", failing_logger, "raises when built")]
+
+
+    @hookimpl
+    def exporters():
+        return [Exporter("flaky", failing_export, "raises", suffix=".bin", runner=failing_export)]
+'''
+
+
+@pytest.fixture
+def seams(plugin_dir):
+    make_plugin_dist(plugin_dir, "zoo-seams", "seams", BIAS_FREE)
+    return {"PYTHONPATH": os.pathsep.join([str(plugin_dir), os.environ.get("PYTHONPATH", "")])}
+
+
+@pytest.mark.parametrize("arch", ["vgg16_bn", "vgg11", "resnet20"])
+def test_a_bias_free_attention_block_composes_and_keeps_its_own_init(seams, arch):
+    registry = zoo.Registry.discover()
+    model = zoo.create_model(f"gate-{arch}", registry=registry, num_classes=10, input_size=32)
+    gates = [m for m in model.modules() if type(m).__name__ == "Gate"]
+    assert gates and all(torch.all(g.conv.weight == 0.125) for g in gates)  # the architecture did not touch them
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_a_wrapper_that_raises_is_one_line_naming_it(seams, tmp_path):
+    result = run_zoo("info", "broken-vgg11", "--input-size", "32", env=seams, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == ("zoo: error: plugin 'seams', wrapper 'broken': its factory raised "
+                                     "(RuntimeError: the wrapper's own bug)")
+
+
+def _train(env, tmp_path, *flags):
+    return run_zoo("train", "vgg_bn", "--data", "fashion-mnist-sample", "--limit-train", "64", "--limit-test", "32",
+                   "--batch-size", "16", "--epochs", "1", "--set", f"layout={TINY_VGG['layout']}",
+                   "--run-dir", "runs/r", "--out", "w.safetensors", *flags, env=env, cwd=tmp_path)
+
+
+def test_plugin_code_that_raises_while_training_leaves_no_half_written_run(seams, tmp_path):
+    result = _train(seams, tmp_path, "--aug", "flaky")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == ("zoo: error: plugin 'seams', augmentation 'flaky': raised "
+                                                      "while training (RuntimeError: the augmentation's own bug)")
+    assert not (tmp_path / "runs" / "r").exists() and not (tmp_path / "w.safetensors").exists()
+    result = _train(seams, tmp_path, "--log", "flaky")
+    assert result.returncode == 2 and "logger 'flaky': its factory raised" in result.stderr, result.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_an_exporter_that_raises_is_one_line(seams, tmp_path):
+    model = zoo.create_model("resnet", num_classes=10, layers=[1, 1, 1], base_channels=4)
+    weights = zoo.save_weights(model, tmp_path / "out" / "w.safetensors", classes=[str(i) for i in range(10)],
+                               num_classes=10, in_chans=3, input_size=32)
+    result = run_zoo("export", str(weights), "--format", "flaky", env=seams, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == ("zoo: error: plugin 'seams', exporter 'flaky': could not export resnet "
+                                     "(RuntimeError: the exporter's own bug)")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["w.safetensors"]
+
+
+def test_a_run_records_its_loggers_and_a_resume_keeps_them(cifar_dir, tmp_path):
+    from conftest import tiny_config
+
+    config = tiny_config(epochs=1, data_dir=str(cifar_dir), loggers=["csv"])
+    first = zoo.train(config, run_dir=tmp_path / "run", weights=tmp_path / "w.safetensors")
+    recorded = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert recorded["loggers"] == ["csv"] and first["epochs"] == 1
+    zoo.train(resume=tmp_path / "run", weights=tmp_path / "w.safetensors", epochs=2)
+    rows = (tmp_path / "run" / "metrics.csv").read_text().strip().splitlines()
+    assert len(rows) == 3  # the header, and one row per epoch: the resumed run logged to csv too
+
+
+def test_an_older_config_without_loggers_still_resumes(cifar_dir, tmp_path):
+    from conftest import tiny_config
+
+    zoo.train(tiny_config(epochs=1, data_dir=str(cifar_dir)), run_dir=tmp_path / "run",
+              weights=tmp_path / "w.safetensors")
+    path = tmp_path / "run" / "config.json"
+    document = json.loads(path.read_text())
+    path.write_text(json.dumps({k: v for k, v in document.items() if k not in ("loggers", "logger_options")}))
+    assert zoo.train(resume=tmp_path / "run", weights=tmp_path / "w.safetensors", epochs=2)["epochs"] == 2
+
+
+def test_zoo_eval_resolves_the_weights_into_a_model_once(tmp_path, monkeypatch):
+    from zoo.registry.catalog import Registry
+
+    model = zoo.create_model("resnet", num_classes=10, in_chans=1, layers=[1, 1, 1], base_channels=4)
+    weights = zoo.save_weights(model, tmp_path / "w.safetensors", classes=[str(i) for i in range(10)],
+                               num_classes=10, in_chans=1, input_size=32, mean=[0.5], std=[0.25],
+                               dataset="fashion-mnist-sample")
+    resolved = []
+    real = Registry.resolve_model
+    monkeypatch.setattr(Registry, "resolve_model", lambda self, name: resolved.append(name) or real(self, name))
+    result = zoo.evaluate_weights(weights)
+    assert 0 <= result["accuracy"] <= 1
+    assert resolved == ["resnet"], resolved

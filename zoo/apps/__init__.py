@@ -1,0 +1,1 @@
+"""What the CLI's commands do, as functions: eval, predict, compare, report."""

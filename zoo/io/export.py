@@ -1,0 +1,68 @@
+"""Trained weights in a deployment format (an exporter plugin's), verified as they are written: the
+exported file, loaded back, must answer a probe batch as the PyTorch model does."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..base.errors import UserError
+from ..registry.catalog import Registry, default_registry
+from ..registry.factories import plugin_code
+from ..base.files import atomic_write
+from .weights import load_model
+
+# What a deployed file must carry to be used without zoo's weights: how images become inputs.
+CARRIED = ("model", "classes", "num_classes", "in_chans", "input_size", "mean", "std", "padded_from", "crop_pct")
+
+
+def export_weights(weights: str | Path, format: str = "pt2", out: str | Path | None = None,
+                   dynamic_batch: bool = False, overwrite: bool = False, tolerance: float = 1e-4,
+                   registry: Registry | None = None) -> dict[str, Any]:
+    """Write ``weights`` as ``format`` to ``out`` (default: beside them, with the format's suffix),
+    with the metadata that turns images into its inputs inside the file; return where, and how far
+    the exported model's outputs are from the PyTorch model's on a probe batch (at most ``tolerance``,
+    relative to the largest output, or nothing is written)."""
+    registry = registry or default_registry()
+    spec = registry.get("exporter", format)
+    model = load_model(weights, registry=registry).eval()
+    meta = model.zoo_meta
+    out = Path(out) if out else Path(weights).with_suffix(spec.suffix)
+    if os.path.lexists(out) and os.path.realpath(out) == os.path.realpath(weights):
+        raise UserError(f"{out} is the weights being exported; choose another `out`")
+    if os.path.lexists(out) and not overwrite:
+        raise UserError(f"{out} exists; choose another `out` or pass `overwrite`")
+    channels, size = meta.get("in_chans", 3), meta.get("input_size") or 224
+    generator = torch.Generator().manual_seed(0)
+    example = torch.randn(2, channels, size, size, generator=generator)
+    probe = torch.randn(3 if dynamic_batch else 2, channels, size, size, generator=generator)
+    metadata = {"zoo": json.dumps({key: meta[key] for key in CARRIED if key in meta} | {"weights": Path(weights).name})}
+    measured: dict[str, float] = {}
+
+    def write_and_verify(path: str) -> None:
+        with torch.no_grad():
+            expected = model(probe)
+        exporter, runner = spec.load(), spec.resolve(spec.runner, "runner")
+        with plugin_code(spec, f"could not export {meta['model']}", building=False):
+            exporter(model, example, Path(path), dynamic_batch=dynamic_batch, metadata=metadata)
+            predict, carried = runner(Path(path))
+            with torch.no_grad():
+                got = predict(probe)
+        difference = (got.float() - expected).abs().max().item() / max(1e-12, expected.abs().max().item())
+        if got.shape != expected.shape or not difference <= tolerance:
+            raise UserError(f"the {spec.name} export of {meta['model']} answers differently from the PyTorch model "
+                            f"(relative difference {difference:.2e}, tolerance {tolerance:g}); nothing was written")
+        if carried != metadata:
+            raise UserError(f"the {spec.name} exporter lost the metadata the file must carry; nothing was written")
+        measured["difference"] = difference
+
+    try:  # without `overwrite`, created only if still absent when written: checked and made in one step
+        atomic_write(out, write_and_verify, replace=overwrite)
+    except FileExistsError:
+        raise UserError(f"{out} appeared while exporting and is left as it is; choose another `out` or pass "
+                        "`overwrite`") from None
+    return {"path": str(out), "format": spec.name, "model": meta["model"], "dynamic_batch": dynamic_batch,
+            "relative_difference": measured["difference"], "tolerance": tolerance}

@@ -1,0 +1,106 @@
+"""The metadata of a zoo weights file, as one record: its fields, their types and their bounds are
+declared once here, checked on reading (the file is untrusted) and written with a format version.
+
+Format 1 is every file written before the version was recorded: the same fields, so it reads as 2.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..base.errors import UserError
+from ..base.typed import conforms
+
+FORMAT = 2
+MAX_INPUT_SIZE = 2048  # pixels a side: a VGG's first map is then 1 GB per image; larger is no classic CNN's input
+MAX_CLASSES = 100_000
+
+
+def _field(default: Any, must: str) -> Any:
+    """A field with what its value must be, in the words a refusal uses."""
+    return dataclasses.field(default_factory=default, metadata={"must": must}) if callable(default) else \
+        dataclasses.field(default=default, metadata={"must": must})
+
+
+@dataclass(frozen=True)
+class WeightsMetadata:
+    """What a weights file says of itself. ``model`` and its ``options`` rebuild the network; the data
+    fields say what it was trained on (spelt as timm spells them: ``in_chans``, ``input_size``). A
+    file may hold more (``zoo.save_weights(**info)``): that is kept as it is and read by no one in zoo."""
+
+    model: str = _field("", "a model name")
+    format: int = _field(FORMAT, f"a whole number in 1..{FORMAT}")
+    architecture: str = _field("", "text")
+    wrappers: list[str] = _field(list, "a list of names")
+    plugins: dict[str, str] = _field(dict, "a table")
+    options: dict[str, Any] = _field(dict, "a table")
+    in_chans: int | None = _field(None, "a whole number in 1..64")
+    input_size: int | None = _field(None, f"a whole number in 1..{MAX_INPUT_SIZE}")
+    num_classes: int | None = _field(None, f"a whole number in 1..{MAX_CLASSES}")
+    padded_from: int | None = _field(None, "a whole number in 1..{input_size}")
+    classes: list[str] | None = _field(None, "a list of class names")
+    mean: list[float] | None = _field(None, "one number per channel")
+    std: list[float] | None = _field(None, "one number per channel, each positive")
+    crop_pct: float = _field(1.0, "a number in 0.05..1")
+    dataset: str | None = _field(None, "text")
+    data_options: dict[str, Any] = _field(dict, "a table")
+    trainer: dict[str, Any] = _field(dict, "a table with a name and options")
+    metrics: dict[str, float] = _field(dict, "a table of numbers")
+    pretrained: str = _field("", "the name of the weights the run started from")
+    parameters: int | None = _field(None, "a whole number in 0..10**12")
+    provenance: dict[str, Any] = _field(dict, "a table")
+    zoo_version: str = _field("", "text")
+
+    @classmethod
+    def checked(cls, document: Any, path: Path) -> "WeightsMetadata":
+        """The record of ``document``, a file's parsed metadata, refused with one line naming the field
+        unless every field zoo reads is of its type and within its bounds."""
+        if isinstance(document, dict) and "history" in document:  # what a run writes as it goes
+            raise UserError(f"{path} is a run's checkpoint, for zoo train --resume; use the weights file the run "
+                            "writes when it ends")
+        if not isinstance(document, dict):
+            raise UserError(f"{path}: its metadata must be a table")
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if (f.name == "model" or f.name in document) and not conforms(document.get(f.name), hints[f.name]):
+                raise _refusal(path, f)
+        record = cls(**{f.name: document[f.name] for f in dataclasses.fields(cls) if f.name in document})
+        wrong = record.out_of_bounds()
+        if wrong:
+            raise _refusal(path, next(f for f in dataclasses.fields(cls) if f.name == wrong), record)
+        return record
+
+    def out_of_bounds(self) -> str | None:
+        """The first field whose value is of its type but outside what any real weights hold."""
+        bounds = {"format": (1, FORMAT), "in_chans": (1, 64), "input_size": (1, MAX_INPUT_SIZE),
+                  "num_classes": (1, MAX_CLASSES), "padded_from": (1, self.input_size or MAX_INPUT_SIZE),
+                  "parameters": (0, 10**12)}
+        for name, (low, high) in bounds.items():
+            if getattr(self, name) is not None and not low <= getattr(self, name) <= high:
+                return name
+        channels = self.in_chans or len(self.mean or self.std or ())
+        checks = {
+            "model": 0 < len(self.model) <= 256,
+            "classes": self.classes is None or 0 < len(self.classes) <= MAX_CLASSES and all(
+                len(c) <= 1000 for c in self.classes),
+            "num_classes": self.classes is None or (self.num_classes or len(self.classes)) == len(self.classes),
+            "mean": self.mean is None or len(self.mean) == channels and all(-1e6 <= v <= 1e6 for v in self.mean),
+            "std": self.std is None or len(self.std) == channels and all(1e-12 <= v <= 1e6 for v in self.std),
+            "crop_pct": 0.05 <= self.crop_pct <= 1,
+            "pretrained": len(self.pretrained) <= 4096,
+            "provenance": conforms(self.provenance.get("versions", {}), dict[str, Any]),
+            "trainer": conforms(self.trainer.get("name", ""), str) and conforms(self.trainer.get("options", {}), dict),
+        }
+        return next((name for name, ok in checks.items() if not ok), None)
+
+
+def _refusal(path: Path, f: dataclasses.Field, record: WeightsMetadata | None = None) -> UserError:
+    must = f.metadata["must"].replace("{input_size}", str(record.input_size if record and record.input_size
+                                                             else MAX_INPUT_SIZE))
+    if f.name == "num_classes" and record is not None and record.classes is not None and record.num_classes and \
+            1 <= record.num_classes <= MAX_CLASSES:
+        must = f"the number of classes ({len(record.classes)})"
+    return UserError(f"{path}: metadata field {f.name!r} must be {must}")
