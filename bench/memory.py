@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, {bench!r})
 from common import random_cifar, registry_with, lab_evaluate, lab_loader, lab_train_epoch
 import torch
-from zoo.models import create_model
+from zoo import create_model
 from zoo import RunConfig, train
 data = random_cifar({images})
 if {kind!r} == "lab":

@@ -24,7 +24,7 @@ from torch.profiler import ProfilerActivity, profile
 from common import lab_train_epoch, machine, table
 
 import zoo
-from zoo.io.create import create_model
+from zoo import create_model
 from zoo import prepare_model
 
 CONV_FORWARD = {"aten::mkldnn_convolution", "aten::_convolution", "aten::convolution", "aten::conv2d"}

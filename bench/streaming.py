@@ -80,7 +80,7 @@ def decoder_rates(folder: Path, count: int = 200) -> dict[str, float]:
     from torchvision.io import ImageReadMode, decode_jpeg, read_file
     from torchvision.transforms.v2 import functional as F
 
-    from zoo.data.streaming import _Decoder, random_resized_crop
+    from zoo.data.streaming import Decoder, random_resized_crop
 
     files = sorted(str(f) for f in (folder / "train").rglob("*.jpg"))[:count]
     threads = torch.get_num_threads()
@@ -96,7 +96,7 @@ def decoder_rates(folder: Path, count: int = 200) -> dict[str, float]:
         left, top, right, bottom = random_resized_crop((image.shape[2], image.shape[1]), random.Random(i))
         F.resized_crop(image, int(top), int(left), int(bottom - top), int(right - left), [224, 224], antialias=True)
 
-    decoder = _Decoder(files, torch.zeros(len(files), dtype=torch.long), 224, 3, 0.875, (0, 0))
+    decoder = Decoder(files, torch.zeros(len(files), dtype=torch.long), 224, 3, 0.875, (0, 0))
     rates = {}
     for name, decode in (("PIL open, convert, resize", pil), ("torchvision.io decode_jpeg + resized_crop", tvio),
                          ("zoo's decoder", lambda i, file: decoder[i])):

@@ -18,7 +18,7 @@ import torch
 
 from common import StepClock, lab_loader, lab_train_epoch, machine, random_cifar, registry_with, table
 
-from zoo.io.create import create_model
+from zoo import create_model
 from zoo import RunConfig, train
 
 

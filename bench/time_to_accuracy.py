@@ -16,7 +16,7 @@ from common import lab_evaluate, lab_loader, lab_train_epoch, machine, table
 
 import zoo
 from zoo.data.images import data_root
-from zoo.io.create import create_model
+from zoo import create_model
 from zoo import RunConfig, SilentReporter, train
 
 NETWORK = {"model": "vgg_bn", "model_options": {"layout": "32,M,64,M,128,M"}}

@@ -164,3 +164,33 @@ def test_zoo_eval_resolves_the_weights_into_a_model_once(tmp_path, monkeypatch):
     result = zoo.evaluate_weights(weights)
     assert 0 <= result["accuracy"] <= 1
     assert resolved == ["resnet"], resolved
+
+
+def test_the_records_a_logger_receives_are_the_documented_ones(cifar_dir, tmp_path):
+    import re
+    from pathlib import Path
+
+    from conftest import tiny_config
+
+    docs = (Path(__file__).parents[1] / "docs" / "plugins.md").read_text()
+    start = docs.index("**A logger's calls:**")
+    documented = set(re.findall(r"`(\w+)`", docs[start:docs.index("`finish(summary)`", start)]))
+    calls = []
+
+    class Recorder(zoo.SilentReporter):
+        def start(self, config, info):
+            calls.append(("start", set(info)))
+
+        def epoch_end(self, record):
+            calls.append(("epoch_end", set(record)))
+
+    zoo.train(tiny_config(epochs=1, data_dir=str(cifar_dir)), run_dir=tmp_path / "run",
+              weights=tmp_path / "w.safetensors", reporter=Recorder())
+    (_, info), (_, record) = calls
+    described = set(zoo.BaseTrainer(device="cpu").describe())  # the trainer's own, documented as describe()
+    assert info - described <= documented, info - described - documented
+    assert record <= documented, record - documented
+    from zoo.data.images import ImageData
+
+    section = docs[docs.index("**`ImageData`**"):docs.index("**A logger's calls:**")]
+    assert {f for f in ImageData.__dataclass_fields__} <= set(re.findall(r"`(\w+)`", section))

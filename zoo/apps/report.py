@@ -16,6 +16,7 @@ from ..training.config import RunConfig, check_config_types
 from ..base.errors import UserError
 from ..base.files import atomic_write, atomic_write_text, read_bounded
 from ..io.weights import read_metadata
+from ..registry.specs import split_qualified
 
 REPORT_FILES = ("results.md", "results.csv", "accuracy.png", "loss.png")
 COLUMNS = ["run", "dataset", "network", "epochs", "planned epochs", "batch size", "lr", "optimizer", "schedule",
@@ -89,7 +90,7 @@ def table_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         options = ", ".join(f"{k}={v}" for k, v in _flatten(c.get("model_options", {})))
         finals = [r["metrics"][-1]["test_accuracy"] for r in group if r["metrics"]]
         rows.append({
-            "run": name, "dataset": str(c.get("data", "")).rpartition(":")[2],
+            "run": name, "dataset": split_qualified(str(c.get("data", "")))[1],
             "network": c["model"] + (f" ({options})" if options else ""),
             "epochs": len(m), "planned epochs": c["epochs"], "batch size": c["batch_size"], "lr": c["lr"],
             "optimizer": _choice(c["opt"], c.get("opt_options")),
@@ -112,12 +113,12 @@ def _choice(recorded: str, options: dict[str, Any] | None = None) -> str:
     say what was chosen, not which plugin gave it. (Older run folders hold the shorthand, ``multistep=[20,30]``.)"""
     name, sep, value = recorded.partition("=")
     given = f"({', '.join(f'{key}={setting}' for key, setting in options.items())})" if options else ""
-    return name.rpartition(":")[2] + sep + value + given
+    return split_qualified(name)[1] + sep + value + given
 
 
 def _augmentations(config: dict[str, Any]) -> list[str]:
-    options = {name.rpartition(":")[2]: these for name, these in config.get("aug_options", {}).items()}
-    return [_choice(name, options.get(name.rpartition(":")[2])) for name in config["augs"]]
+    options = {split_qualified(name)[1]: these for name, these in config.get("aug_options", {}).items()}
+    return [_choice(name, options.get(split_qualified(name)[1])) for name in config["augs"]]
 
 
 def _mean(values: list[float]) -> float | None:
@@ -246,7 +247,7 @@ def recipe(runs: list[dict[str, Any]]) -> str:
         return value(runs[0]["config"]) if len(values) == 1 else None
 
     parts = [
-        shared(lambda c: str(c.get("data", "")).rpartition(":")[2]),
+        shared(lambda c: split_qualified(str(c.get("data", "")))[1]),
         (f"{epochs} epochs" if (epochs := shared(lambda c: c["epochs"])) else None),
         (f"batch {batch}" if (batch := shared(lambda c: c["batch_size"])) else None),
         (f"{opt} lr {lr:g}" if (opt := shared(lambda c: _choice(c["opt"], c.get("opt_options"))))

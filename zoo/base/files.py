@@ -20,6 +20,10 @@ from .errors import UserError, described, first_line
 STALE_SECONDS = 3600  # a temporary file this old was left by a killed write, not one in progress
 
 
+class CorruptDownload(UserError):
+    """A download whose digest is not the one expected: nothing of it is kept."""
+
+
 def atomic_write_text(path: Path, text: str) -> Path:
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
@@ -140,8 +144,8 @@ def download(url: str, dest: Path, md5: str = "", sha256: str = "") -> Path:
     def fetch(tmp: str) -> None:
         _fetch(url, Path(tmp), dest.name)
         if not file_digest(Path(tmp), algorithm).startswith(expected):
-            raise UserError(f"download of {url} is corrupt (its {algorithm.upper()} differs from {expected}); "
-                            "nothing was kept, try again")
+            raise CorruptDownload(f"download of {url} is corrupt (its {algorithm.upper()} differs from {expected}); "
+                                  "nothing was kept, try again")
 
     with folders_removed_on_failure(dest.parent):
         return atomic_write(dest, fetch)

@@ -19,7 +19,8 @@ from ..registry.factories import call_factory
 from ..base.errors import UserError, described
 from ..registry.catalog import Registry, default_registry, natural_key
 from ..registry.specs import Weights
-from ..base.files import folders_removed_on_failure, regular_file
+from ..base.files import CorruptDownload, regular_file
+from ..base.files import download as checked_download  # `download` is a flag here
 from .weights import load_model, read_metadata
 
 OFFLINE_ENVS = ("ZOO_OFFLINE", "HF_HUB_OFFLINE")  # "1": use the caches only, never download
@@ -119,13 +120,12 @@ def _url_file(description: dict[str, Any], download: bool) -> Path:
         if not download:
             raise UserError(f"weights {name} are not in the cache and downloads are off; {where}")
         try:  # checked before it is moved into the cache: a bad download never lands there
-            with folders_removed_on_failure(folder):
-                torch.hub.download_url_to_file(url, str(path), hash_prefix=expected, progress=True)
-        except RuntimeError as exc:
+            return checked_download(url, path, sha256=expected)
+        except CorruptDownload as exc:
             raise UserError(f"{url} does not match the SHA-256 of weights {name} ({expected}...): a corrupt download "
                             "or other weights; nothing was kept") from exc
-        except (OSError, ValueError) as exc:  # no network, an HTTP error, a full disk
-            raise UserError(f"weights {name}: cannot download {url} ({exc}); {where}") from exc
+        except UserError as exc:  # no network, an HTTP error, a full disk
+            raise UserError(f"weights {name}: {exc}; {where}") from exc
     _check_hash(path, expected, name)
     return path
 

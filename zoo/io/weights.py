@@ -16,19 +16,29 @@ from ..base.files import atomic_write, parse_json, regular_file
 from ..models.build import plan_model
 from ..registry.catalog import GIVEN, Registry, default_registry
 from ..registry.factories import check_file_options
+from ..registry.specs import split_qualified
 from .metadata import FORMAT, WeightsMetadata
 
 META_KEY = "zoo"  # the JSON document in a weights file's metadata
 
 
+def inner_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The model inside DistributedDataParallel and torch.compile wrappers."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    while True:
+        if isinstance(model, DistributedDataParallel):
+            model = model.module
+        elif isinstance(getattr(model, "_orig_mod", None), torch.nn.Module):
+            model = model._orig_mod
+        else:
+            return model
+
+
 def clean_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """Contiguous, unshared CPU tensors, without DDP's ``module.`` or torch.compile's ``_orig_mod.``."""
-    state = {}
-    for key, tensor in model.state_dict().items():
-        for prefix in ("_orig_mod.", "module."):
-            key = key.removeprefix(prefix)
-        state[key] = tensor.detach().to("cpu").contiguous().clone()
-    return state
+    """The state of the model inside any wrappers (:func:`inner_model`), as contiguous, unshared CPU tensors."""
+    state = inner_model(model).state_dict()
+    return {key: tensor.detach().to("cpu").contiguous().clone() for key, tensor in state.items()}
 
 
 def atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str], replace: bool = True) -> Path:
@@ -134,7 +144,7 @@ def model_from_metadata(document: dict[str, Any], path: Any, registry: Registry 
         wrappers, arch = registry.resolve_model(document["model"])
     except UserError as error:
         recorded = [document.get("architecture", ""), *document.get("wrappers", [])]
-        missing = sorted({name.partition(":")[0] for name in recorded if ":" in name} - set(registry.plugins))
+        missing = sorted({split_qualified(name)[0] for name in recorded if ":" in name} - set(registry.plugins))
         if missing:
             raise UserError(f"{path} was made with plugin {', '.join(map(repr, missing))}, which is not installed "
                             f"here (model {document['model']!r}); install it to use these weights") from error

@@ -19,7 +19,7 @@ import pluggy
 from ..base.errors import PluginError, UserError
 from ..base.version import __version__
 from . import core, hooks
-from .specs import KINDS, Architecture, Spec, Wrapper
+from .specs import KINDS, Architecture, Spec, Wrapper, split_qualified
 
 DISTRIBUTION = "cnn-zoo"  # the package that ships zoo and its built-in plugins
 CORE_PLUGIN = "zoo"  # the name under which the core registers what it provides itself
@@ -169,8 +169,8 @@ class Registry:
 
     def find(self, kind: str, name: str) -> Spec | None:
         """The spec called ``name`` (or ``plugin:name``), None if none; ambiguity is an error."""
-        plugin, sep, bare = name.rpartition(":")
-        matches = sorted((s for s in self._items[kind] if s.name == bare and (not sep or s.plugin == plugin)),
+        plugin, bare = split_qualified(name)
+        matches = sorted((s for s in self._items[kind] if s.name == bare and (not plugin or s.plugin == plugin)),
                          key=lambda s: s.plugin)
         if len(matches) > 1:
             providers = " and ".join(f"{s.plugin!r}" for s in matches)

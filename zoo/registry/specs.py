@@ -17,6 +17,13 @@ from ..base.errors import PluginError, described
 Factory = Union[str, Callable[..., Any]]
 
 
+def split_qualified(name: str) -> tuple[str, str]:
+    """``"augment:crop"`` -> ``("augment", "crop")``; a bare ``"crop"`` -> ``("", "crop")``: a name as
+    given, or as a run records it, qualified by its plugin."""
+    plugin, _, bare = name.rpartition(":")
+    return plugin, bare
+
+
 @dataclass(frozen=True)
 class Spec:
     """Fields every item has. ``plugin`` is filled in by the registry, not by the plugin.

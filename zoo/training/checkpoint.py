@@ -13,7 +13,7 @@ from ..base.version import __version__
 from .config import RunConfig
 from ..base.errors import UserError, first_line
 from .trainer import BaseTrainer
-from ..io.weights import atomic_save, clean_state_dict, read_safetensors
+from ..io.weights import atomic_save, clean_state_dict, inner_model, read_safetensors
 
 
 @dataclass
@@ -156,19 +156,6 @@ def check_finite(state: dict[str, torch.Tensor], checkpoint: Path, epoch: int, s
     if not all(bool(torch.isfinite(t).all()) for t in state.values() if t.is_floating_point()):
         raise UserError(f"the weights became infinite or NaN by epoch {epoch}, step {step}: the run diverged; "
                         f"{last_good(checkpoint)}; try a lower `lr`, more `warmup` or less `weight_decay`")
-
-
-def inner_model(model: torch.nn.Module) -> torch.nn.Module:
-    """The model inside DistributedDataParallel and torch.compile wrappers."""
-    from torch.nn.parallel import DistributedDataParallel
-
-    while True:
-        if isinstance(model, DistributedDataParallel):
-            model = model.module
-        elif isinstance(getattr(model, "_orig_mod", None), torch.nn.Module):
-            model = model._orig_mod
-        else:
-            return model
 
 
 def unwrapped(model: torch.nn.Module, zoo_config: dict[str, Any]) -> torch.nn.Module:

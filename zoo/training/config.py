@@ -18,7 +18,7 @@ from ..models.build import check_model
 from ..base.options import parse_value
 from ..base.typed import spelled, wrong_fields
 from ..registry.catalog import GIVEN, Registry, default_registry
-from ..registry.specs import Spec
+from ..registry.specs import Spec, split_qualified
 from ..base.files import parse_json, read_bounded, regular_file
 from ..io.pretrained import trained_preprocessing
 from .progress import Reporters
@@ -197,7 +197,7 @@ def merge_options(kept: dict[str, Any], changed: dict[str, Any]) -> dict[str, An
 
 def _bare(name: Any) -> Any:
     """``augment:crop`` -> ``crop``: a name as given or as recorded, qualified by its plugin."""
-    return name.rpartition(":")[2] if isinstance(name, str) else name
+    return split_qualified(name)[1] if isinstance(name, str) else name
 
 
 # What zoo passes to a factory itself: an option of the same name would collide with it.

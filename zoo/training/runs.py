@@ -15,6 +15,7 @@ from .checkpoint import check_finite
 from .config import RunConfig
 from ..base.errors import UserError, one_line
 from ..registry.catalog import GIVEN
+from ..registry.specs import split_qualified
 from ..io.weights import read_header, save_weights
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ def new_run_paths(config: RunConfig, run_dir, weights, overwrite: bool) -> tuple
     stops the run must leave nothing behind. Default names are claimed when the run starts writing."""
     if run_dir is None and weights is None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        data = config.data.rpartition(":")[2]
+        data = split_qualified(config.data)[1]
         # a model given as a module is named by its class (python:pkg.Net -> Net)
         model = config.model.rpartition(".")[2] if config.model.startswith(GIVEN) else config.model
         name = unique_name(f"{model.replace(':', '_').replace('/', '_')}-{data}-{stamp}",
