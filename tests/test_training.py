@@ -108,7 +108,7 @@ def amp_where_native() -> tuple[str, ...]:
 
 @pytest.mark.slow
 def test_real_fashion_mnist_reaches_88_percent_through_the_cli(tmp_path, real_fashion_mnist):
-    result = run_zoo("train", "vgg_bn", "--data", "fashion-mnist", "--set", "layout=32,M,64,M,128,M", "--epochs", "4",
+    result = run_zoo("train", "vgg_bn", "--data", "fashion-mnist", "--set", "layout=32,M,64,M,128,M", "--epochs", "2",
                      "--batch-size", "128", "--lr", "0.1", "--sched", "onecycle", "--warmup", "0", "--aug", "crop=2",
                      *amp_where_native(), "--json", cwd=tmp_path, timeout=600)
     assert result.returncode == 0, result.stderr
