@@ -54,7 +54,6 @@ def guarded(spec: Spec, function: Callable[..., Any], what: str) -> Callable[...
         with plugin_code(spec, what, building=False):
             return function(*args, **kwargs)
 
-    call.__wrapped__ = function  # type: ignore[attr-defined]
     return call
 
 
