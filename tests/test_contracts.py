@@ -194,3 +194,21 @@ def test_the_records_a_logger_receives_are_the_documented_ones(cifar_dir, tmp_pa
 
     section = docs[docs.index("**`ImageData`**"):docs.index("**A logger's calls:**")]
     assert {f for f in ImageData.__dataclass_fields__} <= set(re.findall(r"`(\w+)`", section))
+
+
+def test_the_weights_metadata_is_one_record_read_as_fields_and_as_the_table_written(tmp_path):
+    from safetensors import safe_open
+
+    from zoo.io.metadata import WeightsMetadata
+
+    model = zoo.create_model("resnet", num_classes=2, in_chans=1, layers=[1, 1, 1], base_channels=4)
+    path = zoo.save_weights(model, tmp_path / "w.safetensors", classes=["a", "b"], input_size=32, note="mine")
+    meta = zoo.load_model(path).zoo_meta
+    assert isinstance(meta, WeightsMetadata)
+    assert meta.classes == meta["classes"] == ["a", "b"] and meta.crop_pct is None and "crop_pct" not in meta
+    assert meta["note"] == "mine" and meta.extra == {"note": "mine"}
+    with safe_open(path, "pt") as f:  # what is written is what is read, field for field and in order
+        assert json.loads(f.metadata()["zoo"]) == meta.document() == dict(meta)
+    with pytest.raises(zoo.UserError, match="metadata field 'classes' must be a list of class names"):
+        zoo.save_weights(model, tmp_path / "bad.safetensors", classes="ab")  # checked on writing too
+    assert not (tmp_path / "bad.safetensors").exists()

@@ -45,26 +45,26 @@ def evaluate_weights(weights: str | Path, data: str | None = None, data_dir: str
     model = load_model(weights, registry=registry)
     meta = model.zoo_meta
     require_fields(meta, weights, "num_classes", "in_chans", "mean", "std", *(() if data else ("dataset",)))
-    runner = evaluation_trainer(registry, meta.get("trainer", {}), trainer, device)
-    name = data or meta["dataset"]
+    runner = evaluation_trainer(registry, meta.trainer, trainer, device)
+    name = data or meta.dataset
     spec = registry.get("data", name)
     # the data as the run had it (its image size, its crop), when it is the data the weights were trained on
-    options = meta.get("data_options", {}) if spec.name == meta.get("dataset", spec.name) else {}
+    options = meta.data_options if spec.name == (meta.dataset or spec.name) else {}
     check_file_options(spec, spec.load(), options, source=f"{weights}")
     reserved = sorted(set(options) & set(RESERVED_OPTIONS["data_options"]))
     if reserved:  # where the data is and whether it downloads are the user's to say, never a file's
         raise UserError(f"{weights} sets data option {reserved[0]!r}, which a file may not set; refused")
     dataset = call_factory(spec, root=data_root(data_dir), download=True, **options)
-    if meta.get("input_size") is not None and dataset.input_size != meta["input_size"]:
-        raise UserError(f"{weights} was trained on {meta['input_size']}x{meta['input_size']} images; {name} has "
+    if meta.input_size is not None and dataset.input_size != meta.input_size:
+        raise UserError(f"{weights} was trained on {meta.input_size}x{meta.input_size} images; {name} has "
                         f"{dataset.input_size}x{dataset.input_size}, and zoo eval does not resize (the accuracy "
                         "would be wrong)")
-    if dataset.num_classes != meta.get("num_classes") or dataset.channels != meta.get("in_chans"):
-        raise UserError(f"{weights} was trained for {meta.get('num_classes')} classes of {meta.get('in_chans')}-"
+    if dataset.num_classes != meta.num_classes or dataset.channels != meta.in_chans:
+        raise UserError(f"{weights} was trained for {meta.num_classes} classes of {meta.in_chans}-"
                         f"channel images; {name} has {dataset.num_classes} classes of {dataset.channels}-channel "
                         "images")
     model = prepare_model(runner, model, (dataset.channels, dataset.input_size, dataset.input_size))
-    result = evaluate(model, runner, Normalize(meta["mean"], meta["std"]), dataset.to(runner.device), batch_size)
-    return {"weights": str(weights), "model": meta["model"], "data": name, "test_images": len(dataset.test_labels),
+    result = evaluate(model, runner, Normalize(meta.mean, meta.std), dataset.to(runner.device), batch_size)
+    return {"weights": str(weights), "model": meta.model, "data": name, "test_images": len(dataset.test_labels),
             "precision": runner.precision, "accuracy": result["accuracy"], "loss": result["loss"],
             "per_class_accuracy": dict(zip(dataset.classes, result["per_class_accuracy"]))}

@@ -86,17 +86,16 @@ def iter_predictions(weights: str | Path, images: Sequence[str | Path], top_k: i
         raise UserError(f"`top_k` and `batch_size` must be positive, got {top_k} and {batch_size}")
     model, meta, target = _predictor(Path(weights), device, registry or default_registry())
     require_fields(meta, weights, "input_size", "in_chans", "classes", "mean", "std")
-    if not isinstance(meta["classes"], list) or meta["in_chans"] not in (1, 3):
-        raise UserError(f"{weights} records no class names, or {meta['in_chans']!r} input channels: zoo predict "
+    if meta.classes is None or meta.in_chans not in (1, 3):
+        raise UserError(f"{weights} records no class names, or {meta.in_chans!r} input channels: zoo predict "
                         "reads grey (1) or colour (3) images into a model that names its classes")
-    classes, normalize, k = meta["classes"], Normalize(meta["mean"], meta["std"]), min(top_k, len(meta["classes"]))
+    classes, normalize, k = meta.classes, Normalize(meta.mean, meta.std), min(top_k, len(meta.classes))
     paths = image_paths(images)
     for start in range(0, len(paths), batch_size):
         arrays, readable, results = [], [], {}
         for path in paths[start:start + batch_size]:
             try:
-                arrays.append(_as_trained(path, meta["input_size"], meta["in_chans"], meta.get("padded_from"),
-                                          meta.get("crop_pct")))
+                arrays.append(_as_trained(path, meta.input_size, meta.in_chans, meta.padded_from, meta.crop_pct))
                 readable.append(path)
             except UserError as error:
                 results[path] = {"image": str(path), "error": str(error)}
@@ -130,11 +129,10 @@ def _predictor(path: Path, device: str | None, registry: Registry):
                         f"({', '.join(e.suffix for e in registry.items('exporter'))})")
     regular_file(path, "exported model")
     run, carried = exporter.resolve(exporter.runner, "runner")(path)
-    meta = parse_json(carried.get("zoo", ""), f"the zoo metadata of {path}")
-    if not isinstance(meta, dict):
+    document = parse_json(carried.get("zoo", ""), f"the zoo metadata of {path}")
+    if not isinstance(document, dict):
         raise UserError(f"{path} carries no zoo metadata (it was not written by zoo export)")
-    WeightsMetadata.checked(meta, path)
-    return run, meta, usable_device("cpu")
+    return run, WeightsMetadata.checked(document, path), usable_device("cpu")
 
 
 def predict(weights: str | Path, images: Sequence[str | Path], top_k: int = 3, batch_size: int = 64,

@@ -36,7 +36,7 @@ def load_run(run_dir: Path) -> dict[str, Any]:
         raise UserError(f"{run_dir} is not a run folder zoo can report ({exc})") from None
     saved = Path(config.get("weights", ""))
     weights = next((p for p in (saved, run_dir.parent.parent / "weights" / saved.name) if p.is_file()), None)
-    parameters = read_metadata(weights).get("parameters") if weights else None
+    parameters = read_metadata(weights).parameters if weights else None
     return {"name": run_dir.name, "config": config, "metrics": metrics, "parameters": parameters,
             "finished": weights is not None}
 

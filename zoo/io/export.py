@@ -35,25 +35,26 @@ def export_weights(weights: str | Path, format: str = "pt2", out: str | Path | N
         raise UserError(f"{out} is the weights being exported; choose another `out`")
     if os.path.lexists(out) and not overwrite:
         raise UserError(f"{out} exists; choose another `out` or pass `overwrite`")
-    channels, size = meta.get("in_chans", 3), meta.get("input_size") or 224
+    channels, size = meta.in_chans or 3, meta.input_size or 224
     generator = torch.Generator().manual_seed(0)
     example = torch.randn(2, channels, size, size, generator=generator)
     probe = torch.randn(3 if dynamic_batch else 2, channels, size, size, generator=generator)
-    metadata = {"zoo": json.dumps({key: meta[key] for key in CARRIED if key in meta} | {"weights": Path(weights).name})}
+    recorded = {key: getattr(meta, key) for key in CARRIED if key in meta.written}
+    metadata = {"zoo": json.dumps(recorded | {"weights": Path(weights).name})}
     measured: dict[str, float] = {}
 
     def write_and_verify(path: str) -> None:
         with torch.no_grad():
             expected = model(probe)
         exporter, runner = spec.load(), spec.resolve(spec.runner, "runner")
-        with plugin_code(spec, f"could not export {meta['model']}", building=False):
+        with plugin_code(spec, f"could not export {meta.model}", building=False):
             exporter(model, example, Path(path), dynamic_batch=dynamic_batch, metadata=metadata)
             predict, carried = runner(Path(path))
             with torch.no_grad():
                 got = predict(probe)
         difference = (got.float() - expected).abs().max().item() / max(1e-12, expected.abs().max().item())
         if got.shape != expected.shape or not difference <= tolerance:
-            raise UserError(f"the {spec.name} export of {meta['model']} answers differently from the PyTorch model "
+            raise UserError(f"the {spec.name} export of {meta.model} answers differently from the PyTorch model "
                             f"(relative difference {difference:.2e}, tolerance {tolerance:g}); nothing was written")
         if carried != metadata:
             raise UserError(f"the {spec.name} exporter lost the metadata the file must carry; nothing was written")
@@ -64,5 +65,5 @@ def export_weights(weights: str | Path, format: str = "pt2", out: str | Path | N
     except FileExistsError:
         raise UserError(f"{out} appeared while exporting and is left as it is; choose another `out` or pass "
                         "`overwrite`") from None
-    return {"path": str(out), "format": spec.name, "model": meta["model"], "dynamic_batch": dynamic_batch,
+    return {"path": str(out), "format": spec.name, "model": meta.model, "dynamic_batch": dynamic_batch,
             "relative_difference": measured["difference"], "tolerance": tolerance}

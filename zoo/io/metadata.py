@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,10 +27,13 @@ def _field(default: Any, must: str) -> Any:
 
 
 @dataclass(frozen=True)
-class WeightsMetadata:
+class WeightsMetadata(Mapping):
     """What a weights file says of itself. ``model`` and its ``options`` rebuild the network; the data
     fields say what it was trained on (spelt as timm spells them: ``in_chans``, ``input_size``). A
-    file may hold more (``zoo.save_weights(**info)``): that is kept as it is and read by no one in zoo."""
+    file may hold more (``zoo.save_weights(**info)``): that is kept in ``extra``, read by no one in zoo.
+
+    zoo reads the fields as attributes (a field the file lacks has its default). ``model.zoo_meta[key]``
+    reads the file's table as it was written, as before the record existed: it is a read-only mapping."""
 
     model: str = _field("", "a model name")
     format: int = _field(FORMAT, f"a whole number in 1..{FORMAT}")
@@ -44,7 +48,7 @@ class WeightsMetadata:
     classes: list[str] | None = _field(None, "a list of class names")
     mean: list[float] | None = _field(None, "one number per channel")
     std: list[float] | None = _field(None, "one number per channel, each positive")
-    crop_pct: float = _field(1.0, "a number in 0.05..1")
+    crop_pct: float | None = _field(None, "a number in 0.05..1")  # None: the whole image
     dataset: str | None = _field(None, "text")
     data_options: dict[str, Any] = _field(dict, "a table")
     trainer: dict[str, Any] = _field(dict, "a table with a name and options")
@@ -53,6 +57,8 @@ class WeightsMetadata:
     parameters: int | None = _field(None, "a whole number in 0..10**12")
     provenance: dict[str, Any] = _field(dict, "a table")
     zoo_version: str = _field("", "text")
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False, compare=False)
+    written: tuple[str, ...] = dataclasses.field(default=(), repr=False, compare=False)  # the fields the file has
 
     @classmethod
     def checked(cls, document: Any, path: Path) -> "WeightsMetadata":
@@ -64,14 +70,33 @@ class WeightsMetadata:
         if not isinstance(document, dict):
             raise UserError(f"{path}: its metadata must be a table")
         hints = typing.get_type_hints(cls)
-        for f in dataclasses.fields(cls):
+        declared = _file_fields()
+        for f in declared:
             if (f.name == "model" or f.name in document) and not conforms(document.get(f.name), hints[f.name]):
                 raise _refusal(path, f)
-        record = cls(**{f.name: document[f.name] for f in dataclasses.fields(cls) if f.name in document})
+        names = {f.name for f in declared}
+        record = cls(**{name: document[name] for name in names if name in document},
+                     extra={k: v for k, v in document.items() if k not in names},
+                     written=tuple(k for k in document if k in names))
         wrong = record.out_of_bounds()
         if wrong:
-            raise _refusal(path, next(f for f in dataclasses.fields(cls) if f.name == wrong), record)
+            raise _refusal(path, next(f for f in declared if f.name == wrong), record)
         return record
+
+    def document(self) -> dict[str, Any]:
+        """The JSON table a file holds: the fields it was given, and the extra ones, in their order."""
+        return {**{name: getattr(self, name) for name in self.written}, **self.extra}
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self.written:
+            return getattr(self, key)
+        return self.extra[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter((*self.written, *self.extra))
+
+    def __len__(self) -> int:
+        return len(self.written) + len(self.extra)
 
     def out_of_bounds(self) -> str | None:
         """The first field whose value is of its type but outside what any real weights hold."""
@@ -89,12 +114,17 @@ class WeightsMetadata:
             "num_classes": self.classes is None or (self.num_classes or len(self.classes)) == len(self.classes),
             "mean": self.mean is None or len(self.mean) == channels and all(-1e6 <= v <= 1e6 for v in self.mean),
             "std": self.std is None or len(self.std) == channels and all(1e-12 <= v <= 1e6 for v in self.std),
-            "crop_pct": 0.05 <= self.crop_pct <= 1,
+            "crop_pct": self.crop_pct is None or 0.05 <= self.crop_pct <= 1,
             "pretrained": len(self.pretrained) <= 4096,
             "provenance": conforms(self.provenance.get("versions", {}), dict[str, Any]),
             "trainer": conforms(self.trainer.get("name", ""), str) and conforms(self.trainer.get("options", {}), dict),
         }
         return next((name for name, ok in checks.items() if not ok), None)
+
+
+def _file_fields() -> list[dataclasses.Field]:
+    """The fields a file's table may hold (``extra`` and ``written`` are the record's own)."""
+    return [f for f in dataclasses.fields(WeightsMetadata) if "must" in f.metadata]
 
 
 def _refusal(path: Path, f: dataclasses.Field, record: WeightsMetadata | None = None) -> UserError:

@@ -241,7 +241,7 @@ def trained_preprocessing(model_name: str, pretrained: bool | str, registry: Reg
     evaluation's centre crop, where known: what a dataset that takes them should use by default."""
     if isinstance(pretrained, str) and pretrained.endswith(".safetensors"):
         meta = read_metadata(Path(pretrained))
-        found = {"image_size": meta.get("input_size"), "crop_pct": meta.get("crop_pct")}
+        found = {"image_size": meta.input_size, "crop_pct": meta.crop_pct}
     else:
         description = describe(find_weights(model_name, pretrained, registry))
         size, resize = description.get("input_size"), description.get("resize_size")
@@ -268,9 +268,8 @@ def start_from(model: nn.Module, model_name: str, pretrained: bool | str, regist
     if isinstance(pretrained, str) and pretrained.endswith(".safetensors"):
         source = load_model(pretrained, registry=registry)
         meta = source.zoo_meta
-        state, origin = source.state_dict(), meta["model"]
-        info = {"weights": str(pretrained), "mean": meta.get("mean"), "std": meta.get("std"),
-                "input_size": meta.get("input_size")}
+        state, origin = source.state_dict(), meta.model
+        info = {"weights": str(pretrained), "mean": meta.mean, "std": meta.std, "input_size": meta.input_size}
         classifier = first_conv = ""
     else:
         spec = find_weights(model_name, pretrained, registry)

@@ -84,16 +84,14 @@ def read_safetensors(path: Path, what: str = "weights") -> tuple[dict[str, torch
     return read_tensors(path, what), document
 
 
-def read_metadata(path: Path) -> dict[str, Any]:
+def read_metadata(path: Path) -> WeightsMetadata:
     """The checked zoo metadata of a weights file, without reading its tensors."""
-    document = read_header(path)[1]
-    WeightsMetadata.checked(document, path)
-    return document
+    return WeightsMetadata.checked(read_header(path)[1], path)
 
 
-def require_fields(document: dict[str, Any], path: Path, *fields: str) -> None:
+def require_fields(meta: WeightsMetadata, path: Path, *fields: str) -> None:
     """Refuse weights without the data fields a command needs (a file saved by hand may lack them)."""
-    missing = [f for f in fields if f not in document]
+    missing = [f for f in fields if f not in meta.written]
     if missing:
         raise UserError(f"{path} does not record {', '.join(missing)}; it was not written by zoo train")
 
@@ -104,12 +102,13 @@ def save_weights(model: torch.nn.Module, path: str | os.PathLike, replace: bool 
     config = getattr(model, "zoo_config", None)
     if config is None:
         raise UserError("this model was not built by zoo.create_model, so it cannot be rebuilt from its weights")
-    document = {"format": FORMAT, "zoo_version": __version__, **config, **info}
-    return atomic_save(clean_state_dict(model), Path(path), {META_KEY: json.dumps(document)}, replace)
+    meta = WeightsMetadata.checked({"format": FORMAT, "zoo_version": __version__, **config, **info}, Path(path))
+    return atomic_save(clean_state_dict(model), Path(path), {META_KEY: json.dumps(meta.document())}, replace)
 
 
 def load_model(path: str | os.PathLike, registry=None) -> torch.nn.Module:
-    """Rebuild the model saved in ``path`` and load its weights; ``model.zoo_meta`` holds the metadata.
+    """Rebuild the model saved in ``path`` and load its weights; ``model.zoo_meta`` holds the metadata
+    (a :class:`WeightsMetadata`).
 
     The file is untrusted: its metadata is checked (:class:`WeightsMetadata`), the model is built only
     from options its plugins declare safe to take from a file, and the tensors' shapes are compared
@@ -118,44 +117,44 @@ def load_model(path: str | os.PathLike, registry=None) -> torch.nn.Module:
 
     path = Path(path)
     shapes, document = read_header(path)
-    WeightsMetadata.checked(document, path)
-    build = model_from_metadata(document, path, registry)
+    meta = WeightsMetadata.checked(document, path)
+    build = model_from_metadata(meta, path, registry)
     expected = _meta_shapes(build)
     if expected is not None and expected != shapes:
-        raise UserError(f"{path}: the weights do not fit {document['model']!r} ({_shape_difference(expected, shapes)})")
+        raise UserError(f"{path}: the weights do not fit {meta.model!r} ({_shape_difference(expected, shapes)})")
     model = build()
     try:
         model.load_state_dict(read_tensors(path), strict=True)
     except RuntimeError as exc:
-        raise UserError(f"{path}: the weights do not fit {document['model']!r} ({first_line(exc)})") from exc
-    model.zoo_meta = document
+        raise UserError(f"{path}: the weights do not fit {meta.model!r} ({first_line(exc)})") from exc
+    model.zoo_meta = meta
     return model.eval()
 
 
-def model_from_metadata(document: dict[str, Any], path: Any, registry: Registry | None = None) -> Callable[[], Any]:
+def model_from_metadata(meta: WeightsMetadata, path: Any, registry: Registry | None = None) -> Callable[[], Any]:
     """A function building the model a weights file's (checked) metadata describes, after every option
     passed :func:`check_file_options`. A missing plugin is named, as the metadata records it."""
     registry = registry or default_registry()
-    if document["model"].startswith(GIVEN):
+    if meta.model.startswith(GIVEN):
         raise UserError(f"{path} holds the weights of a model given to zoo.train as a module "
-                        f"({document['model'][len(GIVEN):]}): build it yourself and load them with "
+                        f"({meta.model[len(GIVEN):]}): build it yourself and load them with "
                         f"model.load_state_dict(safetensors.torch.load_file(...))")
     try:
-        wrappers, arch = registry.resolve_model(document["model"])
+        wrappers, arch = registry.resolve_model(meta.model)
     except UserError as error:
-        recorded = [document.get("architecture", ""), *document.get("wrappers", [])]
-        missing = sorted({split_qualified(name)[0] for name in recorded if ":" in name} - set(registry.plugins))
+        missing = sorted({split_qualified(name)[0] for name in [meta.architecture, *meta.wrappers] if ":" in name}
+                         - set(registry.plugins))
         if missing:
             raise UserError(f"{path} was made with plugin {', '.join(map(repr, missing))}, which is not installed "
-                            f"here (model {document['model']!r}); install it to use these weights") from error
+                            f"here (model {meta.model!r}); install it to use these weights") from error
         raise
-    options = dict(document.get("options", {}))
+    options = dict(meta.options)
     source = f"{path}"
     for wrapper in wrappers:
         check_file_options(wrapper, wrapper.load(), options.get(wrapper.name, {}), skip=2, source=source)
     arch_options = {k: v for k, v in options.items() if k not in {w.name for w in wrappers}}
     check_file_options(arch, arch.load(), arch_options, source=source)
-    plan = plan_model(document["model"], registry, options, resolved=(wrappers, arch))
+    plan = plan_model(meta.model, registry, options, resolved=(wrappers, arch))
     return lambda: plan.build()[0]
 
 
@@ -184,13 +183,12 @@ def _shape_difference(expected: dict[str, tuple[int, ...]], found: dict[str, tup
 def describe_weights(path: str | os.PathLike) -> dict[str, Any]:
     """What a weights file holds, from its checked metadata, tensors left unread: ``zoo info WEIGHTS``."""
     meta = read_metadata(Path(path))
-    metrics, trainer = meta.get("metrics", {}), meta.get("trainer", {})
-    versions = meta.get("provenance", {}).get("versions", {"zoo": meta.get("zoo_version", "")})
-    size = meta.get("input_size")
-    return {"weights": str(path), "model": meta["model"], "architecture": meta.get("architecture"),
-            "wrappers": meta.get("wrappers", []), "options": meta.get("options", {}), "data": meta.get("dataset"),
-            "classes": meta.get("classes"), "input": [meta.get("in_chans"), size, size],
-            "mean": meta.get("mean"), "std": meta.get("std"), "parameters": meta.get("parameters"),
+    metrics, trainer, size = meta.metrics, meta.trainer, meta.input_size
+    versions = meta.provenance.get("versions", {"zoo": meta.zoo_version})
+    return {"weights": str(path), "model": meta.model, "architecture": meta.architecture or None,
+            "wrappers": meta.wrappers, "options": meta.options, "data": meta.dataset,
+            "classes": meta.classes, "input": [meta.in_chans, size, size],
+            "mean": meta.mean, "std": meta.std, "parameters": meta.parameters,
             "trainer": trainer.get("name"), "precision": trainer.get("precision"), "epochs": metrics.get("epoch"),
             "test_accuracy": metrics.get("test_accuracy"), "test_loss": metrics.get("test_loss"),
-            "plugins": meta.get("plugins", {}), "versions": versions}
+            "plugins": meta.plugins, "versions": versions}
