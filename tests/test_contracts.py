@@ -212,3 +212,22 @@ def test_the_weights_metadata_is_one_record_read_as_fields_and_as_the_table_writ
     with pytest.raises(zoo.UserError, match="metadata field 'classes' must be a list of class names"):
         zoo.save_weights(model, tmp_path / "bad.safetensors", classes="ab")  # checked on writing too
     assert not (tmp_path / "bad.safetensors").exists()
+
+
+@pytest.mark.parametrize("description, wrong", [
+    ([1, 2], "did not return a description"),
+    ({"url": "https://x/w-0123456.pth", "mean": "0.5"}, "description field 'mean'.*must be list\\[float\\] | None"),
+    ({"url": "https://x/w-0123456.pth", "num_classes": True}, "description field 'num_classes'"),
+    ({"url": "https://x/w-0123456.pth", "name": "other"}, "description field 'name'.*unknown"),
+    ({"mean": [0.5]}, "names no file"),
+])
+def test_a_weights_description_is_checked_once_into_its_record(description, wrong):
+    from zoo.io.pretrained import WeightsDescription
+
+    spec = zoo.Weights("lenet.mine", "nowhere:described", "mine", arch="lenet")
+    with pytest.raises(zoo.PluginError, match=wrong):
+        WeightsDescription.checked(spec, description)
+    good = WeightsDescription.checked(spec, {"url": "https://x/w-0123456.pth", "accuracy": 99, "mean": [0.5]})
+    assert (good.name, good.arch, good.accuracy, good.std) == ("lenet.mine", "lenet", 99, None)
+    assert good.given() == {"name": "lenet.mine", "arch": "lenet", "url": "https://x/w-0123456.pth",
+                            "mean": [0.5], "accuracy": 99}

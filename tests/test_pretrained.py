@@ -89,10 +89,10 @@ def test_tags_resolve_as_timm_users_expect():
 
 def test_torchvision_weights_are_described_by_torchvision_itself():
     d = describe(zoo.default_registry().get("weights", "resnet50.tv2_in1k"))
-    assert d["url"] == torchvision.models.ResNet50_Weights.IMAGENET1K_V2.url
-    assert (d["num_classes"], d["input_size"], d["resize_size"]) == (1000, 224, 232)
-    assert d["mean"] == [0.485, 0.456, 0.406] and d["std"] == [0.229, 0.224, 0.225]
-    assert d["classes"][0] == "tench" and d["license"] == "bsd-3-clause"
+    assert d.url == torchvision.models.ResNet50_Weights.IMAGENET1K_V2.url
+    assert (d.num_classes, d.input_size, d.resize_size) == (1000, 224, 232)
+    assert d.mean == [0.485, 0.456, 0.406] and d.std == [0.229, 0.224, 0.225]
+    assert d.classes[0] == "tench" and d.license == "bsd-3-clause"
 
 
 def test_zoo_resnet_and_vgg_take_torchvision_state_dicts_as_they_are():

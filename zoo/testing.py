@@ -241,15 +241,15 @@ def _check_weights(registry: Registry, spec, input_size: int | None) -> str:
 
     description = describe(spec)
     for key in ("mean", "std"):
-        assert len(description.get(key) or [0]) in (1, 3), f"{key} must have one value per channel"
-    model = create_model(spec.arch, registry=registry, num_classes=description.get("num_classes"))
+        assert len(getattr(description, key) or [0]) in (1, 3), f"{key} must have one value per channel"
+    model = create_model(spec.arch, registry=registry, num_classes=description.num_classes)
     try:
         path = weights_file(description, download=False)
     except UserError as exc:
         if "not in the cache" not in str(exc):
             raise
         return "described; the file is not cached here"
-    fit_state_dict(model, read_state_dict(path, spec.name), spec.name, description.get("classifier", ""))
+    fit_state_dict(model, read_state_dict(path, spec.name), spec.name, description.classifier or "")
     return "described; the cached file fits the model"
 
 

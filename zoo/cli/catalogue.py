@@ -179,7 +179,7 @@ def _pretrained_weights(model: str, as_json: bool) -> None:
     found = weights_for(model, registry) + (weights_for(arch.name, registry) if wrappers else [])
     if not found:
         raise UserError(f"no pretrained weights for {model!r}; see `zoo list --kind weights`")
-    described = [{**describe(spec), "default": spec.default, "plugin": spec.plugin} for spec in found]
+    described = [{**describe(spec).given(), "default": spec.default, "plugin": spec.plugin} for spec in found]
     if as_json:
         click.echo(json.dumps(described, indent=2))
         return

@@ -4,10 +4,12 @@ or downloaded and checked against its hash, or any zoo weights file; fitted to t
 new blocks left at their initialisation), every change said."""
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import math
 import os
 import re
+import typing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -19,7 +21,8 @@ from ..registry.factories import call_factory
 from ..base.errors import UserError, described
 from ..registry.catalog import Registry, default_registry, natural_key
 from ..registry.specs import Weights
-from ..base.files import CorruptDownload, regular_file
+from ..base.files import CorruptDownload, file_digest, regular_file
+from ..base.typed import conforms, spelled
 from ..base.files import download as checked_download  # `download` is a flag here
 from .weights import load_model, read_metadata
 
@@ -64,27 +67,60 @@ def find_weights(model: str, choice: bool | str = True, registry: Registry | Non
                                                               "; see `zoo list --kind weights`"))
 
 
-_DESCRIPTION_TYPES = {
-    "url": str, "sha256": str, "hf_hub_id": str, "hf_filename": str, "file": str, "dataset": str, "classes": list,
-    "num_classes": int, "input_size": int, "resize_size": int, "crop_pct": float, "interpolation": str, "mean": list,
-    "std": list, "license": str, "accuracy": float, "classifier": str, "first_conv": str, "recipe": str, "origin": str,
-}
+@dataclass(frozen=True)
+class WeightsDescription:
+    """What a weights plugin's factory says of its weights (a dict, docs/pretrained.md), checked once:
+    where the file is (``url``, ``hf_hub_id`` or ``file``) and how the weights were trained."""
+
+    name: str  # the weights' full name and the architecture they fit, from their spec
+    arch: str
+    url: str | None = None
+    sha256: str | None = None
+    hf_hub_id: str | None = None
+    hf_filename: str | None = None
+    file: str | None = None
+    dataset: str | None = None
+    classes: list[str] | None = None
+    num_classes: int | None = None
+    input_size: int | None = None
+    resize_size: int | None = None
+    crop_pct: float | None = None
+    interpolation: str | None = None
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    license: str | None = None
+    accuracy: float | None = None
+    classifier: str | None = None  # module names, where zoo would find others
+    first_conv: str | None = None
+    recipe: str | None = None
+    origin: str | None = None
+
+    @classmethod
+    def checked(cls, spec: Weights, description: Any) -> "WeightsDescription":
+        """The record of what ``spec``'s factory returned; a plugin error naming the field otherwise."""
+        if not isinstance(description, dict):
+            raise spec.failure("its factory did not return a description (a dict)",
+                               TypeError(type(description).__name__))
+        hints = typing.get_type_hints(cls)
+        for key, value in description.items():
+            if key in ("name", "arch") or key not in hints:
+                raise spec.failure(f"description field {key!r}", TypeError("unknown"))
+            if not conforms(value, hints[key]):
+                raise spec.failure(f"description field {key!r}",
+                                   TypeError(f"must be {spelled(hints[key])}, got {value!r}"))
+        if not any(description.get(k) for k in ("url", "hf_hub_id", "file")):
+            raise spec.failure("its description names no file", ValueError("give a url, hf_hub_id or file"))
+        return cls(name=spec.name, arch=spec.arch, **description)
+
+    def given(self) -> dict[str, Any]:
+        """The fields the plugin gave, with the weights' name and architecture: ``zoo list --json``."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if getattr(self, f.name) is not None}
 
 
-def describe(spec: Weights) -> dict[str, Any]:
+def describe(spec: Weights) -> WeightsDescription:
     """What the plugin says about ``spec``'s weights: where the file is and how they were trained."""
-    description = call_factory(spec)
-    if not isinstance(description, dict):
-        raise spec.failure("its factory did not return a description (a dict)", TypeError(type(description).__name__))
-    for key, value in description.items():
-        expected = _DESCRIPTION_TYPES.get(key)
-        ok = expected is not None and (value is None or isinstance(value, expected) or (
-            expected is float and isinstance(value, int)))
-        if not ok or isinstance(value, bool):
-            raise spec.failure(f"description field {key!r}", TypeError(f"unknown or of the wrong type: {value!r}"))
-    if not any(description.get(k) for k in ("url", "hf_hub_id", "file")):
-        raise spec.failure("its description names no file", ValueError("give a url, hf_hub_id or file"))
-    return {"name": spec.name, "arch": spec.arch, **description}
+    return WeightsDescription.checked(spec, call_factory(spec))
 
 
 # ----------------------------------------------------------------------------- files: caches, downloads, hashes
@@ -92,25 +128,25 @@ def offline() -> bool:
     return any(os.environ.get(name, "") not in ("", "0") for name in OFFLINE_ENVS)
 
 
-def weights_file(description: dict[str, Any], download: bool = True) -> Path:
+def weights_file(description: WeightsDescription, download: bool = True) -> Path:
     """The local file of the described weights, from the caches or downloaded (with progress) into
     them, checked against its SHA-256: a mismatch is an error, never a silent load. Nothing is
     downloaded without ``download``, or when ZOO_OFFLINE (or HF_HUB_OFFLINE) is set."""
-    if description.get("file"):
-        path = Path(description["file"]).expanduser()
+    if description.file:
+        path = Path(description.file).expanduser()
         if not os.path.lexists(path):
-            raise UserError(f"weights {description['name']}: file {path} does not exist")
-        _check_hash(path, description.get("sha256"), description["name"])
+            raise UserError(f"weights {description.name}: file {path} does not exist")
+        _check_hash(path, description.sha256, description.name)
         return path
-    if description.get("hf_hub_id"):
+    if description.hf_hub_id:
         return _hub_file(description, download and not offline())
     return _url_file(description, download and not offline())
 
 
-def _url_file(description: dict[str, Any], download: bool) -> Path:
-    url, name = description["url"], description["name"]
+def _url_file(description: WeightsDescription, download: bool) -> Path:
+    url, name = description.url or "", description.name
     file_name = Path(urlparse(url).path).name
-    expected = description.get("sha256") or (_HASH_IN_NAME.search(file_name) or [None, None])[1]
+    expected = description.sha256 or (_HASH_IN_NAME.search(file_name) or [None, None])[1]
     if not expected:
         raise UserError(f"weights {name}: {url} comes with no SHA-256 to check it against; refused")
     folder = Path(torch.hub.get_dir()) / "checkpoints"
@@ -130,11 +166,11 @@ def _url_file(description: dict[str, Any], download: bool) -> Path:
     return path
 
 
-def _hub_file(description: dict[str, Any], download: bool) -> Path:
+def _hub_file(description: WeightsDescription, download: bool) -> Path:
     from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
 
-    repo, name, cache = description["hf_hub_id"], description["name"], hub_cache()
-    files = [description["hf_filename"]] if description.get("hf_filename") else list(HUB_FILES)
+    repo, name, cache = description.hf_hub_id or "", description.name, hub_cache()
+    files = [description.hf_filename] if description.hf_filename else list(HUB_FILES)
     for file_name in files:
         cached = try_to_load_from_cache(repo, file_name, cache_dir=cache)
         if isinstance(cached, str):
@@ -178,13 +214,13 @@ def hub_cache() -> str:
     return constants.HF_HUB_CACHE
 
 
-def _checked_hub_blob(path: Path, description: dict[str, Any]) -> Path:
+def _checked_hub_blob(path: Path, description: WeightsDescription) -> Path:
     # The Hub cache stores a large file as blobs/<its SHA-256>, linked from snapshots/<revision>/<name>.
     blob = Path(os.path.realpath(path)).name
-    expected = description.get("sha256") or (blob if _SHA256.match(blob) else None)
+    expected = description.sha256 or (blob if _SHA256.match(blob) else None)
     if not expected:
-        raise UserError(f"weights {description['name']}: {path} has no SHA-256 in the Hub cache to check it against")
-    _check_hash(path, expected, description["name"])
+        raise UserError(f"weights {description.name}: {path} has no SHA-256 in the Hub cache to check it against")
+    _check_hash(path, expected, description.name)
     return path
 
 
@@ -204,11 +240,7 @@ def _check_hash(path: Path, expected: str | None, name: str) -> None:
                         f"not a download of weights {name}; delete it to download them again")
     if not expected:
         return
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    if not digest.hexdigest().startswith(expected.lower()):
+    if not file_digest(path).startswith(expected.lower()):
         raise UserError(f"{path} does not match the SHA-256 of weights {name} ({expected}...): it is corrupt or "
                         "other weights; delete it to download it again")
 
@@ -244,9 +276,8 @@ def trained_preprocessing(model_name: str, pretrained: bool | str, registry: Reg
         found = {"image_size": meta.input_size, "crop_pct": meta.crop_pct}
     else:
         description = describe(find_weights(model_name, pretrained, registry))
-        size, resize = description.get("input_size"), description.get("resize_size")
-        found = {"image_size": size, "crop_pct": description.get("crop_pct") or (size / resize if size and resize
-                                                                                  else None)}
+        size, resize = description.input_size, description.resize_size
+        found = {"image_size": size, "crop_pct": description.crop_pct or (size / resize if size and resize else None)}
     return {key: value for key, value in found.items() if value}
 
 
@@ -276,9 +307,9 @@ def start_from(model: nn.Module, model_name: str, pretrained: bool | str, regist
         description = describe(spec)
         path = weights_file(description)
         state, origin = read_state_dict(path, spec.name), spec.arch
-        info = {"weights": spec.name, "file": str(path), **{k: description.get(k) for k in (
+        info = {"weights": spec.name, "file": str(path), **{k: getattr(description, k) for k in (
             "mean", "std", "input_size", "license", "dataset", "origin")}}
-        classifier, first_conv = description.get("classifier", ""), description.get("first_conv", "")
+        classifier, first_conv = description.classifier or "", description.first_conv or ""
     new_keys: set[str] = set()
     if wrappers and origin == arch.name and build_base is not None:
         with torch.device("meta"):
