@@ -231,3 +231,32 @@ def test_a_weights_description_is_checked_once_into_its_record(description, wron
     assert (good.name, good.arch, good.accuracy, good.std) == ("lenet.mine", "lenet", 99, None)
     assert good.given() == {"name": "lenet.mine", "arch": "lenet", "url": "https://x/w-0123456.pth",
                             "mean": [0.5], "accuracy": 99}
+
+
+def test_the_defaults_of_a_run_are_decided_once_and_a_resume_too(cifar_dir, tmp_path, monkeypatch):
+    import zoo.training.config
+    import zoo.training.loop
+    from conftest import tiny_config
+
+    calls = []
+    real = zoo.training.config.with_defaults
+    for module in (zoo.training.config, zoo.training.loop):
+        monkeypatch.setattr(module, "with_defaults", lambda config, registry: calls.append(1) or real(config, registry))
+    zoo.train(tiny_config(epochs=1, data_dir=str(cifar_dir)), run_dir=tmp_path / "run", weights=tmp_path / "w.safetensors")
+    assert len(calls) == 1
+    zoo.train(resume=tmp_path / "run", weights=tmp_path / "w.safetensors", epochs=2)
+    assert len(calls) == 2
+
+
+def test_what_a_model_starts_from_is_read_once_into_its_type(tmp_path):
+    from zoo.io.pretrained import RegisteredWeights, WeightsFile, starting_weights
+
+    assert starting_weights(None) is None and starting_weights(False) is None
+    assert starting_weights(True) == starting_weights("default") == RegisteredWeights()
+    assert starting_weights("tv2_in1k") == RegisteredWeights("tv2_in1k")
+    assert starting_weights("runs/a/w.safetensors") == WeightsFile(tmp_path.__class__("runs/a/w.safetensors"))
+    assert starting_weights(tmp_path / "w") == WeightsFile(tmp_path / "w")
+    with pytest.raises(zoo.UserError, match=r"pretrained 'w.pth' is a .pth file: zoo starts from zoo weights files"):
+        zoo.create_model("resnet18", pretrained="w.pth")
+    with pytest.raises(zoo.UserError, match="pretrained must be true, a weights tag or a zoo weights file, got 3"):
+        zoo.create_model("resnet18", pretrained=3)

@@ -5,7 +5,7 @@ from typing import Any
 
 from ..models.build import plan_model
 from ..registry.catalog import Registry, default_registry
-from .pretrained import start_from
+from .pretrained import start_from, starting_weights
 
 
 def create_model(name: str, registry: Registry | None = None, pretrained: bool | str | None = None, **kwargs: Any):
@@ -20,7 +20,8 @@ def create_model(name: str, registry: Registry | None = None, pretrained: bool |
     which is what weights files store.
     """
     registry = registry or default_registry()
+    source = starting_weights(pretrained)
     model, build_base = plan_model(name, registry, kwargs).build()
-    if pretrained not in (None, False):
-        model.zoo_pretrained = start_from(model, name, pretrained, registry, build_base=build_base)
+    if source is not None:
+        model.zoo_pretrained = start_from(model, name, source, registry, build_base=build_base)
     return model

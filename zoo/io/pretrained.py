@@ -30,6 +30,7 @@ OFFLINE_ENVS = ("ZOO_OFFLINE", "HF_HUB_OFFLINE")  # "1": use the caches only, ne
 HUB_FILES = ("model.safetensors", "pytorch_model.bin")  # what timm looks for in a Hub repository, in order
 _HASH_IN_NAME = re.compile(r"-([a-f0-9]{6,})\.")  # torch.hub's convention: name-<sha256 prefix>.pth
 _SHA256 = re.compile(r"^[a-f0-9]{64}$")
+FOREIGN_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".pkl", ".h5", ".onnx", ".pt2")  # weights, but not a tag
 
 
 # ----------------------------------------------------------------------------- finding weights
@@ -40,31 +41,61 @@ def weights_for(model: str, registry: Registry | None = None) -> list[Weights]:
     return sorted(found, key=lambda w: (not w.default, natural_key(w.name)))  # type: ignore[misc]
 
 
-def find_weights(model: str, choice: bool | str = True, registry: Registry | None = None) -> Weights:
-    """The weights ``choice`` names for ``model``: True for the default (the model's own, else its
-    architecture's under the wrappers), a tag (``tv2_in1k``) or any weights' full name
-    (``resnet50.tv2_in1k``, ``timm/resnet50.a1_in1k``)."""
+@dataclass(frozen=True)
+class RegisteredWeights:
+    """Weights a plugin registers, by ``tag`` (``tv2_in1k``) or full name (``resnet50.tv2_in1k``,
+    ``timm/resnet50.a1_in1k``); no tag: the model's default ones."""
+
+    tag: str | None = None
+
+
+@dataclass(frozen=True)
+class WeightsFile:
+    """A zoo weights file, such as an earlier run's."""
+
+    path: Path
+
+
+def starting_weights(pretrained: Any) -> RegisteredWeights | WeightsFile | None:
+    """What ``create_model``'s ``pretrained`` names, read once at that door: nothing (None, False), the
+    default registered weights (True, ``"default"``), a zoo weights file (a path, or text ending in
+    ``.safetensors``) or registered weights by tag (any other text)."""
+    if pretrained is None or pretrained is False or isinstance(pretrained, (RegisteredWeights, WeightsFile)):
+        return pretrained or None
+    if pretrained is True or pretrained in ("", "default", "true", "True"):
+        return RegisteredWeights()
+    if isinstance(pretrained, os.PathLike) or isinstance(pretrained, str) and pretrained.endswith(".safetensors"):
+        return WeightsFile(Path(pretrained))
+    if isinstance(pretrained, str) and Path(pretrained).suffix in FOREIGN_SUFFIXES:
+        raise UserError(f"pretrained {pretrained!r} is a {Path(pretrained).suffix} file: zoo starts from zoo weights "
+                        "files (.safetensors) or registered weights by tag; see docs/pretrained.md to register it")
+    if isinstance(pretrained, str):
+        return RegisteredWeights(pretrained)
+    raise UserError(f"pretrained must be true, a weights tag or a zoo weights file, got {pretrained!r}")
+
+
+def find_weights(model: str, tag: str | None = None, registry: Registry | None = None) -> Weights:
+    """The weights ``tag`` names for ``model`` (:class:`RegisteredWeights`); no tag: the default ones
+    (the model's own, else its architecture's under the wrappers)."""
     registry = registry or default_registry()
     wrappers, arch = registry.resolve_model(model)
     candidates = [model] + ([arch.name] if wrappers else [])
-    if choice is True or choice in ("", "default", "true", "True"):
+    if tag is None:
         for name in candidates:
             found = weights_for(name, registry)
             if found and (found[0].default or name == candidates[-1]):
                 return found[0]
         raise UserError(f"no pretrained weights for {model!r}; see `zoo list --kind weights`")
-    if not isinstance(choice, str):
-        raise UserError(f"pretrained must be true or a weights tag, got {choice!r}")
-    full = registry.find("weights", choice) if "." in choice else None
+    full = registry.find("weights", tag) if "." in tag else None
     if full is not None:  # any weights by their full name: whether they fit the model is checked as they load
         return full  # type: ignore[return-value]
     for name in candidates:
-        spec = registry.find("weights", f"{name}.{choice}")
+        spec = registry.find("weights", f"{name}.{tag}")
         if spec is not None:
             return spec  # type: ignore[return-value]
     tags = [w.name for name in candidates for w in weights_for(name, registry)]
-    raise UserError(f"no weights {choice!r} for {model!r}" + (f"; it has {', '.join(tags)}" if tags else
-                                                              "; see `zoo list --kind weights`"))
+    raise UserError(f"no weights {tag!r} for {model!r}" + (f"; it has {', '.join(tags)}" if tags else
+                                                           "; see `zoo list --kind weights`"))
 
 
 @dataclass(frozen=True)
@@ -268,42 +299,43 @@ def read_state_dict(path: Path, name: str) -> dict[str, torch.Tensor]:
 
 
 # ----------------------------------------------------------------------------- starting a model from weights
-def trained_preprocessing(model_name: str, pretrained: bool | str, registry: Registry | None = None) -> dict:
-    """The ``image_size`` the weights ``pretrained`` names were trained at, and the ``crop_pct`` of their
+def trained_preprocessing(model_name: str, source: RegisteredWeights | WeightsFile,
+                          registry: Registry | None = None) -> dict:
+    """The ``image_size`` the weights ``source`` names were trained at, and the ``crop_pct`` of their
     evaluation's centre crop, where known: what a dataset that takes them should use by default."""
-    if isinstance(pretrained, str) and pretrained.endswith(".safetensors"):
-        meta = read_metadata(Path(pretrained))
+    if isinstance(source, WeightsFile):
+        meta = read_metadata(source.path)
         found = {"image_size": meta.input_size, "crop_pct": meta.crop_pct}
     else:
-        description = describe(find_weights(model_name, pretrained, registry))
+        description = describe(find_weights(model_name, source.tag, registry))
         size, resize = description.input_size, description.resize_size
         found = {"image_size": size, "crop_pct": description.crop_pct or (size / resize if size and resize else None)}
     return {key: value for key, value in found.items() if value}
 
 
-def trained_size(model_name: str, pretrained: bool | str, registry: Registry | None = None) -> int | None:
+def trained_size(model_name: str, source: RegisteredWeights | WeightsFile,
+                 registry: Registry | None = None) -> int | None:
     """The input size the weights were trained at: a model is built for it (an ImageNet ResNet keeps
     its ImageNet stem on CIFAR's 32 px images), and adapts to the data's size."""
-    return trained_preprocessing(model_name, pretrained, registry).get("image_size")
+    return trained_preprocessing(model_name, source, registry).get("image_size")
 
 
-def start_from(model: nn.Module, model_name: str, pretrained: bool | str, registry: Registry | None = None,
-               build_base=None) -> dict[str, Any]:
-    """Load into ``model`` (built as ``model_name``) the weights ``pretrained`` names: True or a tag
-    for registered weights, or a zoo weights file (``*.safetensors``, e.g. an earlier run's). Weights
-    of the architecture under the wrappers leave the wrappers' blocks new; ``build_base()`` builds that
-    architecture (on the meta device here, to tell its tensors from the wrappers'). Returns what a run
-    records: the weights' name, what was changed, and the normalisation and size they were trained at."""
+def start_from(model: nn.Module, model_name: str, source: RegisteredWeights | WeightsFile,
+               registry: Registry | None = None, build_base=None) -> dict[str, Any]:
+    """Load into ``model`` (built as ``model_name``) the weights ``source`` names: registered ones, or
+    a zoo weights file (an earlier run's). Weights of the architecture under the wrappers leave the
+    wrappers' blocks new; ``build_base()`` builds that architecture (on the meta device here, to tell its
+    tensors from the wrappers'). Returns what a run records: the weights' name, what was changed, and the normalisation and size they were trained at."""
     registry = registry or default_registry()
     wrappers, arch = registry.resolve_model(model_name)
-    if isinstance(pretrained, str) and pretrained.endswith(".safetensors"):
-        source = load_model(pretrained, registry=registry)
-        meta = source.zoo_meta
-        state, origin = source.state_dict(), meta.model
-        info = {"weights": str(pretrained), "mean": meta.mean, "std": meta.std, "input_size": meta.input_size}
+    if isinstance(source, WeightsFile):
+        trained = load_model(source.path, registry=registry)
+        meta = trained.zoo_meta
+        state, origin = trained.state_dict(), meta.model
+        info = {"weights": str(source.path), "mean": meta.mean, "std": meta.std, "input_size": meta.input_size}
         classifier = first_conv = ""
     else:
-        spec = find_weights(model_name, pretrained, registry)
+        spec = find_weights(model_name, source.tag, registry)
         description = describe(spec)
         path = weights_file(description)
         state, origin = read_state_dict(path, spec.name), spec.arch

@@ -14,7 +14,7 @@ from ..base.version import __version__
 from ..base.errors import UserError, first_line
 from ..base.files import atomic_write, parse_json, regular_file
 from ..models.build import plan_model
-from ..registry.catalog import GIVEN, Registry, default_registry
+from ..registry.catalog import GivenObject, Registry, default_registry
 from ..registry.factories import check_file_options
 from ..registry.specs import split_qualified
 from .metadata import FORMAT, WeightsMetadata
@@ -135,9 +135,10 @@ def model_from_metadata(meta: WeightsMetadata, path: Any, registry: Registry | N
     """A function building the model a weights file's (checked) metadata describes, after every option
     passed :func:`check_file_options`. A missing plugin is named, as the metadata records it."""
     registry = registry or default_registry()
-    if meta.model.startswith(GIVEN):
+    given = GivenObject.named(meta.model)
+    if given is not None:
         raise UserError(f"{path} holds the weights of a model given to zoo.train as a module "
-                        f"({meta.model[len(GIVEN):]}): build it yourself and load them with "
+                        f"({given.what}): build it yourself and load them with "
                         f"model.load_state_dict(safetensors.torch.load_file(...))")
     try:
         wrappers, arch = registry.resolve_model(meta.model)

@@ -12,7 +12,7 @@ import re
 import sys
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, ClassVar, Iterable, Mapping
 
 import pluggy
 
@@ -28,8 +28,23 @@ ENV_DISABLE = "ZOO_DISABLE_PLUGINS"  # comma-separated plugin names: never impor
 ENV_STRICT = "ZOO_STRICT_PLUGINS"  # "1": a plugin error raises instead of being reported
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+/-]*$")
-# How a run records a model or dataset given to zoo.train as a Python object rather than by name.
-GIVEN = "python:"
+
+
+@dataclass(frozen=True)
+class GivenObject:
+    """A model or dataset given to zoo.train as a Python object where a name would be. Runs and weights
+    record it as ``python:<what>`` (``python:pkg.Net``): a name zoo can show but never build."""
+
+    what: str
+    PREFIX: ClassVar[str] = "python:"
+
+    def __str__(self) -> str:
+        return f"{self.PREFIX}{self.what}"
+
+    @classmethod
+    def named(cls, name: Any) -> "GivenObject | None":
+        """The object a recorded name stands for, or None for the name of something registered."""
+        return cls(name[len(cls.PREFIX):]) if isinstance(name, str) and name.startswith(cls.PREFIX) else None
 
 
 @dataclass
@@ -287,8 +302,9 @@ def matches(name: str, pattern: str) -> bool:
 
 
 def _unknown(word: str, name: str, candidates: Iterable[str], hint: str) -> str:
-    if name.startswith(GIVEN):
-        return (f"{word} {name[len(GIVEN):]!r} was given to zoo.train as a Python object; zoo cannot build it from "
+    given = GivenObject.named(name)
+    if given is not None:
+        return (f"{word} {given.what!r} was given to zoo.train as a Python object; zoo cannot build it from "
                 f"a name: give the object again, from Python")
     close = difflib.get_close_matches(name, list(candidates), n=3, cutoff=0.6)
     suggestion = f"; did you mean {', '.join(close)}?" if close else f"; see `{hint}`"

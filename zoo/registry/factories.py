@@ -11,7 +11,7 @@ import typing
 from typing import Any, Callable, Iterator, Mapping
 
 from ..base.errors import PluginError, UserError, first_line
-from .catalog import GIVEN, Registry
+from .catalog import GivenObject, Registry
 from .specs import Spec
 
 # Options every architecture factory accepts; callers may always pass them.
@@ -164,7 +164,7 @@ def reads_or_fetches(spec: Spec, declared: Mapping[str, Any], name: str) -> bool
 def check_config_file_options(model: str, options: dict[str, Any], registry: Registry, source: str) -> None:
     """A config file may set any option the CLI could, with any value, but none that fetches or reads
     a file (:func:`reads_or_fetches`): timm's ``checkpoint_path``, ``pretrained_cfg_overlay``."""
-    if model.startswith(GIVEN):
+    if GivenObject.named(model) is not None:
         return
     wrappers, arch = registry.resolve_model(model)
     arch_options = {k: v for k, v in options.items() if k not in {w.name for w in wrappers}}

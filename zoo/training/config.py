@@ -17,10 +17,10 @@ from ..registry.factories import STANDARD_OPTIONS, call_factory, check_config_fi
 from ..models.build import check_model
 from ..base.options import parse_value
 from ..base.typed import spelled, wrong_fields
-from ..registry.catalog import GIVEN, Registry, default_registry
+from ..registry.catalog import GivenObject, Registry, default_registry
 from ..registry.specs import Spec, split_qualified
 from ..base.files import parse_json, read_bounded, regular_file
-from ..io.pretrained import trained_preprocessing
+from ..io.pretrained import RegisteredWeights, WeightsFile, trained_preprocessing
 from .progress import Reporters
 
 CONSOLE = "zoo:console"  # the core's logger, always on in zoo train
@@ -71,6 +71,14 @@ class RunConfig:
                          "logger_options")
     # What a run's config.json records beside the fields: where it writes, and what reproduces it.
     RECORDED = ("weights", "zoo_version", "provenance")
+
+    def starting_weights(self) -> RegisteredWeights | WeightsFile | None:
+        """What the run starts from: registered weights (``pretrained``), a weights file (``init``) or nothing."""
+        if self.init is not None:
+            return WeightsFile(Path(self.init))
+        if self.pretrained is not None:
+            return RegisteredWeights(None if self.pretrained == "default" else self.pretrained)
+        return None
 
     @classmethod
     def from_file(cls, path: str | Path, registry: Registry | None = None) -> "RunConfig":
@@ -125,13 +133,11 @@ def with_defaults(config: RunConfig, registry: Registry) -> RunConfig:
     if config.lr is None:
         spec = registry.get("opt", config.opt)
         config = replace(config, lr=getattr(spec, "lr", None) or DEFAULT_LR)
-    if config.pretrained is not None and not config.data.startswith(GIVEN):  # a given dataset is as it is
-
+    if config.pretrained is not None and GivenObject.named(config.data) is None:  # a given dataset is as it is
         takes = inspect.signature(registry.get("data", config.data).load()).parameters
         wanted = [key for key in ("image_size", "crop_pct") if key in takes and key not in config.data_options]
         if wanted:
-            trained = trained_preprocessing(config.model, True if config.pretrained == "default" else config.pretrained,
-                                            registry)
+            trained = trained_preprocessing(config.model, config.starting_weights(), registry)
             config = replace(config, data_options={**config.data_options,
                                                    **{k: trained[k] for k in wanted if k in trained}})
     return config
@@ -294,7 +300,13 @@ class Run:
         them as ``python:<what>``)."""
         registry = registry or default_registry()
         check_config_types(config)
-        config = with_defaults(config, registry)
+        return cls.decided(with_defaults(config, registry), registry, model, data)
+
+    @classmethod
+    def decided(cls, config: RunConfig, registry: Registry, model: torch.nn.Module | None = None,
+                data: Any = None) -> "Run":
+        """:meth:`resolve` of a config whose types are checked and whose defaults are decided
+        (:func:`with_defaults`): what ``zoo.train`` does, which decides them once, before a resume."""
         _check_values(config)
         if model is not None and (config.pretrained or config.init or config.model_options):
             raise UserError("a model given as a module is trained as it is: load its starting weights and set its "

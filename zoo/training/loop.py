@@ -25,7 +25,7 @@ from .evaluation import evaluate, portable_options
 from ..io.create import create_model
 from ..io.pretrained import body_parameters, trained_size, trained_stats
 from .provenance import provenance
-from ..registry.catalog import GIVEN, Registry, default_registry
+from ..registry.catalog import GivenObject, Registry, default_registry
 from .progress import Reporter, SilentReporter
 from .runs import (ZOO_RUN_FILES, check_no_links_out, claim_run_dir, hold_run_dir, new_run_paths, resume_config,
                    remove_unstarted_run, resumed_weights, save_run_weights)
@@ -82,18 +82,20 @@ def train(config: RunConfig | None = None, *, model: str | torch.nn.Module | Non
     datasets (decoded into memory). ``resume`` is a run folder to continue (with its own config when
     ``config`` is None; objects are given again). Under torchrun, each process trains on its share of
     every batch and only rank 0 reports and writes."""
-    world = distributed.launched_world()
+    world, registry = distributed.launched_world(), registry or default_registry()
     module, data_object, changes = _given(model, data, options)
     if config is None and resume is None:
         if not changes:
             raise UserError("nothing to train: give a config, or a run folder to resume")
         config = RunConfig()
-    if config is not None:
-        config = _changed(config, changes, registry or default_registry())
+    if config is not None:  # its defaults are decided before a resume compares it with the run's
+        config = _changed(config, changes, registry)
     if resume is not None:
+        decided = config is not None
         config, run_dir, recorded = resume_config(config, Path(resume), changes)
+        config = config if decided else _changed(config, {}, registry)
         weights = resumed_weights(run_dir, recorded, weights)
-    run = Run.resolve(config, registry, module, data_object)
+    run = Run.decided(config, registry, module, data_object)
     local_batch = distributed.split_batch(config.batch_size, world)
     trainer: BaseTrainer = call_factory(run.trainer_spec, **_device_for(world, config.trainer_options))
     distributed.init(world, trainer.device)
@@ -147,7 +149,7 @@ def _given(model: Any, data: Any, options: dict[str, Any]) -> tuple[torch.nn.Mod
     changes, module, dataset = dict(options), None, None
     if isinstance(model, torch.nn.Module):
         module = model
-        changes["model"] = f"{GIVEN}{type(model).__module__}.{type(model).__qualname__}"
+        changes["model"] = str(GivenObject(f"{type(model).__module__}.{type(model).__qualname__}"))
     elif model is not None:
         changes["model"] = model
     if isinstance(data, (ImageData, ImageFiles)):
@@ -158,7 +160,7 @@ def _given(model: Any, data: Any, options: dict[str, Any]) -> tuple[torch.nn.Mod
         raise UserError(f"data must be a dataset name, an ImageData, an ImageFiles or a (train, test) pair of "
                         f"datasets, got {type(data).__name__}")
     if dataset is not None:
-        changes["data"] = f"{GIVEN}{dataset.name}"
+        changes["data"] = str(GivenObject(dataset.name))
     elif data is not None:
         changes["data"] = data
     return module, dataset, changes
@@ -209,13 +211,13 @@ class _Loop:
             self.zoo_config = {"model": config.model}  # a record, not a recipe: zoo cannot rebuild the module
             outputs = forward_one(model, (data.channels, data.input_size, data.input_size)).shape
             if tuple(outputs) != (1, data.num_classes):
-                raise UserError(f"{config.model[len(GIVEN):]} gives {tuple(outputs)[1:]} outputs for an image; "
+                raise UserError(f"{GivenObject.named(config.model).what} gives {tuple(outputs)[1:]} outputs for an image; "
                                 f"{data.name} has {data.num_classes} classes")
         else:
-            pretrained = config.init or (True if config.pretrained == "default" else config.pretrained)
-            size = trained_size(config.model, pretrained, run.registry) if pretrained else None
+            source = config.starting_weights()
+            size = trained_size(config.model, source, run.registry) if source else None
             model = create_model(config.model, registry=run.registry, num_classes=data.num_classes,
-                                 in_chans=data.channels, input_size=size or data.input_size, pretrained=pretrained,
+                                 in_chans=data.channels, input_size=size or data.input_size, pretrained=source,
                                  **config.model_options)
             self.zoo_config = model.zoo_config
         self.started_from = getattr(model, "zoo_pretrained", None)

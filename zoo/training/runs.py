@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from .checkpoint import check_finite
 from .config import RunConfig
 from ..base.errors import UserError, one_line
-from ..registry.catalog import GIVEN
+from ..registry.catalog import GivenObject
 from ..registry.specs import split_qualified
 from ..io.weights import read_header, save_weights
 
@@ -36,8 +36,8 @@ def new_run_paths(config: RunConfig, run_dir, weights, overwrite: bool) -> tuple
     if run_dir is None and weights is None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         data = split_qualified(config.data)[1]
-        # a model given as a module is named by its class (python:pkg.Net -> Net)
-        model = config.model.rpartition(".")[2] if config.model.startswith(GIVEN) else config.model
+        given = GivenObject.named(config.model)  # a model given as a module is named by its class (Net)
+        model = given.what.rpartition(".")[2] if given else config.model
         name = unique_name(f"{model.replace(':', '_').replace('/', '_')}-{data}-{stamp}",
                             (Path("runs"), ""), (Path("weights"), ".safetensors"))
         run_dir, weights = Path("runs") / name, Path("weights") / f"{name}.safetensors"
