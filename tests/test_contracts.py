@@ -15,7 +15,7 @@ from conftest import TINY_VGG, make_plugin_dist, run_zoo
 BIAS_FREE = '''
     import torch
     from torch import nn
-    from zoo import Augmentation, Exporter, Logger, Wrapper, add_attention, hookimpl
+    from zoo import Augmentation, BaseTrainer, Exporter, Logger, Scheduler, Trainer, Wrapper, add_attention, hookimpl
 
 
     class Gate(nn.Module):
@@ -32,6 +32,28 @@ BIAS_FREE = '''
 
     def gated(build, arch, placement=None):
         return add_attention(build, arch, Gate, Gate, "gate", placement)
+
+
+    class Failing(Gate):
+        """A block that works when probed (a batch of 1 or 2) and raises in a training step."""
+
+        def forward(self, x):
+            if self.training and x.shape[0] > 2:
+                raise RuntimeError("the block's own bug")
+            return super().forward(x)
+
+
+    def failing_block(build, arch, placement=None):
+        return add_attention(build, arch, Failing, Failing, "failing", placement)
+
+
+    class FailingTrainer(BaseTrainer):
+        def backward_step(self, loss, optimizer):
+            raise RuntimeError("the trainer's own bug")
+
+
+    def failing_schedule(epochs):
+        return lambda t: 1.0 / (t - t)
 
 
     def broken(build, arch):
@@ -59,7 +81,18 @@ BIAS_FREE = '''
 
     @hookimpl
     def wrappers():
-        return [Wrapper("gate", gated, "a bias-free gate"), Wrapper("broken", broken, "raises")]
+        return [Wrapper("gate", gated, "a bias-free gate"), Wrapper("broken", broken, "raises"),
+                Wrapper("failing", failing_block, "a block that raises while training")]
+
+
+    @hookimpl
+    def trainers():
+        return [Trainer("failing", FailingTrainer, "raises in its backward step")]
+
+
+    @hookimpl
+    def schedulers():
+        return [Scheduler("failing", failing_schedule, "divides by zero")]
 
 
     @hookimpl
@@ -100,8 +133,8 @@ def test_a_wrapper_that_raises_is_one_line_naming_it(seams, tmp_path):
                                      "(RuntimeError: the wrapper's own bug)")
 
 
-def _train(env, tmp_path, *flags):
-    return run_zoo("train", "vgg_bn", "--data", "fashion-mnist-sample", "--limit-train", "64", "--limit-test", "32",
+def _train(env, tmp_path, *flags, model="vgg_bn"):
+    return run_zoo("train", model, "--data", "fashion-mnist-sample", "--limit-train", "64", "--limit-test", "32",
                    "--batch-size", "16", "--epochs", "1", "--set", f"layout={TINY_VGG['layout']}",
                    "--run-dir", "runs/r", "--out", "w.safetensors", *flags, env=env, cwd=tmp_path)
 
@@ -115,6 +148,20 @@ def test_plugin_code_that_raises_while_training_leaves_no_half_written_run(seams
     result = _train(seams, tmp_path, "--log", "flaky")
     assert result.returncode == 2 and "logger 'flaky': its factory raised" in result.stderr, result.stderr
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+@pytest.mark.parametrize("model, flags, line", [
+    ("failing-vgg_bn", (), "wrapper 'failing': raised while training (RuntimeError: the block's own bug)"),
+    ("vgg_bn", ("--trainer", "failing"), "trainer 'failing': raised while training (RuntimeError: the trainer's "
+                                         "own bug)"),
+    ("vgg_bn", ("--sched", "failing"), "schedule 'failing': raised while training (ZeroDivisionError: float "
+                                       "division by zero)"),
+])
+def test_a_block_trainer_or_schedule_that_raises_in_a_step_is_named(seams, tmp_path, model, flags, line):
+    result = _train(seams, tmp_path, *flags, model=model)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == f"zoo: error: plugin 'seams', {line}"
+    assert not (tmp_path / "runs" / "r").exists() and not (tmp_path / "w.safetensors").exists()
 
 
 def test_an_exporter_that_raises_is_one_line(seams, tmp_path):

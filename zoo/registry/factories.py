@@ -14,6 +14,8 @@ from ..base.errors import PluginError, UserError, first_line
 from .catalog import GivenObject, Registry
 from .specs import Spec
 
+_CORE = __name__.partition(".")[0]  # zoo's own package
+
 # Options every architecture factory accepts; callers may always pass them.
 STANDARD_OPTIONS = ("num_classes", "in_chans", "input_size")
 
@@ -27,11 +29,16 @@ def call_factory(spec: Spec, *args: Any, **options: Any) -> Any:
 
 
 @contextlib.contextmanager
-def plugin_code(spec: Spec, what: str = "its factory raised", building: bool = True) -> Iterator[None]:
+def plugin_code(spec: Spec | None, what: str = "its factory raised", building: bool = True,
+                among: tuple[Spec, ...] = ()) -> Iterator[None]:
     """Around every call into a plugin's code. While ``building``, its prints go to stderr (stdout holds
     answers: --json) and a TypeError or ValueError is the user's option (model files raise ValueError,
     as torchvision's do); anything else it raises is the plugin's, and becomes one :class:`PluginError`
-    line naming the plugin and the item. zoo's own errors and MemoryError pass as they are."""
+    line naming the plugin and the item. zoo's own errors and running out of memory pass as they are.
+
+    Code that runs several plugins' code at once (a training step: the model's, the trainer's, the
+    optimizer's) names the one of ``spec`` and ``among`` whose code raised, by the traceback; else
+    ``spec``, and where that is None (a model given as an object) the error passes as it is."""
     try:
         if building:
             with contextlib.redirect_stdout(sys.stderr):
@@ -40,12 +47,27 @@ def plugin_code(spec: Spec, what: str = "its factory raised", building: bool = T
             yield
     except (UserError, PluginError, MemoryError):
         raise
-    except (TypeError, ValueError) as exc:
-        if not building:
-            raise spec.failure(what, exc) from exc
-        raise UserError(f"{spec.word} {spec.name!r}: {first_line(exc)}") from exc
-    except Exception as exc:  # a bug in the plugin: name it, in one line
-        raise spec.failure(what, exc) from exc
+    except Exception as exc:
+        torch = sys.modules.get("torch")  # a GPU out of memory is the batch's size, not a plugin's bug
+        if torch is not None and isinstance(exc, torch.OutOfMemoryError):
+            raise
+        blamed = _whose(exc, spec, among) if among else spec
+        if blamed is None:
+            raise
+        if building and isinstance(exc, (TypeError, ValueError)):
+            raise UserError(f"{blamed.word} {blamed.name!r}: {first_line(exc)}") from exc
+        raise blamed.failure(what, exc) from exc  # a bug in the plugin: name it, in one line
+
+
+def _whose(exc: BaseException, spec: Spec | None, among: tuple[Spec, ...]) -> Spec | None:
+    """The item whose package holds the innermost frame of ``exc``'s traceback, else ``spec``. zoo's own
+    items (the core's) are never named: a frame in zoo is zoo's code."""
+    packages = {item.package: item for item in reversed((spec, *among)) if item and item.package != _CORE}
+    found, frame = None, exc.__traceback__
+    while frame is not None:
+        found = packages.get(frame.tb_frame.f_globals.get("__name__", "").partition(".")[0], found)
+        frame = frame.tb_next
+    return found or (spec if spec is not None and spec.package != _CORE else None)
 
 
 def guarded(spec: Spec, function: Callable[..., Any], what: str) -> Callable[..., Any]:
@@ -55,8 +77,6 @@ def guarded(spec: Spec, function: Callable[..., Any], what: str) -> Callable[...
             return function(*args, **kwargs)
 
     return call
-
-
 
 
 def check_options(spec: Spec, factory: Callable[..., Any], options: dict[str, Any], skip: int = 0) -> None:

@@ -59,6 +59,14 @@ class Spec:
     def qualified_name(self) -> str:
         return f"{self.plugin}:{self.name}"
 
+    @property
+    def package(self) -> str:
+        """The top-level package of the factory's code: what a traceback's frames there ran is this item's."""
+        factory = self.factory
+        module = factory.partition(":")[0] if isinstance(factory, str) else \
+            getattr(getattr(factory, "func", factory), "__module__", None) or ""
+        return module.partition(".")[0]
+
     def load(self) -> Callable[..., Any]:
         """The factory with its bound options, importing it if it is a ``"module:attr"`` string."""
         target = self.resolve(self.factory, "factory")

@@ -348,7 +348,7 @@ class Run:
 
     def schedule(self) -> Callable[[float], float]:
         spec, options = self.sched
-        return call_factory(spec, epochs=self.config.epochs, **options)
+        return guarded(spec, call_factory(spec, epochs=self.config.epochs, **options), "raised while training")
 
     def augmentations(self) -> list[Callable]:
         """Each augmentation, its errors while training named as its plugin's."""

@@ -18,7 +18,7 @@ from . import distributed
 from ..data.augmenter import Augmenter
 from .checkpoint import Position, last_good, load_checkpoint, save_checkpoint, unwrapped
 from .config import Run, RunConfig, check_config_types, with_defaults
-from ..registry.factories import call_factory
+from ..registry.factories import call_factory, plugin_code
 from .distributed import World
 from ..base.errors import UserError
 from .evaluation import evaluate, portable_options
@@ -221,14 +221,19 @@ class _Loop:
                                  **config.model_options)
             self.zoo_config = model.zoo_config
         self.started_from = getattr(model, "zoo_pretrained", None)
+        # Whose code a step runs: what one raises is named by the plugin whose code raised it.
+        wrappers, arch = ((), None) if run.model_object is not None else run.registry.resolve_model(config.model)
+        self.model_code = (arch, (*wrappers, run.trainer_spec, run.opt[0]))
+        self.update_code = (run.trainer_spec, (run.opt[0], *wrappers, *((arch,) if arch else ())))
         self.frozen = False  # in the first freeze_epochs the classifier alone trains
         self.body = body_parameters(model, self.started_from["classifier"]) if config.freeze_epochs else []
         if config.sync_bn and world.distributed:
             model = distributed.convert_sync_batchnorm(model, trainer.device)
-        model = prepare_model(trainer, model, (data.channels, data.input_size, data.input_size),
-                              compile=not world.distributed)
-        if world.distributed:  # compiled after DDP wraps it, which keeps DDP's overlap of communication
-            model = trainer.compiled(distributed.wrap(model, trainer.device))
+        with self.running(self.update_code):
+            model = prepare_model(trainer, model, (data.channels, data.input_size, data.input_size),
+                                  compile=not world.distributed)
+            if world.distributed:  # compiled after DDP wraps it, which keeps DDP's overlap of communication
+                model = trainer.compiled(distributed.wrap(model, trainer.device))
         self.model, self.optimizer, self.schedule = model, run.optimizer(model), run.schedule()
         if self.body:
             self.optimizer.register_step_pre_hook(self.drop_body_gradients)
@@ -332,12 +337,13 @@ class _Loop:
         else:
             batch = position.order[i * config.batch_size:(i + 1) * config.batch_size][self.mine]
             x, y = self.augmenter(self.data.train_images[batch], self.data.train_labels[batch])
-        with trainer.autocast():
+        with self.running(self.model_code), trainer.autocast():
             logits = full_precision(self.model(trainer.prepare_input(x)))
             loss = F.cross_entropy(logits, y.to(logits.dtype) if y.is_floating_point() else y,
                                    label_smoothing=config.label_smoothing)
-        self.optimizer.zero_grad(set_to_none=True)
-        trainer.backward_step(loss, self.optimizer)
+        with self.running(self.update_code):
+            self.optimizer.zero_grad(set_to_none=True)
+            trainer.backward_step(loss, self.optimizer)
         finite = torch.isfinite(loss.detach())  # an fp16 overflow the trainer skips is not divergence
         position.loss_sum += torch.where(finite, loss.detach(), 0.0)
         position.skipped += ~finite
@@ -400,9 +406,15 @@ class _Loop:
         if stopping:
             raise TrainingInterrupted(self.run_dir, self.weights, epoch + 1, steps)
 
+    @staticmethod
+    def running(code: tuple) -> Any:
+        spec, among = code
+        return plugin_code(spec, "raised while training", building=False, among=among)
+
     def evaluate(self) -> dict[str, Any]:
-        return evaluate(self.model, self.trainer, self.augmenter.normalize, self.data, self.config.eval_batch_size,
-                        self.world)
+        with self.running(self.model_code):
+            return evaluate(self.model, self.trainer, self.augmenter.normalize, self.data,
+                            self.config.eval_batch_size, self.world)
 
     def finish(self, replace_weights: bool) -> dict[str, Any]:
         """The weights file and the summary."""
