@@ -206,25 +206,8 @@ class _Loop:
         self.mine = slice(world.rank * local_batch, (world.rank + 1) * local_batch)  # this rank's part of a batch
         torch.manual_seed(config.seed)  # the same on every rank: one permutation, split between them
         self.data = data = run.load_data().to(trainer.device)
-        if run.model_object is not None:
-            model = run.model_object
-            self.zoo_config = {"model": config.model}  # a record, not a recipe: zoo cannot rebuild the module
-            outputs = forward_one(model, (data.channels, data.input_size, data.input_size)).shape
-            if tuple(outputs) != (1, data.num_classes):
-                raise UserError(f"{GivenObject.named(config.model).what} gives {tuple(outputs)[1:]} outputs for an image; "
-                                f"{data.name} has {data.num_classes} classes")
-        else:
-            source = config.starting_weights()
-            size = trained_size(config.model, source, run.registry) if source else None
-            model = create_model(config.model, registry=run.registry, num_classes=data.num_classes,
-                                 in_chans=data.channels, input_size=size or data.input_size, pretrained=source,
-                                 **config.model_options)
-            self.zoo_config = model.zoo_config
+        model = self.built_model()
         self.started_from = getattr(model, "zoo_pretrained", None)
-        # Whose code a step runs: what one raises is named by the plugin whose code raised it.
-        wrappers, arch = ((), None) if run.model_object is not None else run.registry.resolve_model(config.model)
-        self.model_code = (arch, (*wrappers, run.trainer_spec, run.opt[0]))
-        self.update_code = (run.trainer_spec, (run.opt[0], *wrappers, *((arch,) if arch else ())))
         self.frozen = False  # in the first freeze_epochs the classifier alone trains
         self.body = body_parameters(model, self.started_from["classifier"]) if config.freeze_epochs else []
         if config.sync_bn and world.distributed:
@@ -253,6 +236,30 @@ class _Loop:
         self.position, self.history, self.test = Position(), [], None
         self.held = -1  # the run folder's lock (hold_run_dir), once the run holds it
         self.provenance = provenance(run, trainer)
+
+    def built_model(self) -> torch.nn.Module:
+        """The model the run trains, given or created for the data (from the weights it starts from);
+        records its config and whose code its steps run."""
+        config, run, data = self.config, self.run, self.data
+        if run.model_object is not None:
+            model, wrappers, arch = run.model_object, (), None
+            self.zoo_config = {"model": config.model}  # a record, not a recipe: zoo cannot rebuild the module
+            outputs = forward_one(model, (data.channels, data.input_size, data.input_size)).shape
+            if tuple(outputs) != (1, data.num_classes):
+                raise UserError(f"{GivenObject.named(config.model).what} gives {tuple(outputs)[1:]} outputs for an image; "
+                                f"{data.name} has {data.num_classes} classes")
+        else:
+            source = config.starting_weights()
+            size = trained_size(config.model, source, run.registry) if source else None
+            model = create_model(config.model, registry=run.registry, num_classes=data.num_classes,
+                                 in_chans=data.channels, input_size=size or data.input_size, pretrained=source,
+                                 **config.model_options)
+            self.zoo_config = model.zoo_config
+            wrappers, arch = run.registry.resolve_model(config.model)
+        # Whose code a step runs: what one raises is named by the plugin whose code raised it.
+        self.model_code = (arch, (*wrappers, run.trainer_spec, run.opt[0]))
+        self.update_code = (run.trainer_spec, (run.opt[0], *wrappers, *((arch,) if arch else ())))
+        return model
 
     def drop_body_gradients(self, *_) -> None:
         if self.frozen:
