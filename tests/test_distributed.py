@@ -32,7 +32,7 @@ def test_two_processes_match_one_with_the_same_global_batch(cifar_dir, tmp_path,
     two = run_zoo(*_args(cifar_dir, model, parallel, *extra, augs=augs), "--nproc", "2", cwd=tmp_path, timeout=300)
     assert two.returncode == 0, two.stderr
     summary = json.loads(two.stdout)  # printed once, by rank 0
-    assert summary["processes"] == 2
+    assert summary["processes"] == 2 and " in 2 processes; " in two.stderr
 
     assert sorted(p.name for p in parallel.iterdir()) == ["run", "w.safetensors"]
     assert len((parallel / "run" / "metrics.jsonl").read_text().splitlines()) == 1

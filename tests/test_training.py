@@ -206,3 +206,58 @@ def test_biases_and_norm_weights_are_exempt_from_weight_decay_unless_asked(tmp_p
     assert len(everything) == 1 and everything[0]["weight_decay"] == 5e-4
     printed = run_zoo("train", "resnet20", "--wd-all", "--print-config", cwd=tmp_path)
     assert json.loads(printed.stdout)["decay_all"] is True
+
+
+class StepCounter(zoo.SilentReporter):
+    def __init__(self):
+        self.steps = []
+
+    def step(self, done, loss, accuracy, images_per_s):
+        self.steps.append(done)
+
+
+@pytest.mark.parametrize("seconds, heard", [(0.0, [1, 2, 3, 4, 5] * 2), (float("inf"), [5, 5])])
+def test_a_reporter_hears_of_the_steps_by_time_as_well_as_by_count(cifar_dir, tmp_path, seconds, heard):
+    """A CPU epoch of 16 slow steps once showed 0/16 for 43 s: news comes every log_seconds, whatever
+    log_every says (here 1,000 steps, more than an epoch's 5)."""
+    counter = StepCounter()
+    train(tiny_config(data_dir=str(cifar_dir)), run_dir=tmp_path / "r", weights=tmp_path / "w.safetensors",
+          reporter=counter, log_every=1000, log_seconds=seconds)
+    assert counter.steps == heard
+
+
+def output_of(code: str, terminal: bool) -> str:
+    """What ``python -c code`` writes, run in a pseudo-terminal or with its output piped."""
+    import pty
+    import subprocess
+    import sys
+
+    if not terminal:
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+        return result.stdout + result.stderr
+    main, secondary = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-c", code], stdin=secondary, stdout=secondary, stderr=secondary)
+    os.close(secondary)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(main, 1 << 16)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(main)
+    assert process.wait(timeout=300) == 0, b"".join(chunks)[-2000:]
+    return b"".join(chunks).decode(errors="replace")
+
+
+@pytest.mark.parametrize("progress, terminal, shown", [(None, True, True), (False, True, False), (None, False, False),
+                                                       (True, False, True)])
+def test_zoo_train_in_python_shows_progress_in_a_terminal_unless_told(cifar_dir, tmp_path, progress, terminal, shown):
+    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import zoo; "
+            f"from conftest import tiny_config; zoo.train(tiny_config(data_dir={str(cifar_dir)!r}, epochs=1), "
+            f"run_dir={str(tmp_path / 'r')!r}, weights={str(tmp_path / 'w.safetensors')!r}, progress={progress})")
+    output = output_of(code, terminal)
+    assert ("epoch   1/1  train loss" in output) is shown, output[-2000:]

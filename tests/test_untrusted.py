@@ -141,6 +141,9 @@ def test_zoo_info_describes_a_weights_file_from_its_checked_metadata(good, tmp_p
     assert report["model"] == "resnet" and report["classes"][:2] == ["c0", "c1"] and report["input"] == [3, 32, 32]
     text = run_zoo("info", str(good)).stdout
     assert "resnet  (resnet:resnet)" in text and "10 classes (c0, c1, c2, c3, c4, ...)" in text
+    trained = rewrite_metadata(good, tmp_path / "trained.safetensors",
+                               lambda d: d.update(metrics={"test_accuracy": 0.5, "test_loss": 1.25, "epoch": 1}))
+    assert "accuracy       50.00% after 1 epoch (test loss 1.2500)" in run_zoo("info", str(trained)).stdout
     crafted = rewrite_metadata(good, tmp_path / "crafted.safetensors",
                                lambda d: d.update(metrics={"test_accuracy": "99%"}, provenance={"versions": 3}))
     bad = run_zoo("info", str(crafted))

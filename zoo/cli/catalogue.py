@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from ..base.errors import UserError
+from ..base.text import counted
 from ..registry.specs import KINDS
 from . import common
 from .common import cli
@@ -213,7 +214,7 @@ def _describe_weights(path: str, as_json: bool) -> None:
              f"data           {report['data']}: {len(classes)} classes ({', '.join(classes[:5])}"
              + (", ..." if len(classes) > 5 else "") + f"), input {'x'.join(map(str, report['input']))}",
              f"trainer        {report['trainer']} ({report['precision']})",
-             f"accuracy       {report['test_accuracy']:.2%} after {report['epochs']} epochs (test loss "
+             f"accuracy       {report['test_accuracy']:.2%} after {counted(report['epochs'], 'epoch')} (test loss "
              f"{report['test_loss']:.4f})" if report["test_accuracy"] is not None else "accuracy       not recorded",
              f"parameters     {report['parameters']:,}" if report["parameters"] else "parameters     not recorded",
              "versions       " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()),

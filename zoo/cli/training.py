@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from ..base.errors import UserError
+from ..base.text import counted
 from . import common
 from .common import cli
 
@@ -88,8 +89,8 @@ def train_command(context: click.Context, model: str | None, config_file, print_
     from dataclasses import asdict, replace
 
     from ..training.config import with_defaults
+    from ..training.loop import LOG_SECONDS, TrainingInterrupted, train
     from ..training.progress import RichReporter
-    from ..training.loop import TrainingInterrupted, train
 
     if nproc is not None:
         from ..training.distributed import launch
@@ -112,7 +113,7 @@ def train_command(context: click.Context, model: str | None, config_file, print_
         steps, seconds = _log_every(log_every)
         summary = train(config, registry=common.registry(), run_dir=run_dir, weights=out, resume=resume,
                         overwrite=overwrite, reporter=RichReporter(interval=seconds),
-                        log_every=steps)
+                        log_every=steps, log_seconds=min(LOG_SECONDS, seconds))
     except TrainingInterrupted as exc:
         if common.is_rank0():
             click.echo(f"zoo: {exc}; {_resume_hint(exc.run_dir, exc.weights)}", err=True)
@@ -125,8 +126,7 @@ def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     else:
-        epochs = f"{summary['epochs']} epoch{'s' if summary['epochs'] != 1 else ''}"
-        click.echo(f"test accuracy {summary['test_accuracy']:.2%} after {epochs} ({summary['seconds']:.0f}s of training); "
+        click.echo(f"test accuracy {summary['test_accuracy']:.2%} after {counted(summary['epochs'], 'epoch')} ({summary['seconds']:.0f}s of training); "
                    f"weights: {summary['weights']}")
 
 

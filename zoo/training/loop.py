@@ -5,6 +5,7 @@ import json
 import math
 import os
 import signal
+import sys
 import time
 from dataclasses import asdict, fields, replace
 from pathlib import Path
@@ -26,7 +27,7 @@ from ..io.create import create_model
 from ..io.pretrained import body_parameters, trained_size, trained_stats
 from .provenance import provenance
 from ..registry.catalog import GivenObject, Registry, default_registry
-from .progress import Reporter, SilentReporter
+from .progress import Reporter, Reporters, RichReporter, SilentReporter
 from .runs import (ZOO_RUN_FILES, check_no_links_out, claim_run_dir, hold_run_dir, new_run_paths, resume_config,
                    remove_unstarted_run, resumed_weights, save_run_weights)
 from ..models.summary import forward_one
@@ -69,10 +70,23 @@ class _InterruptFlag:
             signal.signal(signal.SIGINT, self.previous)
 
 
+LOG_SECONDS = 2.0  # the most a progress display waits for news: a 40-second step shows each step
+
+
+def _reporter(reporter: Reporter | None, progress: bool | None) -> Reporter:
+    """The reporter a run reports to: the given one, else a progress display where one is wanted."""
+    if progress is None:
+        progress = reporter is None and (sys.stderr.isatty() or "ipykernel" in sys.modules)
+    if not progress:
+        return reporter or SilentReporter()
+    return Reporters({"progress": RichReporter(), **({"reporter": reporter} if reporter else {})})
+
+
 def train(config: RunConfig | None = None, *, model: str | torch.nn.Module | None = None, data: Any = None,
           registry: Registry | None = None, run_dir: str | Path | None = None, weights: str | Path | None = None,
           resume: str | Path | None = None, overwrite: bool = False, reporter: Reporter | None = None,
-          log_every: int = 25, **options: Any) -> dict[str, Any]:
+          progress: bool | None = None, log_every: int = 25, log_seconds: float = LOG_SECONDS,
+          **options: Any) -> dict[str, Any]:
     """Train as ``config`` says (or RunConfig's defaults), with ``options`` (RunConfig's fields) changed;
     return the summary. Writes ``run_dir`` (config, metrics, checkpoint) and the weights file.
 
@@ -81,7 +95,12 @@ def train(config: RunConfig | None = None, *, model: str | torch.nn.Module | Non
     into yours); data is an ``ImageData``, an ``ImageFiles`` or a ``(train, test)`` pair of torch
     datasets (decoded into memory). ``resume`` is a run folder to continue (with its own config when
     ``config`` is None; objects are given again). Under torchrun, each process trains on its share of
-    every batch and only rank 0 reports and writes."""
+    every batch and only rank 0 reports and writes.
+
+    ``progress`` shows a bar per epoch (a line every 30 s where the output is no terminal); by default
+    on in terminals and notebooks when no ``reporter`` is given. The reporter hears of the steps every
+    ``log_every`` steps or ``log_seconds`` seconds, whichever comes first (steps alone when distributed:
+    the ranks must agree), and each time costs a host sync."""
     world, registry = distributed.launched_world(), registry or default_registry()
     module, data_object, changes = _given(model, data, options)
     if config is None and resume is None:
@@ -104,8 +123,8 @@ def train(config: RunConfig | None = None, *, model: str | torch.nn.Module | Non
         named_by_zoo = resume is None and run_dir is None and weights is None
         run_dir, weights = _run_paths(world, config, run_dir, weights, overwrite or resume is not None)
         summary = _train(config, run, trainer, world, local_batch, run_dir, weights, resume is not None,
-                         run.reporters(reporter or SilentReporter()) if world.main else SilentReporter(), log_every,
-                         overwrite=overwrite, named_by_zoo=named_by_zoo)
+                         run.reporters(_reporter(reporter, progress)) if world.main else SilentReporter(),
+                         (log_every, log_seconds), overwrite=overwrite, named_by_zoo=named_by_zoo)
         together = True
         return summary
     except TrainingInterrupted:  # the ranks agree on the step to stop at
@@ -176,7 +195,7 @@ def _device_for(world: World, options: dict[str, Any]) -> dict[str, Any]:
 
 
 def _train(config: RunConfig, run: Run, trainer: BaseTrainer, world: World, local_batch: int, run_dir: Path,
-           weights: Path, resuming: bool, reporter: Reporter, log_every: int, overwrite: bool = False,
+           weights: Path, resuming: bool, reporter: Reporter, log_every: tuple[int, float], overwrite: bool = False,
            named_by_zoo: bool = False) -> dict[str, Any]:
     loop = _Loop(config, run, trainer, world, local_batch, reporter, log_every)
     made = not run_dir.exists()
@@ -199,10 +218,10 @@ class _Loop:
     """One run's state, and the loop in parts: an epoch, a step, a log step, the end of an epoch."""
 
     def __init__(self, config: RunConfig, run: Run, trainer: BaseTrainer, world: World, local_batch: int,
-                 reporter: Reporter, log_every: int):
+                 reporter: Reporter, log_every: tuple[int, float]):
         self.started = time.perf_counter()  # the summary's wall time: data, evaluation and checkpoints included
         self.config, self.run, self.trainer, self.world, self.reporter = config, run, trainer, world, reporter
-        self.log_every, self.local_batch = log_every, local_batch
+        (self.log_every, self.log_seconds), self.local_batch = log_every, local_batch
         self.mine = slice(world.rank * local_batch, (world.rank + 1) * local_batch)  # this rank's part of a batch
         torch.manual_seed(config.seed)  # the same on every rank: one permutation, split between them
         self.data = data = run.load_data().to(trainer.device)
@@ -293,7 +312,9 @@ class _Loop:
                      "train_images": len(self.data.train_labels), "test_images": len(self.data.test_labels),
                      "processes": self.world.size, "steps_per_epoch": self.steps_per_epoch,
                      "batch_size": self.config.batch_size, **self.trainer.describe(),
-                     **({"started_from": self.started_from} if self.started_from else {})}
+                     **({"started_from": self.started_from} if self.started_from else {}),
+                     **({"resumed_at": {"epoch": self.position.epoch, "step": self.position.step}}
+                        if self.history or self.position.step else {})}
         self.reporter.start(self.config, self.info)
 
     def train_epoch(self, epoch: int, interrupted) -> None:
@@ -311,11 +332,14 @@ class _Loop:
             self.stream = self.data.train_batches(
                 [order[i * size:(i + 1) * size][self.mine] for i in range(self.position.step, steps)],
                 self.config.seed, epoch, device)
+        logged = time.monotonic()
         for i in range(self.position.step, steps):
             self.step(epoch, i)
-            logging_step = (i + 1) % self.log_every == 0 or i + 1 == steps
+            logging_step = (i + 1) % self.log_every == 0 or i + 1 == steps or (
+                not self.world.distributed and time.monotonic() - logged >= self.log_seconds)
             if logging_step:  # the only host syncs of the epoch
                 self.log_step(epoch, i, started)
+                logged = time.monotonic()
             # Ranks must agree to stop on the same step, so a distributed run asks at log steps only.
             if (logging_step or not self.world.distributed) and i + 1 < steps and \
                     distributed.any_rank(interrupted.is_set(), device):

@@ -9,6 +9,8 @@ from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                            TimeRemainingColumn)
 
+from ..base.text import counted
+
 
 class Reporter(Protocol):
     def start(self, config, info: dict[str, Any]) -> None: ...
@@ -43,19 +45,28 @@ class RichReporter(SilentReporter):
 
     def start(self, config, info: dict[str, Any]) -> None:
         self.epochs, self.steps, self.batch = config.epochs, info["steps_per_epoch"], info["batch_size"]
+        processes = f" in {counted(info['processes'], 'process')}" if info.get("processes", 1) > 1 else ""
         self.console.print(soft_wrap=True, *[
             f"[bold]{config.model}[/] on {config.data.rpartition(':')[2]}: {info['parameters']:,} parameters, "
             f"{info['train_images']:,} train / {info['test_images']:,} test images, {info['device']} "
-            f"{info['precision']}{' channels_last' if info['channels_last'] else ''}; {config.epochs} epoch{'s' if config.epochs != 1 else ''} of "
-            f"{self.steps:,} steps (batch {self.batch:,}); run {info['run_dir']}"])
+            f"{info['precision']}{' channels_last' if info['channels_last'] else ''}{processes}; "
+            f"{counted(config.epochs, 'epoch')} of {self.steps:,} steps (batch {self.batch:,}); run {info['run_dir']}"])
+        resumed = info.get("resumed_at")
+        if resumed:
+            self.console.print(f"resuming at epoch {resumed['epoch'] + 1}/{self.epochs}, step {resumed['step']}/"
+                               f"{self.steps:,}", soft_wrap=True)
         started_from = info.get("started_from")
         if started_from:
             self.console.print(soft_wrap=True, *[
                 f"starting from {started_from['weights']}" + "".join(f"; {note}" for note in started_from["notes"])
                 + (f"; they were trained at {started_from['input_size']} px" if started_from.get("input_size") else "")
-                + (f"; {started_from['classifier']} trains alone for {config.freeze_epochs} epoch"
-                   f"{'s' if config.freeze_epochs > 1 else ''}"
+                + (f"; {started_from['classifier']} trains alone for {counted(config.freeze_epochs, 'epoch')}"
                    if config.freeze_epochs else "")])
+
+    @property
+    def live(self) -> bool:
+        """Whether a bar can be drawn: a terminal, or a notebook's output cell."""
+        return self.console.is_terminal or self.console.is_jupyter
 
     def epoch_start(self, epoch: int, steps: int) -> None:
         self.epoch, self.started = epoch, time.monotonic()
@@ -63,7 +74,7 @@ class RichReporter(SilentReporter):
         self.progress = Progress(
             TextColumn(f"epoch {epoch + 1}/{self.epochs}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-            console=self.console, transient=True, disable=not self.console.is_terminal)
+            console=self.console, transient=True, disable=not self.live)
         self.progress.start()
         self.task = self.progress.add_task("train", total=steps, stats="")
 
@@ -79,7 +90,7 @@ class RichReporter(SilentReporter):
             self.console.print(f"estimated after {done} steps: {_clock(per_epoch)} per epoch of training, "
                                f"{_clock(run_left)} to go (evaluation not counted)", soft_wrap=True)
         now = time.monotonic()
-        if not self.console.is_terminal and now - self.last_line >= self.interval:
+        if not self.live and now - self.last_line >= self.interval:
             self.last_line = now
             self.console.print(soft_wrap=True, *[
                 f"epoch {self.epoch + 1}/{self.epochs}  step {done}/{self.steps}  {stats}  "

@@ -1,0 +1,8 @@
+"""Words for numbers in what zoo prints."""
+from __future__ import annotations
+
+
+def counted(count: int, word: str) -> str:
+    """``1 epoch``, ``2 epochs``: a count with its noun, plural where English wants one."""
+    plural = word + ("es" if word.endswith(("s", "x", "ch", "sh")) else "s")
+    return f"{count:,} {word if count == 1 else plural}"
