@@ -79,9 +79,12 @@ def test_a_failed_download_leaves_no_folders(server, tmp_path, monkeypatch):
     folder, url = server
     monkeypatch.setattr(loaders, "FASHION_URL", url)
     monkeypatch.setattr(loaders, "DEBIAN_FASHION", tmp_path / "no-debian")
-    with pytest.raises(UserError, match="cannot download"):
+    with pytest.raises(UserError, match="cannot download") as failed:
         loaders.fashion_mnist(tmp_path / "data" / "deep")
     assert not (tmp_path / "data").exists()
+    # and says every way forward: a folder, Debian's package, the embedded sample
+    assert all(way in str(failed.value) for way in (f"idx .gz files in {tmp_path / 'data' / 'deep' / 'fashion-mnist'}",
+                                                    "dataset-fashion-mnist", "--data fashion-mnist-sample"))
 
 
 def test_an_idx_gzip_bomb_stops_at_the_size_its_header_announces(tmp_path):

@@ -346,3 +346,33 @@ def test_an_experiment_file_too_large_or_not_a_file_is_refused_before_it_is_read
     os.mkfifo(tmp_path / "pipe.toml")  # would block a reader forever
     with pytest.raises(UserError, match="is not a regular file"):
         Experiment.from_toml(tmp_path / "pipe.toml")
+
+
+def test_the_command_lines_settings_win_over_the_experiments_quick_section(tmp_path):
+    """--quick once silently replaced --data and --epochs with its own; they are the user's last word."""
+    listed = run_zoo("compare", str(ROOT / "experiments" / "networks.toml"), "--quick", "--data", "fashion-mnist-sample",
+                     "--epochs", "1", "--limit-train", "500", "--limit-test", "100", "--dry-run", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert len(lines) == 5 and all("on fashion-mnist-sample (500 training images), 1 epoch, adam" in line
+                                   for line in lines), lines
+    experiment = Experiment.from_toml(ROOT / "experiments" / "networks.toml")
+    experiment.settings = {"test_limit": 100}
+    assert {c.test_limit for _, _, c in experiment.runs(quick=True)} == {100}
+    assert {c.model_options["width"] for _, _, c in experiment.runs(quick=True)} == {0.25}  # the rest of quick holds
+
+
+def test_a_dry_run_loads_each_dataset_once_as_the_runs_would_but_never_downloads(tmp_path):
+    experiment = tmp_path / "e.toml"
+    experiment.write_text('[base]\nmodel = "resnet20"\ndata = "cifar10"\nepochs = 1\n[grid]\nlr = [0.1, 0.2]\n')
+    empty = tmp_path / "empty"
+    listed = run_zoo("compare", str(experiment), "--data-dir", str(empty), "--dry-run", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stderr.count("the run will try to download it") == 1 and not empty.exists()  # said once, fetched never
+    offline = tmp_path / "offline.toml"
+    offline.write_text(experiment.read_text().replace("epochs = 1", "epochs = 1\ndownload = false"))
+    refused = run_zoo("compare", str(offline), "--data-dir", str(empty), "--dry-run", cwd=tmp_path)
+    assert refused.returncode == 2 and "run 0.1: cifar10" in refused.stderr and "fashion-mnist-sample" in refused.stderr
+    too_few = run_zoo("compare", str(experiment), "--data", "fashion-mnist-sample", "--limit-train", "50", "--dry-run",
+                      cwd=tmp_path)
+    assert too_few.returncode == 2 and "batch size 128 is larger than the 50" in too_few.stderr

@@ -195,15 +195,19 @@ def fashion_mnist(root: Path, download: bool = True) -> ImageData:
 def _fashion_mnist(root: Path, download_missing: bool) -> ImageData:
     folder = root / "fashion-mnist"
     have = lambda f: all((f / name).is_file() for name in FASHION_FILES)  # noqa: E731
+    where = (f"put its four idx .gz files in {folder} (or set --data-dir), or install Debian's dataset-fashion-mnist, "
+             f"or train on the embedded sample of 5,000 of its images with --data fashion-mnist-sample")
     if not have(folder) and have(DEBIAN_FASHION):
         folder = DEBIAN_FASHION
     elif not have(folder):
         if not download_missing:
-            raise UserError(f"fashion-mnist not found: put its four idx .gz files in {folder}, or install Debian's "
-                            f"dataset-fashion-mnist, or use --data fashion-mnist-sample")
+            raise UserError(f"fashion-mnist not found: {where}")
         for name, md5 in FASHION_FILES.items():
             if not (folder / name).is_file() or file_md5(folder / name) != md5:
-                download(FASHION_URL + name, folder / name, md5)
+                try:
+                    download(FASHION_URL + name, folder / name, md5)
+                except UserError as exc:
+                    raise UserError(f"fashion-mnist is not in {folder} and {exc}; {where}") from exc
     return _idx_dataset("fashion-mnist", folder)
 
 

@@ -40,6 +40,7 @@ class Experiment:
     quick: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     seeds: int = 1  # runs of every grid point, with seeds seed, seed + 1, ...: the table shows mean and spread
+    settings: dict[str, Any] = field(default_factory=dict)  # the command line's, over base and quick alike
 
     @classmethod
     def from_toml(cls, path: Path) -> "Experiment":
@@ -74,6 +75,7 @@ class Experiment:
         base = expand_shorthand(self.base, registry)
         if quick:
             base.update(expand_shorthand(self.quick, registry, base))
+        base.update(expand_shorthand(self.settings, registry, base))
         check_config_types(RunConfig(**base))  # wrong here is wrong, even where every run overrides it
         quick_model_options = self.quick.get("model_options", {}) if quick else {}
         axes = []
@@ -152,6 +154,34 @@ def checked_runs(experiment: Experiment, quick: bool = False,
 
     return [(slug, labels, Run.resolve(config, registry).config) for slug, labels, config
             in experiment.runs(quick, registry)]
+
+
+def data_checked(runs: list[tuple[str, dict[str, str], RunConfig]], registry=None) -> list[str]:
+    """What --dry-run says of the data: each run's dataset loaded as the run would load it (its subset and
+    batch size checked), once per distinct one, but never downloaded. A dataset that is missing is an
+    error, unless the runs may download it: then a line saying so."""
+    from ..training.config import Run
+
+    notes, seen = [], set()
+    for slug, _, config in runs:
+        key = json.dumps([config.data, config.data_dir, config.data_options, config.train_limit, config.test_limit,
+                          config.batch_size], sort_keys=True, default=str)
+        if key in seen:
+            continue
+        seen.add(key)
+        run = Run.resolve(config, registry)
+        try:
+            data = run.dataset(download=False)
+        except UserError as exc:
+            if not config.download:
+                raise UserError(f"run {slug}: {exc}") from exc
+            notes.append(f"run {slug}: {exc}; the run will try to download it")
+            continue
+        try:
+            run.subset(data)
+        except UserError as exc:
+            raise UserError(f"run {slug}: {exc}") from exc
+    return notes
 
 
 def run_experiment(experiment: Experiment, out: Path, quick: bool = False, registry=None, baseline: str | None = None,

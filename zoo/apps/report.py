@@ -15,6 +15,7 @@ from typing import Any, Callable
 from ..training.config import RunConfig, check_config_types
 from ..base.errors import UserError
 from ..base.files import atomic_write, atomic_write_text, read_bounded
+from ..base.text import counted
 from ..io.weights import read_metadata
 from ..registry.specs import split_qualified
 
@@ -234,7 +235,8 @@ def _with_baseline(runs: list[dict[str, Any]], baseline: str | None) -> tuple[li
 
 def describe_run(config: dict[str, Any]) -> str:
     """One line of what a run's config.json says it trains, and how."""
-    return (f"{config['model']} on {_choice(config['data'])}, {config['epochs']} epochs, "
+    subset = f" ({counted(config['train_limit'], 'training image')})" if config.get("train_limit") else ""
+    return (f"{config['model']} on {_choice(config['data'])}{subset}, {counted(config['epochs'], 'epoch')}, "
             f"{_choice(config['opt'], config.get('opt_options'))} lr {config['lr']:g}, "
             f"{_choice(config['sched'], config.get('sched_options'))}, batch {config['batch_size']}, "
             f"augs {'+'.join(_augmentations(config)) or 'none'}")

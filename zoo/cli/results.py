@@ -137,6 +137,8 @@ def report_options(command):
 @click.option("--data", help="Dataset of every run.")
 @common.data_dir_option
 @click.option("--epochs", type=int, help="Epochs of every run.")
+@click.option("--limit-train", type=int, help="Every run on a seeded, class-balanced subset of N training images.")
+@click.option("--limit-test", type=int, help="Every run tested on a seeded, class-balanced subset of N test images.")
 @click.option("--amp", is_flag=True, help="Mixed precision for every run.")
 @click.option("--quick", is_flag=True, help="The experiment's scale-down: few epochs, a data subset.")
 @click.option("--out", type=click.Path(file_okay=False), help="Output folder (default comparisons/<name>).")
@@ -144,12 +146,13 @@ def report_options(command):
               "mean ± std, the plots a band.")
 @click.option("--dry-run", is_flag=True, help="List the runs and stop.")
 @report_options
-def compare_command(experiment, models, aug_sets, opts, lrs, scheds, batch_sizes, data, data_dir, epochs, amp, quick,
-                    out, seeds, dry_run, baseline, x_axis) -> None:
+def compare_command(experiment, models, aug_sets, opts, lrs, scheds, batch_sizes, data, data_dir, epochs, limit_train,
+                    limit_test, amp, quick, out, seeds, dry_run, baseline, x_axis) -> None:
     """Train a grid of runs one after another and compare them in a table and plots.
 
-    EXPERIMENT is a TOML file (see experiments/); options add axes to its grid or make one. Runs
-    already finished are skipped, an interrupted one resumes, so re-running continues a comparison.
+    EXPERIMENT is a TOML file (see experiments/); options add axes to its grid or make one, and the
+    settings of every run (--data, --epochs, --limit-train, ...) win over the file's, --quick's too.
+    Runs already finished are skipped, an interrupted one resumes, so re-running continues a comparison.
 
     \b
     zoo compare experiments/augmentations.toml --quick
@@ -163,7 +166,10 @@ def compare_command(experiment, models, aug_sets, opts, lrs, scheds, batch_sizes
     from ..training.loop import TrainingInterrupted
     from ..training.progress import RichReporter
 
-    spec = _experiment(experiment, models, aug_sets, opts, lrs, scheds, batch_sizes, data, data_dir, epochs, amp, seeds)
+    settings = {"data": data, "data_dir": data_dir, "epochs": epochs, "train_limit": limit_train,
+                "test_limit": limit_test,
+                "trainer": common.registry().flagged("trainer", "amp").qualified_name if amp else None}
+    spec = _experiment(experiment, models, aug_sets, opts, lrs, scheds, batch_sizes, settings, seeds)
     if dry_run:
         _list_runs(spec, quick)
         return
@@ -181,8 +187,8 @@ def compare_command(experiment, models, aug_sets, opts, lrs, scheds, batch_sizes
     click.echo(f"table, CSV and plots in {folder}")
 
 
-def _experiment(experiment, models, aug_sets, opts, lrs, scheds, batch_sizes, data, data_dir, epochs, amp, seeds):
-    """The experiment file's grid (or an empty one), with the axes and settings the flags give."""
+def _experiment(experiment, models, aug_sets, opts, lrs, scheds, batch_sizes, settings, seeds):
+    """The experiment file's grid (or an empty one), with the axes and the settings the flags give."""
     from pathlib import Path
 
     from ..apps.compare import Experiment
@@ -196,10 +202,7 @@ def _experiment(experiment, models, aug_sets, opts, lrs, scheds, batch_sizes, da
     if not spec.axes and not experiment:
         raise UserError("nothing to compare: give an experiment file (see experiments/) or values to compare, "
                         "e.g. --model vgg16_bn --model resnet18")
-    for key, value in (("data", data), ("data_dir", data_dir), ("epochs", epochs),
-                       ("trainer", common.registry().flagged("trainer", "amp").qualified_name if amp else None)):
-        if value is not None:
-            spec.base[key] = value
+    spec.settings = {key: value for key, value in settings.items() if value is not None}
     if seeds is not None:
         if not 1 <= seeds <= 100:
             raise UserError(f"--seeds must be in 1..100, got {seeds}")
@@ -208,14 +211,17 @@ def _experiment(experiment, models, aug_sets, opts, lrs, scheds, batch_sizes, da
 
 
 def _list_runs(spec, quick: bool) -> None:
-    """--dry-run: each run's name and what it trains, every name and option checked."""
+    """--dry-run: each run's name and what it trains, every name and option checked, and its data."""
     from dataclasses import asdict
 
-    from ..apps.compare import checked_runs
+    from ..apps.compare import checked_runs, data_checked
     from ..apps.report import describe_run
 
-    for slug, _, config in checked_runs(spec, quick, common.registry()):
+    runs = checked_runs(spec, quick, common.registry())
+    for slug, _, config in runs:
         click.echo(f"{slug}: {describe_run(asdict(config))}")
+    for note in data_checked(runs, common.registry()):
+        click.echo(f"zoo: {note}", err=True)
 
 
 @cli.command("report")

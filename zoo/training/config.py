@@ -363,11 +363,17 @@ class Run:
         return Reporters({"console": console, **built})
 
     def load_data(self) -> ImageData:
+        """The run's data, its subset taken and its batch size checked."""
+        return self.subset(self.dataset(self.config.download))
+
+    def dataset(self, download: bool) -> ImageData:
+        """The whole dataset; ``download`` False: never fetched (where it is missing, the dataset's error)."""
         if self.data_object is not None:
-            data = self.data_object
-        else:
-            data = call_factory(self.data_spec, root=data_root(self.config.data_dir), download=self.config.download,
-                                **self.config.data_options)
+            return self.data_object
+        return call_factory(self.data_spec, root=data_root(self.config.data_dir), download=download,
+                            **self.config.data_options)
+
+    def subset(self, data: ImageData) -> ImageData:
         if self.config.train_limit or self.config.test_limit:
             data = data.subset(self.config.train_limit, self.config.test_limit, self.config.seed)
         if self.config.batch_size > len(data.train_labels):
