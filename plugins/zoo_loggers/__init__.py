@@ -8,7 +8,7 @@ def loggers():
     return [
         Logger("csv", "zoo_loggers.files:CsvLogger", "metrics.csv in the run folder: a row per epoch",
                writes=("metrics.csv",)),
-        Logger("tensorboard", "zoo_loggers.files:TensorBoardLogger",
+        Logger("tensorboard", "zoo_loggers.trackers:TensorBoardLogger",
                "TensorBoard events in <run>/tensorboard (needs the tensorboard package)", writes=("tensorboard",)),
         Logger("wandb", "zoo_loggers.trackers:WandbLogger", param="project", writes=("wandb",),
                summary="a Weights & Biases run (needs wandb; wandb=PROJECT, WANDB_MODE=offline)"),

@@ -1,6 +1,7 @@
-"""Experiment trackers: Weights & Biases and MLflow. Each library is imported only when its logger is
-chosen (``--log wandb``), and a tracker that fails while the run goes (no network, no login) is
-dropped with a warning by zoo: the run never waits on it or dies with it."""
+"""Experiment trackers: TensorBoard, Weights & Biases and MLflow, on one step axis (the global step).
+Each library is imported only when its logger is chosen (``--log wandb``), and a tracker that fails
+while the run goes (no network, no login) is dropped with a warning by zoo: the run never waits on it
+or dies with it."""
 from __future__ import annotations
 
 import hashlib
@@ -34,7 +35,8 @@ def _needs(module: str, extra: str):
 
 
 class _Tracker(SilentReporter):
-    """Global steps for the train metrics of each log step and the epoch metrics of each epoch."""
+    """One step axis, the global step: the train metrics at each log step, the epoch metrics at the
+    epoch's last step."""
 
     def start(self, config, info: dict[str, Any]) -> None:
         self.steps, self.epoch = info["steps_per_epoch"], 0
@@ -56,6 +58,28 @@ class _Tracker(SilentReporter):
 
     def log(self, metrics: dict[str, float], step: int) -> None:
         raise NotImplementedError
+
+
+class TensorBoardLogger(_Tracker):
+    """Scalars in ``<run>/tensorboard`` (``tensorboard --logdir runs``)."""
+
+    def __init__(self, flush_secs: int = 30):
+        self.writer_type = _needs("torch.utils.tensorboard", "tensorboard").SummaryWriter
+        self.flush_secs = flush_secs
+
+    def open(self, run_dir: Path, config: dict[str, Any]) -> None:
+        self.writer = self.writer_type(str(run_dir / "tensorboard"), flush_secs=self.flush_secs)
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        for key, value in metrics.items():
+            self.writer.add_scalar(key, value, step)
+
+    def epoch_end(self, record: dict[str, Any]) -> None:
+        super().epoch_end(record)
+        self.writer.flush()
+
+    def finish(self, summary: dict[str, Any]) -> None:
+        self.writer.close()
 
 
 class WandbLogger(_Tracker):
@@ -99,9 +123,11 @@ class MlflowLogger(_Tracker):
         experiment = found.experiment_id if found else self.client.create_experiment(self.experiment)
         self.run_id = self.client.create_run(experiment, run_name=run_dir.name,
                                              tags={"zoo.run_dir": str(run_dir)}).info.run_id
-        # MLflow keeps parameters as text of at most 6,000 characters
-        self.client.log_batch(self.run_id, params=[Param(key, json.dumps(value)[:6000])
-                                                   for key, value in config.items()])
+        # MLflow keeps parameters as text of at most 6,000 characters, and its searches compare that text
+        # (params.model = 'resnet20'): names and numbers as they read, tables and lists as JSON
+        self.client.log_batch(self.run_id, params=[
+            Param(key, (value if isinstance(value, str) else json.dumps(value) if isinstance(value, (dict, list))
+                        else str(value))[:6000]) for key, value in config.items()])
 
     def log(self, metrics: dict[str, float], step: int) -> None:
         from mlflow.entities import Metric

@@ -22,9 +22,11 @@ def test_csv_and_tensorboard_loggers_record_what_metrics_jsonl_holds(cifar_dir, 
     assert [float(r["test_accuracy"]) for r in rows] == [m["test_accuracy"] for m in metrics]
     events = EventAccumulator(str(tmp_path / "r" / "tensorboard"))
     events.Reload()
-    assert [e.value for e in events.Scalars("epoch/test_accuracy")] == [
-        __import__("pytest").approx(m["test_accuracy"]) for m in metrics]
-    assert len(events.Scalars("train/loss")) == 10  # 5 steps a epoch, a point at each log step
+    assert [(e.step, e.value) for e in events.Scalars("epoch/test_accuracy")] == [
+        (5 * m["epoch"], __import__("pytest").approx(m["test_accuracy"])) for m in metrics]  # one axis: global steps
+    assert [e.step for e in events.Scalars("train/loss")] == list(range(1, 11))  # 5 steps a epoch, each logged
+    assert [e.value for e in events.Scalars("epoch/images_per_s")] == [
+        __import__("pytest").approx(m["images_per_s"]) for m in metrics]
     # The same run over it: what the loggers wrote goes with zoo's own files, and they start afresh.
     again = run_zoo("train", "vgg_bn", "--data-dir", str(cifar_dir), *TINY, "--log", "csv", "--log", "tensorboard",
                     "--run-dir", "r", "--out", "w.safetensors", "--overwrite", cwd=tmp_path)
@@ -113,7 +115,10 @@ def test_mlflow_logger_records_params_metrics_and_the_weights(cifar_dir, tmp_pat
     client = MlflowClient(store)
     (run,) = client.search_runs([client.get_experiment_by_name("lab").experiment_id])
     assert run.info.run_name == "r" and run.info.status == "FINISHED"
-    assert json.loads(run.data.params["model"]) == "vgg_bn" and run.data.params["epochs"] == "2"
+    assert run.data.params["model"] == "vgg_bn" and run.data.params["epochs"] == "2"  # as MLflow's searches compare
+    assert json.loads(run.data.params["model_options"]) == {"layout": "8,M,16,M"}
+    (found,) = client.search_runs([run.info.experiment_id], "params.model = 'vgg_bn' and params.epochs = '2'")
+    assert found.info.run_id == run.info.run_id
     assert run.data.tags["zoo.weights"] == str(tmp_path / "w.safetensors")
     history = client.get_metric_history(run.info.run_id, "epoch/test_accuracy")
     assert [(m.step, m.value) for m in history] == [(5 * m["epoch"], m["test_accuracy"]) for m in metrics]
