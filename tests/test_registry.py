@@ -49,6 +49,8 @@ def test_third_party_plugin_is_discovered_and_builds(plugin_dir):
     ("from zoo import hookimpl\n@hookimpl\ndef architectures():\n    return [42]", "returned int where"),
     ("from zoo import hookimpl\n@hookimpl\ndef architectures():\n    return 42", "raised TypeError"),
     ("from zoo import hookimpl\n@hookimpl\ndef architecture():\n    return []", "unknown hook 'architecture'"),
+    ("from zoo import hookimpl\n@hookimpl\ndef architecture():\n    return []\n@hookimpl\ndef wrapperz():\n    return []",
+     "unknown hooks 'architecture' (did you mean 'architectures'?), 'wrapperz' (did you mean 'wrappers'?); the hooks"),
     ("from zoo import Wrapper, hookimpl\n@hookimpl\ndef wrappers():\n    return [Wrapper('a-b', 'x:y')]",
      "wrapper name with '-'"),
     ("import sys\nsys.exit(0)", "failed to load: SystemExit"),
@@ -267,3 +269,25 @@ def test_defaults_are_declared_by_plugins_and_the_core_names_none(plugin_dir, ci
     assert result.returncode == 0, result.stderr
     result = run_zoo("train", *tiny, env={"ZOO_DISABLE_PLUGINS": "optim"}, cwd=tmp_path)
     assert result.returncode == 2 and "and no installed plugin does; name one" in result.stderr
+
+
+def test_zoo_plugins_shows_what_each_plugin_costs_to_load_and_names_a_slow_one(plugin_dir):
+    make_plugin_dist(plugin_dir, "zoo-slow", "slow_plugin", textwrap.dedent(TINY.format(name="slownet")) + "import time\ntime.sleep(1.2)\n",
+                     entry_point="slow")
+    result = run_zoo("plugins", env={"PYTHONPATH": str(plugin_dir)})
+    assert result.returncode == 0, result.stderr
+    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines()[1:] if line.strip()}
+    assert "load" in result.stdout and int(rows["slow"][3].replace(",", "")) >= 1200
+    assert "plugin 'slow' took 1.2 s to load, which every zoo command pays; disable it with ZOO_DISABLE_PLUGINS=slow" \
+        in " ".join(result.stderr.split())
+    listed = json.loads(run_zoo("plugins", "--json", env={"PYTHONPATH": str(plugin_dir)}).stdout)
+    assert next(p for p in listed if p["name"] == "slow")["load_seconds"] >= 1.2
+
+
+def test_a_summary_with_brackets_is_shown_as_written(plugin_dir):
+    source = ("from zoo import Architecture, hookimpl\n@hookimpl\ndef architectures():\n"
+              "    return [Architecture('bracketnet', 'torch.nn:Identity', '[bold]not bold[/bold], widths [0.5, 1]')]\n")
+    make_plugin_dist(plugin_dir, "zoo-brackets", "bracket_plugin", source, entry_point="brackets")
+    result = run_zoo("list", "bracket*", env={"PYTHONPATH": str(plugin_dir), "COLUMNS": "200"})
+    assert result.returncode == 0, result.stderr
+    assert "[bold]not bold[/bold], widths [0.5, 1]" in result.stdout

@@ -55,14 +55,15 @@ def list_command(pattern: str | None, kind: str | None, as_json: bool) -> None:
                 collapsed[(row["name"].split("/")[0], row["kind"], row["plugin"])] += 1
         rows = [r for r in rows if "/" not in r["name"]]
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(box=None, pad_edge=False)
     for column in ("name", "kind", "plugin", "summary"):
         table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(row["name"], row["kind"], row["plugin"], row["summary"])
+    for row in rows:  # as plain text: a plugin's "[brackets]" are its words, not rich markup
+        table.add_row(*(Text(row[key]) for key in ("name", "kind", "plugin", "summary")))
     for (namespace, item_kind, plugin), count in sorted(collapsed.items()):
-        table.add_row(f"{namespace}/*", item_kind, plugin, f"{count} more: zoo list '{namespace}/*'")
+        table.add_row(*map(Text, (f"{namespace}/*", item_kind, plugin, f"{count} more: zoo list '{namespace}/*'")))
     console = common.console()
     if not rows and not collapsed:
         raise UserError(f"nothing matches {pattern!r}" + (f" among kind {kind}" if kind else "") + "; try zoo list")
@@ -80,6 +81,9 @@ def _spec_record(spec) -> dict[str, Any]:
     return record
 
 
+SLOW_PLUGIN_SECONDS = 1.0  # a plugin's import that every command feels
+
+
 @cli.command("plugins")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def plugins_command(as_json: bool) -> None:
@@ -90,15 +94,22 @@ def plugins_command(as_json: bool) -> None:
         click.echo(json.dumps([vars(p) for p in infos], indent=2))
         return
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(box=None, pad_edge=False)
-    for column in ("plugin", "version", "status", "provides", "distribution / errors"):
-        table.add_column(column, overflow="fold")
+    for column in ("plugin", "version", "status", "load (ms)", "provides", "distribution / errors"):
+        table.add_column(column, overflow="fold", justify="right" if column == "load (ms)" else "left")
     for p in infos:
         provides = ", ".join(f"{len(names)} {kind}" for kind, names in sorted(p.provides.items()))
-        status = {"ok": "[green]ok[/]", "error": "[red]error[/]"}.get(p.status, p.status)
-        table.add_row(p.name, p.version, status, provides, "; ".join(p.errors) or p.distribution)
+        status = Text(p.status, style={"ok": "green", "error": "red"}.get(p.status, ""))
+        table.add_row(Text(p.name), Text(p.version), status, f"{p.load_seconds * 1000:,.0f}", provides,
+                      Text("; ".join(p.errors) or p.distribution))
     common.console().print(table)
+    slow = [p for p in infos if p.load_seconds >= SLOW_PLUGIN_SECONDS]
+    if slow:
+        common.console(stderr=True).print(Text(
+            f"zoo: plugin {', '.join(repr(p.name) for p in slow)} took {max(p.load_seconds for p in slow):.1f} s to "
+            f"load, which every zoo command pays; disable it with ZOO_DISABLE_PLUGINS={slow[0].name}"))
 
 
 def build_model(name: str, sets: tuple[str, ...], **standard: Any):

@@ -11,6 +11,7 @@ import os
 import re
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Iterable, Mapping
 
@@ -58,6 +59,7 @@ class PluginInfo:
     status: str = "ok"  # ok | error | disabled
     provides: dict[str, list[str]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    load_seconds: float = 0.0  # its import and hook registration: what it adds to every zoo command
 
 
 def natural_key(name: str) -> list[Any]:
@@ -141,22 +143,30 @@ class Registry:
             self._fail(clash, f"plugin name already used by {other.distribution or other.module}; not loaded")
             return
         self.plugins[info.name] = info
+        started = time.perf_counter()
         try:
             plugin = _isolated(load, f"importing {info.module}")
             self._check_hook_names(plugin)
             self._pm.register(plugin, name=info.name)
         except (Exception, SystemExit) as exc:  # a broken plugin is reported, never fatal to the rest
             self._fail(info, f"failed to load: {type(exc).__name__}: {exc}", exc)
+        finally:
+            info.load_seconds = time.perf_counter() - started
 
     def _check_hook_names(self, plugin: object) -> None:
         # pluggy accepts a misspelt hook, or a hook without @hookimpl, silently; say so instead.
-        known = hooks.HOOK_OF_KIND.values()
+        known = list(hooks.HOOK_OF_KIND.values())
+        unknown = []
         for attr in dir(plugin):
             opts = self._pm.parse_hookimpl_opts(plugin, attr)
             if opts is not None and attr not in known:
-                raise PluginError(f"unknown hook {attr!r} (known: {', '.join(known)})")
+                near = difflib.get_close_matches(attr, known, n=1)
+                unknown.append(f"{attr!r}" + (f" (did you mean {near[0]!r}?)" if near else ""))
             if opts is None and attr in known and callable(getattr(plugin, attr, None)):
                 raise PluginError(f"{attr}() is not decorated with @zoo.hookimpl, so zoo would never call it")
+        if unknown:
+            raise PluginError(f"unknown hook{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
+                              f"the hooks are {', '.join(known)}")
 
     def collect(self) -> None:
         """Call every plugin's hooks one by one, so one failure cannot abort the others."""
