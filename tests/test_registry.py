@@ -84,6 +84,29 @@ def test_same_name_from_two_plugins_is_reachable_qualified_and_ambiguous_bare(pl
         registry.get("arch", "twin")
 
 
+def test_a_plugin_that_offers_a_built_in_name_leaves_the_bare_name_to_the_built_in(plugin_dir, cifar_dir, tmp_path):
+    """Installing a plugin must not break a working command: `--aug hflip` and `resnet20` stay zoo's."""
+    source = TINY.format(name="resnet20") + textwrap.indent(textwrap.dedent("""
+        from zoo import Augmentation
+
+        @hookimpl
+        def augmentations():
+            return [Augmentation("hflip", lambda: (lambda x, y: (x, y)), "an outside hflip")]
+        """), "    ")
+    make_plugin_dist(plugin_dir, "zoo-rival", "rival_plugin", source, entry_point="rival")
+    env = {"PYTHONPATH": str(plugin_dir)}
+    registry = zoo.Registry.discover()
+    assert registry.get("arch", "resnet20").plugin == "resnet" and registry.get("aug", "hflip").plugin == "augment"
+    assert registry.get("arch", "rival:resnet20").plugin == "rival"  # the other, by its plugin's name
+    trained = run_zoo("train", "resnet20", "--data-dir", str(cifar_dir), "--aug", "hflip", "--epochs", "1",
+                      "--batch-size", "20", "--set", "width=0.25", "--run-dir", "r", "--json", env=env, cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    recorded = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert "rival" not in recorded["provenance"]["plugins"] and {"resnet", "augment"} <= set(recorded["provenance"]["plugins"])
+    listed = run_zoo("list", "hflip", env=env).stdout
+    assert "rival:hflip" in listed and "\nhflip " in listed  # how each is named in a command
+
+
 def test_two_distributions_with_one_plugin_name_keep_the_first(plugin_dir):
     make_plugin_dist(plugin_dir, "zoo-first", "first_plugin_d", TINY.format(name="firstnet"), entry_point="dup")
     make_plugin_dist(plugin_dir, "zoo-second", "second_plugin_d", TINY.format(name="secondnet"), entry_point="dup")
@@ -242,8 +265,6 @@ def test_a_plugin_with_a_built_in_name_breaks_no_default(plugin_dir, cifar_dir, 
     result = run_zoo("train", "vgg_bn", "--data-dir", str(cifar_dir), "--set", "layout=8,M", "--epochs", "1",
                      "--batch-size", "20", "--json", env={"PYTHONPATH": str(plugin_dir)}, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    result = run_zoo("train", "vgg_bn", "--aug", "hflip", env={"PYTHONPATH": str(plugin_dir)}, cwd=tmp_path)
-    assert result.returncode == 2 and "use augment:hflip or twin:hflip" in result.stderr
 
 
 def test_defaults_are_declared_by_plugins_and_the_core_names_none(plugin_dir, cifar_dir, tmp_path):

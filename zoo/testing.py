@@ -52,7 +52,9 @@ def fresh_registry(plugins: Mapping[str, ModuleType | object | str] | None = Non
     wanted = set(installed)
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
         if ep.name in wanted:
-            registry.load_plugin(PluginInfo(ep.name, ep.value), ep.load)
+            dist = ep.dist
+            registry.load_plugin(PluginInfo(ep.name, ep.value, dist.name if dist else "", dist.version if dist else ""),
+                                 ep.load)
     for name, plugin in {**(plugins or {}), "conformance": _ConformancePlugin()}.items():
         load = (lambda p=plugin: importlib.import_module(p)) if isinstance(plugin, str) else (lambda p=plugin: p)
         registry.load_plugin(PluginInfo(name, plugin if isinstance(plugin, str) else repr(plugin)), load)

@@ -46,7 +46,7 @@ def list_command(pattern: str | None, kind: str | None, as_json: bool) -> None:
     if as_json:  # every field a tool may read: a dataset's image shape, an architecture's bound options
         click.echo(json.dumps([_spec_record(s) for s in specs], indent=2, default=repr))
         return
-    rows = [{"name": s.name, "kind": s.kind, "plugin": s.plugin, "summary": s.summary} for s in specs]
+    rows = [{"name": _spelling(registry, s), "kind": s.kind, "plugin": s.plugin, "summary": s.summary} for s in specs]
     # Namespaced catalogues (timm/...) would drown the table: without a pattern, one line each.
     collapsed: Counter[str] = Counter()
     if not pattern:
@@ -79,6 +79,14 @@ def _spec_record(spec) -> dict[str, Any]:
     record.update((f.name, getattr(spec, f.name)) for f in dataclasses.fields(spec)
                   if f.name not in record and f.name != "factory")
     return record
+
+
+def _spelling(registry, spec) -> str:
+    """How a command names ``spec``: its bare name, or ``plugin:name`` where the bare name is another's."""
+    try:
+        return spec.name if registry.find(spec.kind, spec.name) is spec else spec.qualified_name
+    except UserError:  # two outside plugins offer it: each is reached by its plugin's name
+        return spec.qualified_name
 
 
 SLOW_PLUGIN_SECONDS = 1.0  # a plugin's import that every command feels

@@ -192,11 +192,21 @@ class Registry:
     def items(self, kind: str) -> list[Spec]:
         return sorted(self._items[kind], key=lambda s: (natural_key(s.name), s.plugin))
 
+    def built_in(self, spec: Spec) -> bool:
+        """Whether zoo itself ships ``spec``'s plugin."""
+        info = self.plugins.get(spec.plugin)
+        return info is not None and info.distribution.lower() == DISTRIBUTION
+
     def find(self, kind: str, name: str) -> Spec | None:
-        """The spec called ``name`` (or ``plugin:name``), None if none; ambiguity is an error."""
+        """The spec called ``name`` (or ``plugin:name``), None if none. A bare name that a built-in
+        plugin offers is the built-in's, whatever else is installed: installing a plugin never changes
+        what a working command does. Between other plugins a bare name is ambiguous: an error."""
         plugin, bare = split_qualified(name)
         matches = sorted((s for s in self._items[kind] if s.name == bare and (not plugin or s.plugin == plugin)),
                          key=lambda s: s.plugin)
+        built_in = [s for s in matches if self.built_in(s)]
+        if len(matches) > 1 and len(built_in) == 1:
+            return built_in[0]
         if len(matches) > 1:
             providers = " and ".join(f"{s.plugin!r}" for s in matches)
             choices = " or ".join(s.qualified_name for s in matches)
