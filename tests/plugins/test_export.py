@@ -30,7 +30,7 @@ def weights(tmp_path):
 def test_an_export_answers_as_pytorch_for_any_batch_and_carries_its_metadata(weights, format):
     if format == "onnx":
         pytest.importorskip("onnxruntime")
-    result = run_zoo("export", str(weights), "--format", format, "--dynamic-batch", "--json", cwd=weights.parent)
+    result = run_zoo("export", str(weights), "--format", format, "--json", cwd=weights.parent)  # any batch: the default
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     path = weights.with_suffix(f".{format}")
@@ -71,17 +71,33 @@ def test_an_export_that_answers_differently_is_refused_and_nothing_is_kept(weigh
     assert sorted(p.name for p in weights.parent.iterdir()) == ["w.safetensors"]
 
 
-def test_zoo_predict_runs_an_exported_file(weights, tmp_path):
+@pytest.mark.parametrize("format", ["pt2", "onnx"])
+def test_zoo_predict_runs_an_exported_file_of_any_batch_or_a_fixed_one(weights, tmp_path, format):
     from PIL import Image
 
-    Image.new("RGB", (32, 32), (200, 30, 30)).save(tmp_path / "red.png")
-    assert run_zoo("export", str(weights), cwd=tmp_path).returncode == 0  # batches of 2 only
-    fixed = run_zoo("predict", str(weights.with_suffix(".pt2")), "red.png", cwd=tmp_path)
-    assert fixed.returncode == 2 and "export it with --dynamic-batch" in fixed.stderr and "Traceback" not in fixed.stderr
-    assert run_zoo("export", str(weights), "--dynamic-batch", "--overwrite", cwd=tmp_path).returncode == 0
-    from_weights = json.loads(run_zoo("predict", str(weights), "red.png", "--json", cwd=tmp_path).stdout)
-    exported = run_zoo("predict", str(weights.with_suffix(".pt2")), "red.png", "--json", cwd=tmp_path)
-    assert exported.returncode == 0, exported.stderr
-    ours, theirs = from_weights[0]["top"], json.loads(exported.stdout)[0]["top"]
-    assert [t["class"] for t in ours] == [t["class"] for t in theirs]
-    assert [t["probability"] for t in ours] == pytest.approx([t["probability"] for t in theirs], abs=1e-5)
+    if format == "onnx":
+        pytest.importorskip("onnxruntime")
+    for name, colour in (("red", (200, 30, 30)), ("green", (30, 200, 30)), ("blue", (30, 30, 200))):
+        Image.new("RGB", (32, 32), colour).save(tmp_path / f"{name}.png")
+    from_weights = json.loads(run_zoo("predict", str(weights), str(tmp_path), "--json", cwd=tmp_path).stdout)
+    path = weights.with_suffix(f".{format}")
+    for export in ([], ["--batch-size", "2", "--overwrite"]):  # any batch; exactly 2, and 3 images to predict
+        written = run_zoo("export", str(weights), "--format", format, *export, cwd=tmp_path)
+        assert written.returncode == 0, written.stderr
+        for batch in ("64", "2", "1"):
+            exported = run_zoo("predict", str(path), str(tmp_path), "--json", "--batch-size", batch, cwd=tmp_path)
+            assert exported.returncode == 0, exported.stderr
+            for ours, theirs in zip(from_weights, json.loads(exported.stdout), strict=True):
+                assert [t["class"] for t in ours["top"]] == [t["class"] for t in theirs["top"]]
+                assert [t["probability"] for t in ours["top"]] == pytest.approx(
+                    [t["probability"] for t in theirs["top"]], abs=1e-5)
+    assert "batches of exactly 2" in written.stdout
+    # a file an older zoo exported for a fixed batch says nothing of it: one line, never the runtime's traceback
+    model, spec = zoo.load_model(weights).eval(), zoo.default_registry().get("exporter", format)
+    carried = {k: FIELDS[k] for k in ("classes", "num_classes", "in_chans", "input_size", "mean", "std")}
+    old = tmp_path / f"old.{format}"
+    spec.load()(model, torch.randn(2, 3, 32, 32), old, dynamic_batch=False,
+                metadata={"zoo": json.dumps({"model": "se-resnet20", **carried})})
+    refused = run_zoo("predict", str(old), str(tmp_path / "red.png"), cwd=tmp_path)
+    assert refused.returncode == 2 and "export it again (any batch size is the default)" in refused.stderr
+    assert "Traceback" not in refused.stderr

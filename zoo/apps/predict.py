@@ -13,7 +13,7 @@ import torch
 
 from ..data.augmenter import Normalize
 from ..data.images import IMAGE_SUFFIXES, open_image
-from ..base.errors import UserError, first_line, one_line
+from ..base.errors import PluginError, UserError, first_line, one_line
 from ..registry.catalog import Registry, default_registry
 from ..io.metadata import WeightsMetadata
 from ..io.weights import load_model, require_fields
@@ -104,9 +104,11 @@ def iter_predictions(weights: str | Path, images: Sequence[str | Path], top_k: i
             with torch.inference_mode():
                 try:
                     top = model(x).float().softmax(1).topk(k, dim=1)
-                except (AssertionError, RuntimeError, ValueError) as exc:  # an exported file's fixed shapes
+                except Exception as exc:  # an exported file's fixed shapes, in its runtime's own error types
+                    if isinstance(exc, (UserError, PluginError)) or Path(weights).suffix == ".safetensors":
+                        raise
                     raise UserError(f"{weights} cannot take a batch of {len(x)} images of {tuple(x.shape[1:])} "
-                                    f"({first_line(exc)}); export it with `dynamic_batch`, or "
+                                    f"({first_line(exc)}); export it again (any batch size is the default), or "
                                     "predict with the `batch_size` it was exported for") from exc
             for path, values, indices in zip(readable, top.values.tolist(), top.indices.tolist()):
                 results[path] = {"image": str(path), "top": [{"class": classes[i], "probability": p}
@@ -132,7 +134,21 @@ def _predictor(path: Path, device: str | None, registry: Registry):
     document = parse_json(carried.get("zoo", ""), f"the zoo metadata of {path}")
     if not isinstance(document, dict):
         raise UserError(f"{path} carries no zoo metadata (it was not written by zoo export)")
-    return run, WeightsMetadata.checked(document, path), usable_device("cpu")
+    meta = WeightsMetadata.checked(document, path)
+    return (run if meta.batch_size is None else _in_batches_of(meta.batch_size, run)), meta, usable_device("cpu")
+
+
+def _in_batches_of(size: int, run):
+    """``run`` of a model exported for batches of exactly ``size``, on any batch: split, the last part
+    padded with blank images whose answers are dropped."""
+    def predict(x: torch.Tensor) -> torch.Tensor:
+        answers = []
+        for part in x.split(size):
+            blank = part.new_zeros(size - len(part), *part.shape[1:])
+            answers.append(run(torch.cat([part, blank]))[:len(part)])
+        return torch.cat(answers)
+
+    return predict
 
 
 def predict(weights: str | Path, images: Sequence[str | Path], top_k: int = 3, batch_size: int = 64,

@@ -96,23 +96,31 @@ def predict_command(weights: str, images: tuple[str, ...], top_k: int, batch_siz
 @click.option("--format", "format_", default="pt2", show_default=True, metavar="NAME",
               help="An exporter (zoo list --kind exporter): pt2 (torch.export), onnx.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Output file (default: beside WEIGHTS, the format's suffix).")
-@click.option("--dynamic-batch", is_flag=True, help="Any batch size, not only the probe's.")
+@click.option("--batch-size", type=int, help="A fixed batch of N images (default: any batch size).")
+@click.option("--dynamic-batch", is_flag=True, hidden=True, help="Any batch size: the default now.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def export_command(weights: str, format_: str, out, dynamic_batch: bool, overwrite: bool, as_json: bool) -> None:
-    """Write WEIGHTS in a deployment format, with the classes, input size and normalisation inside the
-    file; verified before it is kept: the exported model must answer a probe batch as PyTorch does.
+def export_command(weights: str, format_: str, out, batch_size, dynamic_batch: bool, overwrite: bool,
+                   as_json: bool) -> None:
+    """Write WEIGHTS in a deployment format that takes any batch size, with the classes, input size and
+    normalisation inside the file; verified before it is kept: the exported model must answer a probe
+    batch as PyTorch does.
 
     \b
-    zoo export weights/run.safetensors --format onnx --dynamic-batch
+    zoo export weights/run.safetensors --format onnx
+    zoo export weights/run.safetensors --batch-size 1     exactly one image at a time
     """
     from ..io.export import export_weights
 
-    result = export_weights(weights, format_, out, dynamic_batch, overwrite, registry=common.registry())
+    if batch_size is not None and dynamic_batch:
+        raise UserError("--batch-size fixes the batch; --dynamic-batch (the default) takes any: give one")
+    result = export_weights(weights, format_, out, batch_size is None, overwrite, registry=common.registry(),
+                            batch_size=batch_size or 1)
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
-    click.echo(f"wrote {result['path']} ({result['format']}{', any batch size' if dynamic_batch else ''}); its "
+    batch = "any batch size" if result["batch_size"] is None else f"batches of exactly {result['batch_size']}"
+    click.echo(f"wrote {result['path']} ({result['format']}, {batch}); its "
                f"outputs are within {result['relative_difference']:.1e} of the PyTorch model's on a probe batch")
 
 

@@ -14,32 +14,34 @@ from ..registry.catalog import Registry, default_registry
 from ..registry.factories import plugin_code
 from ..base.files import atomic_write
 from .weights import load_model
+from .metadata import MAX_BATCH
 
 # What a deployed file must carry to be used without zoo's weights: how images become inputs.
 CARRIED = ("model", "classes", "num_classes", "in_chans", "input_size", "mean", "std", "padded_from", "crop_pct")
 
 
 def export_weights(weights: str | Path, format: str = "pt2", out: str | Path | None = None,
-                   dynamic_batch: bool = False, overwrite: bool = False, tolerance: float = 1e-4,
-                   registry: Registry | None = None) -> dict[str, Any]:
+                   dynamic_batch: bool = True, overwrite: bool = False, tolerance: float = 1e-4,
+                   registry: Registry | None = None, batch_size: int = 1) -> dict[str, Any]:
     """Write ``weights`` as ``format`` to ``out`` (default: beside them, with the format's suffix),
     with the metadata that turns images into its inputs inside the file; return where, and how far
     the exported model's outputs are from the PyTorch model's on a probe batch (at most ``tolerance``,
-    relative to the largest output, or nothing is written)."""
+    relative to the largest output, or nothing is written). The model takes any batch size, or with
+    ``dynamic_batch`` False exactly ``batch_size`` images (recorded in the file: zoo predict pads to it)."""
     registry = registry or default_registry()
     spec = registry.get("exporter", format)
     model = load_model(weights, registry=registry).eval()
     meta = model.zoo_meta
-    out = Path(out) if out else Path(weights).with_suffix(spec.suffix)
-    if os.path.lexists(out) and os.path.realpath(out) == os.path.realpath(weights):
-        raise UserError(f"{out} is the weights being exported; choose another `out`")
-    if os.path.lexists(out) and not overwrite:
-        raise UserError(f"{out} exists; choose another `out` or pass `overwrite`")
+    out = _output(Path(weights), Path(out) if out else Path(weights).with_suffix(spec.suffix), overwrite)
+    if not dynamic_batch and not 1 <= batch_size <= MAX_BATCH:
+        raise UserError(f"the batch size of an export must be in 1..{MAX_BATCH:,}, got {batch_size}")
     channels, size = meta.in_chans or 3, meta.input_size or 224
     generator = torch.Generator().manual_seed(0)
-    example = torch.randn(2, channels, size, size, generator=generator)
-    probe = torch.randn(3 if dynamic_batch else 2, channels, size, size, generator=generator)
+    example = torch.randn(2 if dynamic_batch else batch_size, channels, size, size, generator=generator)
+    probe = torch.randn(3 if dynamic_batch else batch_size, channels, size, size, generator=generator)
     recorded = {key: getattr(meta, key) for key in CARRIED if key in meta.written}
+    if not dynamic_batch:
+        recorded["batch_size"] = batch_size
     metadata = {"zoo": json.dumps(recorded | {"weights": Path(weights).name})}
     measured: dict[str, float] = {}
 
@@ -66,4 +68,14 @@ def export_weights(weights: str | Path, format: str = "pt2", out: str | Path | N
         raise UserError(f"{out} appeared while exporting and is left as it is; choose another `out` or pass "
                         "`overwrite`") from None
     return {"path": str(out), "format": spec.name, "model": meta.model, "dynamic_batch": dynamic_batch,
+            "batch_size": None if dynamic_batch else batch_size,
             "relative_difference": measured["difference"], "tolerance": tolerance}
+
+
+def _output(weights: Path, out: Path, overwrite: bool) -> Path:
+    """Where an export may go: never over the weights it reads, nor over a file unless asked."""
+    if os.path.lexists(out) and os.path.realpath(out) == os.path.realpath(weights):
+        raise UserError(f"{out} is the weights being exported; choose another `out`")
+    if os.path.lexists(out) and not overwrite:
+        raise UserError(f"{out} exists; choose another `out` or pass `overwrite`")
+    return out

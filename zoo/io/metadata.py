@@ -18,6 +18,7 @@ from ..base.typed import conforms
 FORMAT = 2
 MAX_INPUT_SIZE = 2048  # pixels a side: a VGG's first map is then 1 GB per image; larger is no classic CNN's input
 MAX_CLASSES = 100_000
+MAX_BATCH = 65_536
 
 
 def _field(default: Any, must: str) -> Any:
@@ -49,6 +50,7 @@ class WeightsMetadata(Mapping):
     mean: list[float] | None = _field(None, "one number per channel")
     std: list[float] | None = _field(None, "one number per channel, each positive")
     crop_pct: float | None = _field(None, "a number in 0.05..1")  # None: the whole image
+    batch_size: int | None = _field(None, f"a whole number in 1..{MAX_BATCH}")  # an export's fixed batch; None: any
     dataset: str | None = _field(None, "text")
     data_options: dict[str, Any] = _field(dict, "a table")
     trainer: dict[str, Any] = _field(dict, "a table with a name and options")
@@ -102,7 +104,7 @@ class WeightsMetadata(Mapping):
         """The first field whose value is of its type but outside what any real weights hold."""
         bounds = {"format": (1, FORMAT), "in_chans": (1, 64), "input_size": (1, MAX_INPUT_SIZE),
                   "num_classes": (1, MAX_CLASSES), "padded_from": (1, self.input_size or MAX_INPUT_SIZE),
-                  "parameters": (0, 10**12)}
+                  "parameters": (0, 10**12), "batch_size": (1, MAX_BATCH)}
         for name, (low, high) in bounds.items():
             if getattr(self, name) is not None and not low <= getattr(self, name) <= high:
                 return name
