@@ -261,3 +261,32 @@ def test_zoo_train_in_python_shows_progress_in_a_terminal_unless_told(cifar_dir,
             f"run_dir={str(tmp_path / 'r')!r}, weights={str(tmp_path / 'w.safetensors')!r}, progress={progress})")
     output = output_of(code, terminal)
     assert ("epoch   1/1  train loss" in output) is shown, output[-2000:]
+
+
+TINY_PLUGIN = """
+    from zoo import Architecture, hookimpl
+
+    def build(num_classes=10, in_chans=3, input_size=32):
+        import torch.nn as nn
+        return nn.Sequential(nn.Conv2d(in_chans, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, num_classes))
+
+    @hookimpl
+    def architectures():
+        return [Architecture("gonenet", build, "a net whose plugin goes away")]
+"""
+
+
+def test_a_run_whose_plugin_is_gone_names_the_plugin_when_resumed_or_evaluated(plugin_dir, cifar_dir, tmp_path):
+    from conftest import make_plugin_dist
+
+    make_plugin_dist(plugin_dir, "zoo-gone", "gone_plugin", TINY_PLUGIN, entry_point="gone")
+    here = {"PYTHONPATH": str(plugin_dir)}
+    trained = run_zoo("train", "gonenet", "--data-dir", str(cifar_dir), "--epochs", "1", "--batch-size", "20",
+                      "--aug", "none", "--run-dir", "r", env=here, cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    gone = {**here, "ZOO_DISABLE_PLUGINS": "gone"}
+    resumed = run_zoo("train", "--resume", "r", "--epochs", "2", env=gone, cwd=tmp_path)
+    assert resumed.returncode == 2 and "the run was made with plugin 'gone', which is not installed here" \
+        in resumed.stderr, resumed.stderr
+    evaluated = run_zoo("eval", str(tmp_path / "weights" / "r.safetensors"), env=gone, cwd=tmp_path)
+    assert evaluated.returncode == 2 and "made with plugin 'gone', which is not installed" in evaluated.stderr

@@ -143,8 +143,8 @@ def model_from_metadata(meta: WeightsMetadata, path: Any, registry: Registry | N
     try:
         wrappers, arch = registry.resolve_model(meta.model)
     except UserError as error:
-        missing = sorted({split_qualified(name)[0] for name in [meta.architecture, *meta.wrappers] if ":" in name}
-                         - set(registry.plugins))
+        missing = registry.missing({split_qualified(name)[0] for name in [meta.architecture, *meta.wrappers]
+                                    if ":" in name})
         if missing:
             raise UserError(f"{path} was made with plugin {', '.join(map(repr, missing))}, which is not installed "
                             f"here (model {meta.model!r}); install it to use these weights") from error

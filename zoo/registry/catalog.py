@@ -192,6 +192,10 @@ class Registry:
     def items(self, kind: str) -> list[Spec]:
         return sorted(self._items[kind], key=lambda s: (natural_key(s.name), s.plugin))
 
+    def missing(self, plugins: Iterable[str]) -> list[str]:
+        """Those of ``plugins`` not loaded here: not installed, disabled, or broken."""
+        return sorted(name for name in plugins if getattr(self.plugins.get(name), "status", None) != "ok")
+
     def built_in(self, spec: Spec) -> bool:
         """Whether zoo itself ships ``spec``'s plugin."""
         info = self.plugins.get(spec.plugin)

@@ -28,8 +28,8 @@ from ..io.pretrained import body_parameters, trained_size, trained_stats
 from .provenance import provenance
 from ..registry.catalog import GivenObject, Registry, default_registry
 from .progress import Reporter, Reporters, RichReporter, SilentReporter
-from .runs import (ZOO_RUN_FILES, check_no_links_out, claim_run_dir, hold_run_dir, new_run_paths, resume_config,
-                   remove_unstarted_run, resumed_weights, save_run_weights)
+from .runs import (ZOO_RUN_FILES, check_no_links_out, claim_run_dir, hold_run_dir, naming_missing_plugins, new_run_paths,
+                   remove_unstarted_run, resume_config, resumed_weights, save_run_weights)
 from ..models.summary import forward_one
 from .trainer import BaseTrainer, full_precision, prepare_model
 from ..base.files import atomic_write_text
@@ -68,6 +68,18 @@ class _InterruptFlag:
     def __exit__(self, *exc_info):
         if self.previous is not None:
             signal.signal(signal.SIGINT, self.previous)
+
+
+def _resumed(resume: Path, config: RunConfig | None, changes: dict[str, Any], weights, registry: Registry, module,
+             data_object) -> tuple[RunConfig, Path, Path, Run]:
+    """The config, run folder, weights file and resolved run of a resumed run; where its names are
+    those of a plugin uninstalled since, the error names that plugin."""
+    with naming_missing_plugins(resume, registry):
+        decided = config is not None
+        config, run_dir, recorded = resume_config(config, resume, changes)
+        config = config if decided else _changed(config, {}, registry)
+        return config, run_dir, resumed_weights(run_dir, recorded, weights), Run.decided(config, registry, module,
+                                                                                         data_object)
 
 
 LOG_SECONDS = 2.0  # the most a progress display waits for news: a 40-second step shows each step
@@ -109,12 +121,10 @@ def train(config: RunConfig | None = None, *, model: str | torch.nn.Module | Non
         config = RunConfig()
     if config is not None:  # its defaults are decided before a resume compares it with the run's
         config = _changed(config, changes, registry)
-    if resume is not None:
-        decided = config is not None
-        config, run_dir, recorded = resume_config(config, Path(resume), changes)
-        config = config if decided else _changed(config, {}, registry)
-        weights = resumed_weights(run_dir, recorded, weights)
-    run = Run.decided(config, registry, module, data_object)
+    if resume is None:
+        run = Run.decided(config, registry, module, data_object)
+    else:
+        config, run_dir, weights, run = _resumed(Path(resume), config, changes, weights, registry, module, data_object)
     local_batch = distributed.split_batch(config.batch_size, world)
     trainer: BaseTrainer = call_factory(run.trainer_spec, **_device_for(world, config.trainer_options))
     distributed.init(world, trainer.device)

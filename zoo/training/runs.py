@@ -14,12 +14,14 @@ from typing import TYPE_CHECKING, Any
 from .checkpoint import check_finite
 from .config import RunConfig
 from ..base.errors import UserError, one_line
-from ..registry.catalog import GivenObject
+from ..registry.catalog import GivenObject, default_registry
 from ..registry.specs import split_qualified
 from ..io.weights import read_header, save_weights
 
 if TYPE_CHECKING:
     import torch
+
+    from ..registry.catalog import Registry
 
 
 def unique_name(base: str, *folders_and_suffixes: tuple[Path, str]) -> str:
@@ -143,13 +145,14 @@ def resume_config(config: RunConfig | None, run_dir: Path,
         run_dir = run_dir.parent
     run_dir = run_dir.absolute()
     try:
-        previous = RunConfig.from_file(run_dir / "config.json")
-        recorded = json.loads((run_dir / "config.json").read_text())["weights"]
+        recorded = RunConfig.read_file(run_dir / "config.json")["weights"]
         if not isinstance(recorded, str):
             raise UserError(f"{run_dir}/config.json does not say where the run writes its weights")
     except (UserError, OSError, KeyError) as exc:
         raise UserError(f"cannot resume: {run_dir} is not a run folder (no readable config.json); `resume` takes "
                         "a run folder such as runs/<run>") from exc
+    with naming_missing_plugins(run_dir):  # its names and options checked: the run's own errors
+        previous = RunConfig.from_file(run_dir / "config.json")
     config = replace(previous, **(changes or {})) if config is None else config
     differ = [f.name for f in fields(RunConfig) if f.name not in RunConfig.RESUMABLE_CHANGES
               and json.dumps(getattr(previous, f.name)) != json.dumps(getattr(config, f.name))]
@@ -157,6 +160,37 @@ def resume_config(config: RunConfig | None, run_dir: Path,
         raise UserError(f"cannot resume {run_dir}: it was run with other {', '.join(sorted(differ))} "
                         f"(e.g. {differ[0]}={getattr(previous, differ[0])!r})")
     return config, run_dir, Path(recorded)
+
+
+class MadeWithMissingPlugin(UserError):
+    """A resumed run's names are those of a plugin that is not loaded here."""
+
+
+@contextlib.contextmanager
+def naming_missing_plugins(run_dir: Path, registry: "Registry | None" = None):
+    """Around reading a resumed run's names: an error where the run was made with a plugin that is not
+    installed here (or disabled, or broken) names that plugin."""
+    try:
+        yield
+    except MadeWithMissingPlugin:
+        raise
+    except UserError as error:
+        missing = _missing_plugins(run_dir, registry or default_registry())
+        if not missing:
+            raise
+        raise MadeWithMissingPlugin(f"{error}; the run was made with plugin {', '.join(map(repr, missing))}, which "
+                                    "is not installed here: install it to resume the run") from error
+
+
+def _missing_plugins(run_dir: Path, registry: "Registry") -> list[str]:
+    """The plugins a run's config.json says it was made with that are not loaded here (none where the
+    file says nothing readable of them)."""
+    run_dir = run_dir.parent if run_dir.is_file() else run_dir
+    try:
+        plugins = RunConfig.read_file(run_dir / "config.json")["provenance"]["plugins"]
+    except (UserError, KeyError, TypeError):
+        return []
+    return registry.missing([name for name in plugins if isinstance(name, str)]) if isinstance(plugins, dict) else []
 
 
 def resumed_weights(run_dir: Path, recorded: Path, weights: str | Path | None) -> Path:
