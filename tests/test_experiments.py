@@ -91,7 +91,8 @@ def test_the_labs_presets_describe_the_labs_settings():
             assert config.epochs == 50 and config.data == "cifar10"
             assert config.batch_size in (32, 128, 256)
         quick = experiment.runs(quick=True)
-        assert all(c.epochs == 4 and c.data == "fashion-mnist" and c.model_options["width"] == 0.25 for _, _, c in quick)
+        assert all(c.epochs == 4 and c.data == "fashion-mnist-sample" and c.model_options["width"] == 0.25
+                   and c.train_limit is None for _, _, c in quick)  # the embedded sample: runs offline
     networks = Experiment.from_toml(ROOT / "experiments" / "networks.toml").runs()
     assert {(c.sched, json.dumps(c.sched_options)) for _, _, c in networks} == {
         ("multistep", '{"milestones": [0.4, 0.6, 0.8]}')} and networks[0][2].lr == 0.005
@@ -376,3 +377,15 @@ def test_a_dry_run_loads_each_dataset_once_as_the_runs_would_but_never_downloads
     too_few = run_zoo("compare", str(experiment), "--data", "fashion-mnist-sample", "--limit-train", "50", "--dry-run",
                       cwd=tmp_path)
     assert too_few.returncode == 2 and "batch size 128 is larger than the 50" in too_few.stderr
+
+
+def test_a_quick_comparison_runs_offline_on_the_embedded_sample(tmp_path):
+    """--quick works wherever the README's first command does: no dataset to install or download."""
+    empty = tmp_path / "no-data"
+    result = run_zoo("compare", str(ROOT / "experiments" / "augmentations.toml"), "--quick", "--epochs", "1",
+                     "--limit-train", "512", "--limit-test", "256", "--data-dir", str(empty), "--out", "out",
+                     cwd=tmp_path, timeout=900)
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader((tmp_path / "out" / "results.csv").open()))
+    assert len(rows) == 4 and all(0 < float(row["test accuracy"]) <= 1 for row in rows)
+    assert not empty.exists()  # nothing was fetched
