@@ -261,6 +261,43 @@ def test_plots_say_what_the_runs_share_and_share_one_y_scale(tmp_path, monkeypat
     assert (tmp_path / "accuracy.png").stat().st_size > 1000
 
 
+def test_a_one_epoch_comparison_of_seeds_shows_each_seed_its_spread_and_the_baseline(tmp_path, monkeypatch):
+    """A 1-epoch comparison once drew fractional epoch ticks, one point for all seeds and a band of no
+    width; the baseline was on no plot, and the subtitle did not say the runs trained on a subset."""
+    from matplotlib.figure import Figure
+
+    from zoo.apps.report import plot_runs
+
+    def run(name, accuracy):
+        config = {"data": "datasets:fashion-mnist-sample", "epochs": 1, "batch_size": 128, "opt": "optim:adam",
+                  "lr": 0.01, "sched": "optim:cosine", "augs": [], "trainer": "zoo:amp", "train_limit": 500}
+        return {"name": name, "config": config, "parameters": 1, "finished": True,
+                "metrics": [{"epoch": 1, "train_loss": 1.0, "test_loss": 1.0, "test_accuracy": accuracy,
+                             "seconds": 30, "eval_seconds": 6}]}
+
+    figures = {}
+    save = Figure.savefig
+
+    def keep(figure, path, *args, **kwargs):  # each figure as it is saved (to a temporary .NAME.XXXX.tmp)
+        name = Path(path).name
+        figures[name[1:].rsplit(".", 2)[0] if name.startswith(".") else name] = figure
+        return save(figure, path, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", keep)
+    runs = [run("a-seed0", 0.5), run("a-seed1", 0.6), run("b-seed0", 0.7), run("b-seed1", 0.9)]
+    for x_axis in ("epoch", "time"):
+        plot_runs(runs, tmp_path, "seeds", x_axis=x_axis, baseline=("lab", 0.875))
+        axis = figures["accuracy.png"].axes[0]
+        assert [line.get_label() for line in axis.get_lines()][-1] == "baseline: lab"
+        assert axis.get_lines()[-1].get_ydata()[0] == 87.5
+        seeds = [c.get_offsets() for c in axis.collections if type(c).__name__ == "PathCollection"]
+        assert sorted(float(o[0][1]) for o in seeds) == [50.0, 60.0, 70.0, 90.0]  # every seed's point
+        assert len(axis.containers) == 2  # an error bar per group: a band needs two points
+        if x_axis == "epoch":
+            assert all(float(t).is_integer() for t in axis.get_xticks())
+    assert "subsets of 500 training images" in figures["accuracy.png"]._suptitle.get_text()
+
+
 def _run_folder(root: Path, config_changes=None, metrics_text=None) -> Path:
     """A run folder as zoo train leaves it, without training: its config.json and metrics.jsonl."""
     folder = root / "runs" / "r"

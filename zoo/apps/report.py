@@ -194,7 +194,9 @@ def write_report(run_dirs: list[Path], out: Path, title: str = "comparison", bas
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(out / "results.csv", buffer.getvalue())
-    plot_runs(runs, out, title, x_axis)
+    reference = next(((named, row["test accuracy"] - row["vs baseline"]) for row in rows
+                      if named and row.get("vs baseline") is not None), None)
+    plot_runs(runs, out, title, x_axis, reference)
     return rows, named
 
 
@@ -257,14 +259,17 @@ def recipe(runs: list[dict[str, Any]]) -> str:
         shared(lambda c: _choice(c["sched"], c.get("sched_options"))),
         (("augmentation " + ("+".join(augs) or "none")) if (augs := shared(_augmentations)) is not None else None),
         shared(lambda c: _choice(c.get("trainer", ""))),
+        (f"subsets of {counted(n, 'training image')}" if (n := shared(lambda c: c.get("train_limit"))) else None),
     ]
     return ", ".join(str(p) for p in parts if p)
 
 
-def plot_runs(runs: list[dict[str, Any]], out: Path, title: str, x_axis: str = "epoch") -> None:
-    """``accuracy.png`` (test accuracy) and ``loss.png`` (train and test loss, on one y scale), a line per
-    run (the mean and a ±1 std band for several seeds), against epochs or wall time; the title says
-    what the runs share."""
+def plot_runs(runs: list[dict[str, Any]], out: Path, title: str, x_axis: str = "epoch",
+              baseline: tuple[str, float] | None = None) -> None:
+    """``accuracy.png`` (test accuracy, and the ``baseline``'s (name, accuracy) as a dashed line) and
+    ``loss.png`` (train and test loss, on one y scale), a line per run (for several seeds their mean,
+    each seed's points and a ±1 std band, an error bar where there is one point), against epochs or
+    wall time; the title says what the runs share."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -289,15 +294,15 @@ def plot_runs(runs: list[dict[str, Any]], out: Path, title: str, x_axis: str = "
                                   label=group_name + (f" (mean of {len(group)} seeds, band: ±1 std)" if len(group) > 1
                                                       else ""))
                 if len(group) > 1:
-                    spread = [_std(list(points)) for points in zip(*curves)]
-                    axis.fill_between(x, [m - d for m, d in zip(mean, spread)], [m + d for m, d in zip(mean, spread)],
-                                      color=line.get_color(), alpha=0.2)
+                    _draw_spread(axis, x, mean, curves, [x_values(run, epochs) for run in group], line.get_color())
             axis.set(xlabel="epoch" if x_axis == "epoch" else "wall time (minutes, evaluation included)",
                      ylabel=ylabel, title=name)
             axis.yaxis.set_tick_params(labelleft=True)
             if x_axis == "epoch":
-                axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+                axis.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # 1 epoch: the tick 1
             axis.grid(alpha=0.3)
+            if baseline is not None and name == "test accuracy":
+                axis.axhline(100 * baseline[1], color="grey", linestyle="--", label=f"baseline: {baseline[0]}")
         axes[0][-1].legend(fontsize=8)
         figure.suptitle(f"{title}\n{recipe(runs)}", fontsize=11)
         figure.tight_layout()
@@ -306,3 +311,17 @@ def plot_runs(runs: list[dict[str, Any]], out: Path, title: str, x_axis: str = "
 
     draw("accuracy.png", [("test accuracy", "test accuracy (%)", lambda r: 100 * r["test_accuracy"])])
     draw("loss.png", [("train loss", "loss", lambda r: r["train_loss"]), ("test loss", "loss", lambda r: r["test_loss"])])
+
+
+def _draw_spread(axis, x: list[float], mean: list[float], curves: list[list[float]], xs: list[list[float]],
+                 colour: str) -> None:
+    """Several seeds around their mean: each seed's points, and a ±1 std band (an error bar where the
+    runs have one point, as a 1-epoch comparison does: a band there has no width)."""
+    spread = [_std(list(points)) for points in zip(*curves)]
+    for seed_x, curve in zip(xs, curves):
+        axis.scatter(seed_x, curve, color=colour, s=9, alpha=0.45, linewidths=0)
+    if len(x) == 1:
+        axis.errorbar(x, mean, yerr=spread, color=colour, capsize=5, linewidth=1.5)
+    else:
+        axis.fill_between(x, [m - d for m, d in zip(mean, spread)], [m + d for m, d in zip(mean, spread)],
+                          color=colour, alpha=0.2)
