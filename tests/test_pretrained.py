@@ -335,3 +335,30 @@ def test_without_a_network_the_cli_says_so_at_once_in_one_line(tmp_path):
                      env={"HF_HUB_CACHE": str(tmp_path / "hub"), "HF_ENDPOINT": "https://no-such-host.invalid"})
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert "no-such-host.invalid cannot be reached" in result.stderr and "Retrying" not in result.stderr
+
+
+def test_a_weights_description_records_the_architecture_options_they_were_trained_with(tmp_path):
+    """Width-0.25 weights once did not load: the model was built at full width."""
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    narrow = zoo.create_model("resnet20", num_classes=10, width=0.25)
+    save_file(narrow.state_dict(), tmp_path / "narrow.safetensors")
+
+    class NarrowWeights:
+        @staticmethod
+        @hookimpl
+        def weights():
+            return [Weights("resnet20.narrow", lambda: {"file": str(tmp_path / "narrow.safetensors"), "num_classes": 10,
+                                                        "input_size": 32, "options": {"width": 0.25}},
+                            "a quarter-width ResNet-20", arch="resnet20"),
+                    Weights("resnet20.fetching", lambda: {"file": str(tmp_path / "narrow.safetensors"),
+                                                          "options": {"no_such_option": 1}},
+                            "options the architecture does not take", arch="resnet20")]
+
+    registry = fresh_registry({"narrow": NarrowWeights()}, installed=("resnet",))
+    model = zoo.create_model("resnet20", registry=registry, pretrained="narrow", num_classes=10)
+    assert model.zoo_config["options"]["width"] == 0.25
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), narrow.state_dict().values()))
+    with pytest.raises(UserError, match="weights resnet20.fetching.*no_such_option"):
+        zoo.create_model("resnet20", registry=registry, pretrained="fetching")

@@ -5,7 +5,7 @@ from typing import Any
 
 from ..models.build import plan_model
 from ..registry.catalog import Registry, default_registry
-from .pretrained import start_from, starting_weights
+from .pretrained import RegisteredWeights, start_from, starting_weights, trained_options
 
 
 def create_model(name: str, registry: Registry | None = None, pretrained: bool | str | None = None, **kwargs: Any):
@@ -21,6 +21,8 @@ def create_model(name: str, registry: Registry | None = None, pretrained: bool |
     """
     registry = registry or default_registry()
     source = starting_weights(pretrained)
+    if isinstance(source, RegisteredWeights):  # built as the weights were trained; what is given wins
+        kwargs = {**trained_options(name, source, registry), **kwargs}
     model, build_base = plan_model(name, registry, kwargs).build()
     if source is not None:
         model.zoo_pretrained = start_from(model, name, source, registry, build_base=build_base)

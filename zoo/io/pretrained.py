@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
-from ..registry.factories import call_factory
+from ..registry.factories import call_factory, check_file_options
 from ..base.errors import UserError, described
 from ..registry.catalog import Registry, default_registry, natural_key
 from ..registry.specs import Weights
@@ -125,6 +125,7 @@ class WeightsDescription:
     first_conv: str | None = None
     recipe: str | None = None
     origin: str | None = None
+    options: dict[str, Any] | None = None  # the architecture's options they were trained with (width, layout)
 
     @classmethod
     def checked(cls, spec: Weights, description: Any) -> "WeightsDescription":
@@ -311,6 +312,18 @@ def trained_preprocessing(model_name: str, source: RegisteredWeights | WeightsFi
         size, resize = description.input_size, description.resize_size
         found = {"image_size": size, "crop_pct": description.crop_pct or (size / resize if size and resize else None)}
     return {key: value for key, value in found.items() if value}
+
+
+def trained_options(model_name: str, source: RegisteredWeights, registry: Registry | None = None) -> dict[str, Any]:
+    """The architecture options registered weights were trained with (a width-0.25 ResNet's ``width``),
+    checked as a file's options are: names the architecture declares, plain values, nothing that fetches."""
+    registry = registry or default_registry()
+    spec = find_weights(model_name, source.tag, registry)
+    options = describe(spec).options or {}
+    if options:
+        arch = registry.get("arch", spec.arch)
+        check_file_options(arch, arch.load(), options, source=f"weights {spec.name}")
+    return dict(options)
 
 
 def trained_size(model_name: str, source: RegisteredWeights | WeightsFile,
