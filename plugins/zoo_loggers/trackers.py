@@ -107,8 +107,9 @@ class WandbLogger(_Tracker):
 
 
 class MlflowLogger(_Tracker):
-    """An MLflow run named after the run folder, in ``experiment``, at MLflow's tracking URI
-    (``MLFLOW_TRACKING_URI``, else MLflow's default, ``./mlflow.db``). A resumed zoo run starts a new
+    """An MLflow run named after the run folder, in ``experiment``, at ``MLFLOW_TRACKING_URI``, else in
+    ``.mlflow/`` beside the run folder (``runs/.mlflow/mlflow.db``: the runs of a project together, not in
+    whatever folder zoo ran from, and hidden from ``zoo report runs/*``). A resumed zoo run starts a new
     MLflow run of the same name."""
 
     def __init__(self, experiment: str = "zoo"):
@@ -118,9 +119,14 @@ class MlflowLogger(_Tracker):
     def open(self, run_dir: Path, config: dict[str, Any]) -> None:
         from mlflow.entities import Param
 
-        self.client = self.mlflow.MlflowClient()
+        home = run_dir.parent.absolute() / ".mlflow"
+        given = os.environ.get("MLFLOW_TRACKING_URI")
+        if not given:
+            home.mkdir(exist_ok=True)
+        self.client = self.mlflow.MlflowClient(tracking_uri=given or f"sqlite:///{home / 'mlflow.db'}")
         found = self.client.get_experiment_by_name(self.experiment)
-        experiment = found.experiment_id if found else self.client.create_experiment(self.experiment)
+        experiment = found.experiment_id if found else self.client.create_experiment(
+            self.experiment, artifact_location=None if given else (home / "artifacts").as_uri())
         self.run_id = self.client.create_run(experiment, run_name=run_dir.name,
                                              tags={"zoo.run_dir": str(run_dir)}).info.run_id
         # MLflow keeps parameters as text of at most 6,000 characters, and its searches compare that text

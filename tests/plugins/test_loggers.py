@@ -124,6 +124,22 @@ def test_mlflow_logger_records_params_metrics_and_the_weights(cifar_dir, tmp_pat
     assert [(m.step, m.value) for m in history] == [(5 * m["epoch"], m["test_accuracy"]) for m in metrics]
 
 
+def test_mlflow_without_a_tracking_uri_writes_beside_the_run_not_where_zoo_ran(cifar_dir, tmp_path, monkeypatch):
+    from mlflow import MlflowClient
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    work = tmp_path / "work"
+    work.mkdir()
+    result = run_zoo("train", "vgg_bn", "--data-dir", str(cifar_dir), *TINY, "--log", "mlflow", "--run-dir",
+                     "runs/r", "--out", "w.safetensors", cwd=work)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in work.iterdir()) == ["runs", "w.safetensors"]  # no ./mlflow.db
+    assert sorted(p.name for p in (work / "runs").iterdir()) == [".mlflow", "r"]  # runs/* still lists runs only
+    client = MlflowClient(f"sqlite:///{work / 'runs' / '.mlflow' / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("zoo").experiment_id])
+    assert run.info.run_name == "r"
+
+
 def test_trackers_without_a_login_or_their_library_cost_no_run(cifar_dir, tmp_path):
     # online W&B without an API key: the tracker fails at the start, the run goes on
     env = {"WANDB_MODE": "online", "WANDB_API_KEY": "", "WANDB_DIR": str(tmp_path)}
