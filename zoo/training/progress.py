@@ -52,7 +52,10 @@ class RichReporter(SilentReporter):
             f"{info['precision']}{' channels_last' if info['channels_last'] else ''}{processes}; "
             f"{counted(config.epochs, 'epoch')} of {self.steps:,} steps (batch {self.batch:,}); run {info['run_dir']}"])
         resumed = info.get("resumed_at")
-        if resumed:
+        if resumed and resumed["epoch"] >= self.epochs:
+            self.console.print(f"the run has trained its {counted(self.epochs, 'epoch')}: nothing is left to train "
+                               f"(--epochs N extends it)", soft_wrap=True)
+        elif resumed:
             self.console.print(f"resuming at epoch {resumed['epoch'] + 1}/{self.epochs}, step {resumed['step']}/"
                                f"{self.steps:,}", soft_wrap=True)
         started_from = info.get("started_from")
