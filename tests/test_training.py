@@ -290,3 +290,18 @@ def test_a_run_whose_plugin_is_gone_names_the_plugin_when_resumed_or_evaluated(p
         in resumed.stderr, resumed.stderr
     evaluated = run_zoo("eval", str(tmp_path / "weights" / "r.safetensors"), env=gone, cwd=tmp_path)
     assert evaluated.returncode == 2 and "made with plugin 'gone', which is not installed" in evaluated.stderr
+
+
+def test_zoo_eval_of_image_folder_weights_says_which_folder_they_were_trained_on(tmp_path):
+    photos = picture_folder(tmp_path / "photos")
+    trained = run_zoo("train", "vgg_bn", "--data", "imagefolder", "--data-dir", str(photos), "--set", "layout=8,M",
+                      "--epochs", "1", "--batch-size", "4", "--aug", "none", "--out", "w.safetensors", cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = run_zoo("eval", str(tmp_path / "w.safetensors"), cwd=elsewhere,
+                     env={"ZOO_DATA_DIR": str(tmp_path / "empty")})
+    assert result.returncode == 2 and f"was trained on the data in {photos} (as the file says): give --data-dir " \
+        f"{photos} to evaluate on it" in result.stderr, result.stderr
+    given = run_zoo("eval", str(tmp_path / "w.safetensors"), "--data-dir", str(photos), cwd=elsewhere)
+    assert given.returncode == 0, given.stderr

@@ -1,6 +1,7 @@
 """``zoo eval``: a weights file on a test set, as the run that made it measured it."""
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,13 @@ def evaluate_weights(weights: str | Path, data: str | None = None, data_dir: str
     reserved = sorted(set(options) & set(RESERVED_OPTIONS["data_options"]))
     if reserved:  # where the data is and whether it downloads are the user's to say, never a file's
         raise UserError(f"{weights} sets data option {reserved[0]!r}, which a file may not set; refused")
-    dataset = call_factory(spec, root=data_root(data_dir), download=True, **options)
+    try:
+        dataset = call_factory(spec, root=data_root(data_dir), download=True, **options)
+    except UserError as exc:  # the folder the run used, as the file says it: a hint, never a path zoo reads
+        if data_dir is not None or not meta.data_dir or spec.name != meta.dataset:
+            raise
+        raise UserError(f"{exc}; {weights} was trained on the data in {meta.data_dir} (as the file says): give "
+                        f"--data-dir {shlex.quote(meta.data_dir)} to evaluate on it") from exc
     if meta.input_size is not None and dataset.input_size != meta.input_size:
         raise UserError(f"{weights} was trained on {meta.input_size}x{meta.input_size} images; {name} has "
                         f"{dataset.input_size}x{dataset.input_size}, and zoo eval does not resize (the accuracy "

@@ -52,6 +52,7 @@ class WeightsMetadata(Mapping):
     crop_pct: float | None = _field(None, "a number in 0.05..1")  # None: the whole image
     batch_size: int | None = _field(None, f"a whole number in 1..{MAX_BATCH}")  # an export's fixed batch; None: any
     dataset: str | None = _field(None, "text")
+    data_dir: str | None = _field(None, "text")  # where the run's data was: said in errors, never read by zoo
     data_options: dict[str, Any] = _field(dict, "a table")
     trainer: dict[str, Any] = _field(dict, "a table with a name and options")
     metrics: dict[str, float] = _field(dict, "a table of numbers")
@@ -118,6 +119,7 @@ class WeightsMetadata(Mapping):
             "std": self.std is None or len(self.std) == channels and all(1e-12 <= v <= 1e6 for v in self.std),
             "crop_pct": self.crop_pct is None or 0.05 <= self.crop_pct <= 1,
             "pretrained": len(self.pretrained) <= 4096,
+            "data_dir": self.data_dir is None or len(self.data_dir) <= 4096,
             "provenance": conforms(self.provenance.get("versions", {}), dict[str, Any]),
             "trainer": conforms(self.trainer.get("name", ""), str) and conforms(self.trainer.get("options", {}), dict),
         }

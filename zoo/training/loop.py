@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from ..base.version import __version__
 from . import distributed
 from ..data.augmenter import Augmenter
+from ..data.images import data_root
 from .checkpoint import Position, last_good, load_checkpoint, save_checkpoint, unwrapped
 from .config import Run, RunConfig, check_config_types, with_defaults
 from ..registry.factories import call_factory, plugin_code
@@ -465,6 +466,7 @@ class _Loop:
             save_run_weights(
                 unwrapped(self.model, self.zoo_config), self.weights, self.run_dir, replace_weights,
                 classes=list(data.classes), mean=list(self.mean), std=list(self.std), dataset=data.name,
+                **({"data_dir": str(data_root(config.data_dir).absolute())} if self.run.data_object is None else {}),
                 data_options=config.data_options, **({"crop_pct": data.crop_pct} if self.streams else {}),
                 in_chans=data.channels, input_size=data.input_size, padded_from=data.padded_from,
                 num_classes=data.num_classes, metrics=final, per_class_accuracy=test["per_class_accuracy"],
