@@ -149,6 +149,7 @@ def test_choices_are_recorded_as_names_and_options_and_older_shorthand_files_sti
     assert resumed.returncode == 0, resumed.stderr
     assert len((tmp_path / "r" / "metrics.jsonl").read_text().splitlines()) == 2
     assert "resuming at epoch 2/2, step 0/" in resumed.stderr  # where it goes on from, said
+    assert "MB checkpoint with the optimizer's state, to extend the run with --resume RUN --epochs N" in resumed.stderr
 
 
 def test_the_library_takes_choices_as_names_with_options_beside_them():

@@ -55,6 +55,12 @@ def test_a_grid_gives_one_row_per_run_and_plots(cifar_dir, tmp_path):
     for name in ("accuracy.png", "loss.png"):
         with Image.open(tmp_path / "out" / name) as image:
             assert image.format == "PNG" and image.size[0] >= 800
+    # finished runs keep what a report and an evaluation need, not the optimizer's state, and say so
+    for run in (tmp_path / "out" / "runs").iterdir():
+        assert sorted(p.name for p in run.iterdir()) == ["config.json", "metrics.jsonl"]
+    assert "no checkpoint: extend one with zoo train --init WEIGHTS" in result.stdout
+    resumed = run_zoo("train", "--resume", str(tmp_path / "out" / "runs" / "none-0.01"), "--epochs", "2", cwd=tmp_path)
+    assert resumed.returncode == 2 and "has trained epochs but no checkpoint" in resumed.stderr
 
     report = run_zoo("report", *(str(p) for p in sorted((tmp_path / "out" / "runs").iterdir())[:2]),
                      "--out", str(tmp_path / "report"), cwd=tmp_path)

@@ -206,7 +206,9 @@ def run_experiment(experiment: Experiment, out: Path, quick: bool = False, regis
             continue
         reporter = reporter_factory(slug) if reporter_factory else None
         resume = run_dir if (run_dir / "config.json").exists() else None
-        train(config, registry=registry, run_dir=run_dir, weights=weights, resume=resume, reporter=reporter)
+        # a finished run of a comparison is never resumed (its weights say it is done): no checkpoint kept
+        train(config, registry=registry, run_dir=run_dir, weights=weights, resume=resume, reporter=reporter,
+              keep_checkpoint=False)
     atomic_write_text(out / COMPARISON_FILE, json.dumps({"experiment": experiment.name}) + "\n")
     return write_report(run_dirs, out, title=experiment.name, baseline=baseline, x_axis=x_axis)
 

@@ -192,7 +192,8 @@ def compare_command(experiment, models, aug_sets, opts, lrs, scheds, batch_sizes
         click.echo(f"zoo: {exc}; run the same zoo compare again to continue", err=True)
         sys.exit(130)
     click.echo(markdown_table(rows, named))
-    click.echo(f"table, CSV and plots in {folder}")
+    click.echo(f"table, CSV and plots in {folder}; each finished run keeps its config, metrics and weights (no "
+               "checkpoint: extend one with zoo train --init WEIGHTS)")
 
 
 def _experiment(experiment, models, aug_sets, opts, lrs, scheds, batch_sizes, settings, seeds):

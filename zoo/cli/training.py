@@ -126,8 +126,12 @@ def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     else:
-        click.echo(f"test accuracy {summary['test_accuracy']:.2%} after {counted(summary['epochs'], 'epoch')} ({summary['seconds']:.0f}s of training); "
-                   f"weights: {summary['weights']}")
+        click.echo(f"test accuracy {summary['test_accuracy']:.2%} after {counted(summary['epochs'], 'epoch')} "
+                   f"({summary['seconds']:.0f}s of training); weights: {summary['weights']}")
+        if summary.get("checkpoint"):
+            click.echo(f"kept beside them: {summary['run_dir']} (config, metrics, and a "
+                       f"{summary['checkpoint_bytes'] / 2**20:,.1f} MB checkpoint with the optimizer's state, to "
+                       "extend the run with --resume RUN --epochs N; delete it if you will not)", err=True)
 
 
 def _base_config(model: str | None, config_file, resume):

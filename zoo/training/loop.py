@@ -33,7 +33,7 @@ from .runs import (ZOO_RUN_FILES, check_no_links_out, claim_run_dir, hold_run_di
                    remove_unstarted_run, resume_config, resumed_weights, save_run_weights)
 from ..models.summary import forward_one
 from .trainer import BaseTrainer, full_precision, prepare_model
-from ..base.files import atomic_write_text
+from ..base.files import atomic_write_text, read_bounded
 
 
 
@@ -99,7 +99,7 @@ def train(config: RunConfig | None = None, *, model: str | torch.nn.Module | Non
           registry: Registry | None = None, run_dir: str | Path | None = None, weights: str | Path | None = None,
           resume: str | Path | None = None, overwrite: bool = False, reporter: Reporter | None = None,
           progress: bool | None = None, log_every: int = 25, log_seconds: float = LOG_SECONDS,
-          **options: Any) -> dict[str, Any]:
+          keep_checkpoint: bool = True, **options: Any) -> dict[str, Any]:
     """Train as ``config`` says (or RunConfig's defaults), with ``options`` (RunConfig's fields) changed;
     return the summary. Writes ``run_dir`` (config, metrics, checkpoint) and the weights file.
 
@@ -113,7 +113,8 @@ def train(config: RunConfig | None = None, *, model: str | torch.nn.Module | Non
     ``progress`` shows a bar per epoch (a line every 30 s where the output is no terminal); by default
     on in terminals and notebooks when no ``reporter`` is given. The reporter hears of the steps every
     ``log_every`` steps or ``log_seconds`` seconds, whichever comes first (steps alone when distributed:
-    the ranks must agree), and each time costs a host sync."""
+    the ranks must agree), and each time costs a host sync. A finished run keeps its checkpoint (the
+    optimizer's state: what extending it with more epochs needs) unless ``keep_checkpoint`` is False."""
     world, registry = distributed.launched_world(), registry or default_registry()
     module, data_object, changes = _given(model, data, options)
     if config is None and resume is None:
@@ -135,7 +136,8 @@ def train(config: RunConfig | None = None, *, model: str | torch.nn.Module | Non
         run_dir, weights = _run_paths(world, config, run_dir, weights, overwrite or resume is not None)
         summary = _train(config, run, trainer, world, local_batch, run_dir, weights, resume is not None,
                          run.reporters(_reporter(reporter, progress)) if world.main else SilentReporter(),
-                         (log_every, log_seconds), overwrite=overwrite, named_by_zoo=named_by_zoo)
+                         (log_every, log_seconds), overwrite=overwrite, named_by_zoo=named_by_zoo,
+                         keep_checkpoint=keep_checkpoint)
         together = True
         return summary
     except TrainingInterrupted:  # the ranks agree on the step to stop at
@@ -207,7 +209,7 @@ def _device_for(world: World, options: dict[str, Any]) -> dict[str, Any]:
 
 def _train(config: RunConfig, run: Run, trainer: BaseTrainer, world: World, local_batch: int, run_dir: Path,
            weights: Path, resuming: bool, reporter: Reporter, log_every: tuple[int, float], overwrite: bool = False,
-           named_by_zoo: bool = False) -> dict[str, Any]:
+           named_by_zoo: bool = False, keep_checkpoint: bool = True) -> dict[str, Any]:
     loop = _Loop(config, run, trainer, world, local_batch, reporter, log_every)
     made = not run_dir.exists()
     try:
@@ -215,7 +217,7 @@ def _train(config: RunConfig, run: Run, trainer: BaseTrainer, world: World, loca
         with _InterruptFlag() as interrupted:
             for epoch in range(loop.position.epoch, config.epochs):
                 loop.train_epoch(epoch, interrupted)
-        return loop.finish(overwrite or resuming)
+        return loop.finish(overwrite or resuming, keep_checkpoint)
     except Exception:
         if world.main and not resuming and hasattr(loop, "run_dir"):
             remove_unstarted_run(loop.run_dir, ZOO_RUN_FILES + loop.loggers_write, made or loop.run_dir != run_dir)
@@ -223,6 +225,14 @@ def _train(config: RunConfig, run: Run, trainer: BaseTrainer, world: World, loca
     finally:
         if loop.held >= 0:  # the run folder's lock: the next run in this process may take it
             os.close(loop.held)
+
+
+def _epochs_recorded(run_dir: Path) -> int:
+    """How many epochs a run folder's metrics.jsonl records (0 where it has none, or no such file)."""
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file() or path.is_symlink():
+        return 0
+    return read_bounded(path, "metrics", 64 << 20, "a run's metrics").count(b"\n")
 
 
 class _Loop:
@@ -304,6 +314,11 @@ class _Loop:
         if resuming and self.world.main:  # held before anything is read, so that two resumes never both go on
             self.held = hold_run_dir(run_dir)
             check_no_links_out(run_dir, ZOO_RUN_FILES + loggers_write)
+        # a checkpoint is written every checkpoint_every epochs: without one, so many epochs mean a finished
+        # run whose checkpoint was not kept (zoo compare's), which cannot go on
+        if resuming and not self.checkpoint.exists() and _epochs_recorded(run_dir) >= self.config.checkpoint_every:
+            raise UserError(f"{run_dir} has trained epochs but no checkpoint (a finished run of zoo compare keeps "
+                            f"none), so it cannot go on; start a new run from its weights with init={weights}")
         if resuming and self.checkpoint.exists():
             self.position, self.history = load_checkpoint(self.checkpoint, self.model, self.optimizer, self.trainer,
                                                           self.config, self.steps_per_epoch,
@@ -458,8 +473,8 @@ class _Loop:
             return evaluate(self.model, self.trainer, self.augmenter.normalize, self.data,
                             self.config.eval_batch_size, self.world)
 
-    def finish(self, replace_weights: bool) -> dict[str, Any]:
-        """The weights file and the summary."""
+    def finish(self, replace_weights: bool, keep_checkpoint: bool) -> dict[str, Any]:
+        """The weights file and the summary; the checkpoint kept, or removed once the weights are written."""
         config, data, final = self.config, self.data, self.history[-1]
         test = self.test or self.evaluate()  # evaluated again when a finished run was resumed
         if self.world.main:
@@ -475,11 +490,16 @@ class _Loop:
                 provenance=self.provenance,
                 trainer={"name": self.run.trainer_spec.name, "options": portable_options(config.trainer_options),
                          **self.trainer.describe()})
+            if not keep_checkpoint:
+                self.checkpoint.unlink(missing_ok=True)
+        kept = self.checkpoint.exists()
         summary = {"model": config.model, "data": data.name, "epochs": config.epochs,
                    "test_accuracy": final["test_accuracy"], "test_loss": final["test_loss"],
                    "seconds": sum(r["seconds"] for r in self.history),
                    "wall_seconds": time.perf_counter() - self.started, "weights": str(self.weights),
                    "run_dir": str(self.run_dir), "parameters": self.info["parameters"], "processes": self.world.size,
+                   "checkpoint": str(self.checkpoint) if kept else None,
+                   "checkpoint_bytes": self.checkpoint.stat().st_size if kept else 0,
                    **({"data_wait_share": self.waited / max(1e-9, sum(r["seconds"] for r in self.history))}
                       if self.streams else {})}
         self.reporter.finish(summary)
