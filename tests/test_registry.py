@@ -151,6 +151,12 @@ def test_python_api_mirrors_timm():
         "timm/vgg16", "timm/vgg16_bn", "se-timm/vgg16", "se-timm/vgg16_bn"}  # the last two by surgery
     assert {"vgg11", "vgg16_bn", "se-vgg16", "resnet18"} <= set(zoo.list_models())
     assert zoo.list_models("vgg1?") == ["vgg11", "vgg13", "vgg16", "vgg19"]
+    # timm's filters: a list of patterns, exclusions, and pretrained=True for the registered weights' names
+    assert zoo.list_models(["vgg1?", "resnet18"], registry=builtins) == ["resnet18", "vgg11", "vgg13", "vgg16", "vgg19"]
+    assert zoo.list_models("vgg16*", exclude_filters=["*bn*", "*c"], registry=builtins) == ["vgg16"]
+    assert {"resnet50.tv2_in1k", "resnet50.tv_in1k"} <= set(zoo.list_models("resnet50.*", pretrained=True))
+    with pytest.raises(UserError, match="pattern is a shell-style pattern or a list of them"):
+        zoo.list_models({"vgg": 1})
     model = zoo.create_model("vgg11", num_classes=7, in_chans=None, input_size=32, width=0.25)
     assert model.classifier.out_features == 7 and model.features[0].in_channels == 3
 

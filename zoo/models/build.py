@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from ..base.errors import UserError
 from ..registry.catalog import Registry, default_registry, matches
@@ -12,10 +12,25 @@ from ..registry.factories import STANDARD_OPTIONS, check_options, plugin_code
 from ..registry.specs import Architecture, Spec
 
 
-def list_models(pattern: str | None = None, registry: Registry | None = None) -> list[str]:
-    """Model names matching a shell-style ``pattern`` (``'*resnet*'``), naturally sorted."""
-    names = (registry or default_registry()).model_names()
-    return [n for n in names if matches(n, pattern)] if pattern else names
+def list_models(pattern: str | Sequence[str] | None = None, registry: Registry | None = None, *,
+                pretrained: bool = False, exclude_filters: str | Sequence[str] = ()) -> list[str]:
+    """Model names matching a shell-style ``pattern`` (``'*resnet*'``) or any of a list of them, and none
+    of ``exclude_filters``, naturally sorted: timm's call. ``pretrained`` lists the registered weights
+    instead, by their full names (``resnet50.tv2_in1k``), as timm's ``list_models(pretrained=True)`` does."""
+    registry = registry or default_registry()
+    wanted, unwanted = _patterns(pattern, "pattern"), _patterns(exclude_filters, "exclude_filters")
+    names = [s.name for s in registry.items("weights")] if pretrained else registry.model_names()
+    return [n for n in names if (not wanted or any(matches(n, p) for p in wanted))
+            and not any(matches(n, p) for p in unwanted)]
+
+
+def _patterns(given: str | Sequence[str] | None, what: str) -> list[str]:
+    if not given:
+        return []
+    patterns = [given] if isinstance(given, str) else list(given) if isinstance(given, (list, tuple)) else None
+    if patterns is None or not all(isinstance(p, str) for p in patterns):
+        raise UserError(f"list_models: {what} is a shell-style pattern or a list of them, got {given!r}")
+    return patterns
 
 
 def check_model(name: str, registry: Registry | None = None, **kwargs: Any) -> None:
