@@ -120,3 +120,17 @@ def test_info_counts_per_layer_and_attention_with_torchs_flop_counter(tmp_path):
     assert vit["multiply_adds"] == pytest.approx(1.08e9, rel=0.02)  # timm: 1.1 GMACs; 0.9 without attention
     deep = json.loads(run_zoo("info", "resnet18", "--depth", "3", "--json").stdout)["layers"]
     assert "layer1.0.conv1" in {layer["name"] for layer in deep}
+
+
+def test_se_resnet_state_dicts_match_timms_at_the_bottleneck_depths_and_differ_only_in_stage_one_below():
+    """As docs/pretrained.md says: timm rounds an SE block's reduced width up to a multiple of 8."""
+    timm = pytest.importorskip("timm")
+
+    def shapes(model):
+        return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+    for depth in (18, 50):
+        ours, theirs = shapes(zoo.create_model(f"se-resnet{depth}")), shapes(timm.create_model(f"seresnet{depth}"))
+        assert ours.keys() == theirs.keys()
+        differ = sorted({k.split(".se.")[0] for k in ours if ours[k] != theirs[k]})
+        assert differ == ([] if depth == 50 else ["layer1.0", "layer1.1"])
