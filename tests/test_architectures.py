@@ -134,3 +134,30 @@ def test_se_resnet_state_dicts_match_timms_at_the_bottleneck_depths_and_differ_o
         assert ours.keys() == theirs.keys()
         differ = sorted({k.split(".se.")[0] for k in ours if ours[k] != theirs[k]})
         assert differ == ([] if depth == 50 else ["layer1.0", "layer1.1"])
+
+
+def test_resnet_takes_timms_head_options_headless_pooled_any_way_and_traceable():
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 32, 32)
+    model = zoo.create_model("resnet18", num_classes=0, input_size=32).eval()
+    maps = model.forward_features(x)
+    assert model(x).shape == (2, 512) and torch.allclose(model(x), maps.mean((2, 3)))  # pooled features
+    for pool, expected in (("max", maps.amax((2, 3))), ("avgmax", 0.5 * (maps.mean((2, 3)) + maps.amax((2, 3)))),
+                           ("", maps)):
+        model.reset_classifier(0, pool)
+        assert torch.allclose(model(x), expected)
+    with pytest.raises(ValueError, match="it takes num_classes=0"):  # the pooling stays as last set, as timm's
+        model.reset_classifier(7)
+    model.reset_classifier(7, "avg")
+    assert model(x).shape == (2, 7) and model.get_classifier().out_features == 7
+    wrapped = zoo.create_model("se-resnet20", num_classes=10, global_pool="avgmax", drop_rate=0.5, input_size=32)
+    wrapped.train()
+    assert not torch.equal(wrapped(x), wrapped(x))  # dropout before the classifier, in training only
+    wrapped.eval()
+    assert torch.equal(wrapped(x), wrapped(x))
+    for name in ("resnet18", "se-resnet20"):
+        torch.fx.symbolic_trace(zoo.create_model(name, global_pool="max", input_size=32))
+    with pytest.raises(zoo.UserError, match="global_pool '' leaves the feature maps unpooled"):
+        zoo.create_model("resnet18", global_pool="")
+    with pytest.raises(zoo.UserError, match="unknown global_pool 'mean'"):
+        zoo.create_model("resnet18", global_pool="mean")

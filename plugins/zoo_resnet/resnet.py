@@ -13,6 +13,26 @@ AttnLayer = Callable[[int], nn.Module]
 # Far beyond any trained ResNet (ResNet-1202 has 600 blocks), near enough to refuse a typo or a
 # crafted file before it allocates.
 MAX_STAGES, MAX_BLOCKS, MAX_CHANNELS = 8, 2000, 16384
+POOLS = ("avg", "max", "avgmax", "")
+
+
+class GlobalPool(nn.Module):
+    """timm's ``global_pool``: ``avg``, ``max``, ``avgmax`` (their mean) as (N, C), or ``''``: the maps."""
+
+    def __init__(self, kind: str = "avg"):
+        super().__init__()
+        if kind not in POOLS:
+            raise ValueError(f"unknown global_pool {kind!r}; choose avg, max, avgmax or '' (none)")
+        self.kind = kind
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "avg":
+            return x.mean((2, 3))
+        if self.kind == "max":
+            return x.amax((2, 3))
+        if self.kind == "avgmax":
+            return 0.5 * (x.mean((2, 3)) + x.amax((2, 3)))
+        return x
 
 
 class PadShortcut(nn.Module):
@@ -93,7 +113,8 @@ BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
 class ResNet(nn.Module):
     def __init__(self, block: type[BasicBlock] | type[Bottleneck], layers: Sequence[int], width: int,
                  num_classes: int, in_chans: int, imagenet_stem: bool, shortcut: str,
-                 attn_layer: AttnLayer | None, stride_in_1x1: bool, zero_init_residual: bool):
+                 attn_layer: AttnLayer | None, stride_in_1x1: bool, zero_init_residual: bool,
+                 global_pool: str = "avg", drop_rate: float = 0.0):
         super().__init__()
         placed: list[nn.Module] = []  # attention blocks keep their own layers and init: the ResNet's are its own
 
@@ -120,9 +141,8 @@ class ResNet(nn.Module):
             self.feature_channels.append(in_ch)
         self.num_stages = len(layers)
         self.num_features = self.head_hidden_size = in_ch  # timm's names
-        self.num_classes, self.grad_checkpointing = num_classes, False
-        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        self.fc = nn.Linear(in_ch, num_classes)
+        self.grad_checkpointing, self.drop_rate = False, drop_rate
+        self.reset_classifier(num_classes, global_pool)  # avgpool: torchvision's name, whatever the pooling
         foreign = {id(m) for block in placed for m in block.modules()}
         for m in self.modules():
             if id(m) in foreign:
@@ -150,7 +170,7 @@ class ResNet(nn.Module):
         return x
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = torch.flatten(self.avgpool(x), 1)
+        x = F.dropout(self.avgpool(x), self.drop_rate, self.training)  # drop_rate: before the classifier
         return x if pre_logits else self.fc(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -159,8 +179,13 @@ class ResNet(nn.Module):
     def get_classifier(self) -> nn.Module:
         return self.fc
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """A new classifier for ``num_classes`` (0: none, the model returns its pooled features)."""
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """A new classifier for ``num_classes`` (0: none, the model returns its pooled features), and
+        the pooling before it when ``global_pool`` is given (``''``: none, the feature maps)."""
+        if global_pool is not None or not hasattr(self, "avgpool"):
+            self.avgpool = GlobalPool("avg" if global_pool is None else global_pool)
+        if num_classes and not self.avgpool.kind:
+            raise ValueError("global_pool '' leaves the feature maps unpooled: it takes num_classes=0")
         self.num_classes = num_classes
         self.fc = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
 
@@ -202,6 +227,8 @@ def resnet(
     stride_in_1x1: bool = False,
     zero_init_residual: bool = False,
     features_only: bool = False,
+    global_pool: str = "avg",
+    drop_rate: float = 0.0,
     attn_layer: AttnLayer | None = None,
     attn_site: str = "block",
 ) -> ResNet | ResNetFeatures:
@@ -212,7 +239,9 @@ def resnet(
     CIFAR for inputs up to 64 pixels. ``shortcut`` is "conv" (1x1 projection, the paper's option B)
     or "pad" (zero padding, option A). ``stride_in_1x1`` puts a bottleneck's stride on its first 1x1
     conv as in the paper, instead of on the 3x3 as torchvision does. ``features_only`` returns the
-    feature maps of the stem and of every stage instead of class scores (timm's option).
+    feature maps of the stem and of every stage instead of class scores (timm's option). As in timm,
+    ``num_classes=0`` gives the pooled features, ``global_pool`` is ``avg``, ``max``, ``avgmax`` or ``''``
+    (unpooled maps, with ``num_classes=0``), and ``drop_rate`` is dropout before the classifier.
     """
     if block not in BLOCKS:
         raise ValueError(f"unknown ResNet block {block!r}; choose basic or bottleneck")
@@ -221,8 +250,10 @@ def resnet(
         raise ValueError(f"layers must be positive block counts per stage, got {layers!r}")
     if len(layers) > MAX_STAGES or sum(layers) > MAX_BLOCKS:
         raise ValueError(f"layers {layers!r}: at most {MAX_STAGES} stages and {MAX_BLOCKS} blocks in all")
-    if not width > 0 or not isinstance(base_channels, int) or base_channels < 1 or num_classes < 1 or in_chans < 1:
-        raise ValueError("width, base_channels (an integer), num_classes and in_chans must be positive")
+    if not width > 0 or not isinstance(base_channels, int) or base_channels < 1 or num_classes < 0 or in_chans < 1:
+        raise ValueError("width, base_channels (an integer) and in_chans must be positive, num_classes 0 or more")
+    if not 0 <= drop_rate < 1:
+        raise ValueError(f"drop_rate must be in [0, 1), got {drop_rate}")
     if width * base_channels * 2 ** (len(layers) - 1) > MAX_CHANNELS:
         raise ValueError(f"width {width} and base_channels {base_channels} give more than {MAX_CHANNELS} channels")
     if shortcut not in ("conv", "pad"):
@@ -233,5 +264,5 @@ def resnet(
     if shape not in ("cifar", "imagenet"):
         raise ValueError(f"unknown shape {shape!r}; choose cifar or imagenet")
     net = ResNet(BLOCKS[block], layers, max(1, round(base_channels * width)), num_classes, in_chans,
-                 shape == "imagenet", shortcut, attn_layer, stride_in_1x1, zero_init_residual)
+                 shape == "imagenet", shortcut, attn_layer, stride_in_1x1, zero_init_residual, global_pool, drop_rate)
     return ResNetFeatures(net) if features_only else net
