@@ -49,7 +49,7 @@ def plugin_code(spec: Spec | None, what: str = "its factory raised", building: b
         raise
     except Exception as exc:
         torch = sys.modules.get("torch")  # a GPU out of memory is the batch's size, not a plugin's bug
-        if torch is not None and isinstance(exc, torch.OutOfMemoryError):
+        if torch is not None and isinstance(exc, torch.cuda.OutOfMemoryError):  # torch.OutOfMemoryError from 2.5
             raise
         blamed = _whose(exc, spec, among) if among else spec
         if blamed is None:
