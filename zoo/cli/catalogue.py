@@ -46,7 +46,9 @@ def list_command(pattern: str | None, kind: str | None, as_json: bool) -> None:
     if as_json:  # every field a tool may read: a dataset's image shape, an architecture's bound options
         click.echo(json.dumps([_spec_record(s) for s in specs], indent=2, default=repr))
         return
-    rows = [{"name": _spelling(registry, s), "kind": s.kind, "plugin": s.plugin, "summary": s.summary} for s in specs]
+    shared = Counter((s.kind, s.name) for s in registry.select())  # a name offered once needs no lookup
+    rows = [{"name": _spelling(registry, s) if shared[s.kind, s.name] > 1 else s.name, "kind": s.kind,
+             "plugin": s.plugin, "summary": s.summary} for s in specs]
     # Namespaced catalogues (timm/...) would drown the table: without a pattern, one line each.
     collapsed: Counter[str] = Counter()
     if not pattern:
@@ -82,7 +84,8 @@ def _spec_record(spec) -> dict[str, Any]:
 
 
 def _spelling(registry, spec) -> str:
-    """How a command names ``spec``: its bare name, or ``plugin:name`` where the bare name is another's."""
+    """How a command names ``spec``, whose bare name several plugins offer: the bare name, or
+    ``plugin:name`` where the bare name is another's."""
     try:
         return spec.name if registry.find(spec.kind, spec.name) is spec else spec.qualified_name
     except UserError:  # two outside plugins offer it: each is reached by its plugin's name
