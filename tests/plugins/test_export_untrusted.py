@@ -274,3 +274,13 @@ def test_onnx_leaves_nothing_beside_the_export_and_nothing_in_home(exported, tmp
     one = run_zoo("predict", str(out / "fixed.onnx"), str(out / "red.png"), env=env, cwd=out)  # padded to 2
     assert one.returncode == 0 and one.stdout.split(":")[1] == result.stdout.split(":")[1], one.stderr
     assert list(home.rglob("*")) == []
+
+
+def test_a_fixed_batch_that_would_allocate_without_bound_is_refused_before_zoo_predict_builds_it(tmp_path):
+    from zoo.io.metadata import WeightsMetadata
+
+    fields = {"model": "resnet20", "in_chans": 3, "input_size": 2048}
+    assert WeightsMetadata.checked({**fields, "batch_size": 16}, tmp_path / "x.onnx").batch_size == 16
+    with pytest.raises(UserError, match="batch_size.*at most 268,435,456 values") as refused:
+        WeightsMetadata.checked({**fields, "batch_size": 4096}, tmp_path / "x.onnx")  # 51 GB of inputs
+    assert "\n" not in str(refused.value)

@@ -14,7 +14,7 @@ from ..registry.catalog import Registry, default_registry
 from ..registry.factories import plugin_code
 from ..base.files import atomic_write
 from .weights import load_model
-from .metadata import MAX_BATCH
+from .metadata import MAX_BATCH, MAX_BATCH_VALUES, fixed_batch_fits
 
 # What a deployed file must carry to be used without zoo's weights: how images become inputs.
 CARRIED = ("model", "classes", "num_classes", "in_chans", "input_size", "mean", "std", "padded_from", "crop_pct")
@@ -33,9 +33,10 @@ def export_weights(weights: str | Path, format: str = "pt2", out: str | Path | N
     model = load_model(weights, registry=registry).eval()
     meta = model.zoo_meta
     out = _output(Path(weights), Path(out) if out else Path(weights).with_suffix(spec.suffix), overwrite)
-    if not dynamic_batch and not 1 <= batch_size <= MAX_BATCH:
-        raise UserError(f"the batch size of an export must be in 1..{MAX_BATCH:,}, got {batch_size}")
     channels, size = meta.in_chans or 3, meta.input_size or 224
+    if not dynamic_batch and not fixed_batch_fits(batch_size, channels, size):
+        raise UserError(f"the fixed batch of an export must be 1..{MAX_BATCH:,} images of at most {MAX_BATCH_VALUES:,} "
+                        f"values in all, got {batch_size} of {channels}x{size}x{size}")
     generator = torch.Generator().manual_seed(0)
     example = torch.randn(2 if dynamic_batch else batch_size, channels, size, size, generator=generator)
     probe = torch.randn(3 if dynamic_batch else batch_size, channels, size, size, generator=generator)

@@ -19,6 +19,12 @@ FORMAT = 2
 MAX_INPUT_SIZE = 2048  # pixels a side: a VGG's first map is then 1 GB per image; larger is no classic CNN's input
 MAX_CLASSES = 100_000
 MAX_BATCH = 65_536
+MAX_BATCH_VALUES = 1 << 28  # an export's fixed batch of inputs, as floats (1 GiB): what zoo predict must allocate
+
+
+def fixed_batch_fits(batch_size: int, channels: int, size: int) -> bool:
+    """Whether a fixed batch of images is one zoo predict may build for an exported file."""
+    return 1 <= batch_size <= MAX_BATCH and batch_size * channels * size * size <= MAX_BATCH_VALUES
 
 
 def _field(default: Any, must: str) -> Any:
@@ -50,7 +56,8 @@ class WeightsMetadata(Mapping):
     mean: list[float] | None = _field(None, "one number per channel")
     std: list[float] | None = _field(None, "one number per channel, each positive")
     crop_pct: float | None = _field(None, "a number in 0.05..1")  # None: the whole image
-    batch_size: int | None = _field(None, f"a whole number in 1..{MAX_BATCH}")  # an export's fixed batch; None: any
+    batch_size: int | None = _field(None, f"a whole number in 1..{MAX_BATCH}, its images at most "
+                                          f"{MAX_BATCH_VALUES:,} values")  # an export's fixed batch; None: any
     dataset: str | None = _field(None, "text")
     data_dir: str | None = _field(None, "text")  # where the run's data was: said in errors, never read by zoo
     data_options: dict[str, Any] = _field(dict, "a table")
@@ -105,7 +112,7 @@ class WeightsMetadata(Mapping):
         """The first field whose value is of its type but outside what any real weights hold."""
         bounds = {"format": (1, FORMAT), "in_chans": (1, 64), "input_size": (1, MAX_INPUT_SIZE),
                   "num_classes": (1, MAX_CLASSES), "padded_from": (1, self.input_size or MAX_INPUT_SIZE),
-                  "parameters": (0, 10**12), "batch_size": (1, MAX_BATCH)}
+                  "parameters": (0, 10**12)}
         for name, (low, high) in bounds.items():
             if getattr(self, name) is not None and not low <= getattr(self, name) <= high:
                 return name
@@ -120,6 +127,8 @@ class WeightsMetadata(Mapping):
             "crop_pct": self.crop_pct is None or 0.05 <= self.crop_pct <= 1,
             "pretrained": len(self.pretrained) <= 4096,
             "data_dir": self.data_dir is None or len(self.data_dir) <= 4096,
+            "batch_size": self.batch_size is None or fixed_batch_fits(self.batch_size, self.in_chans or 3,
+                                                                      self.input_size or 224),
             "provenance": conforms(self.provenance.get("versions", {}), dict[str, Any]),
             "trainer": conforms(self.trainer.get("name", ""), str) and conforms(self.trainer.get("options", {}), dict),
         }
