@@ -46,9 +46,7 @@ def list_command(pattern: str | None, kind: str | None, as_json: bool) -> None:
     if as_json:  # every field a tool may read: a dataset's image shape, an architecture's bound options
         click.echo(json.dumps([_spec_record(s) for s in specs], indent=2, default=repr))
         return
-    shared = Counter((s.kind, s.name) for s in registry.select())  # a name offered once needs no lookup
-    rows = [{"name": _spelling(registry, s) if shared[s.kind, s.name] > 1 else s.name, "kind": s.kind,
-             "plugin": s.plugin, "summary": s.summary} for s in specs]
+    rows = _rows(registry, specs)
     # Namespaced catalogues (timm/...) would drown the table: without a pattern, one line each.
     collapsed: Counter[str] = Counter()
     if not pattern:
@@ -81,6 +79,13 @@ def _spec_record(spec) -> dict[str, Any]:
     record.update((f.name, getattr(spec, f.name)) for f in dataclasses.fields(spec)
                   if f.name not in record and f.name != "factory")
     return record
+
+
+def _rows(registry, specs) -> list[dict[str, str]]:
+    """The table's rows: each item by the name a command gives it."""
+    shared = Counter((s.kind, s.name) for s in registry.select())  # a name offered once needs no lookup
+    return [{"name": _spelling(registry, s) if shared[s.kind, s.name] > 1 else s.name, "kind": s.kind,
+             "plugin": s.plugin, "summary": s.summary} for s in specs]
 
 
 def _spelling(registry, spec) -> str:

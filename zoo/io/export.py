@@ -33,13 +33,7 @@ def export_weights(weights: str | Path, format: str = "pt2", out: str | Path | N
     model = load_model(weights, registry=registry).eval()
     meta = model.zoo_meta
     out = _output(Path(weights), Path(out) if out else Path(weights).with_suffix(spec.suffix), overwrite)
-    channels, size = meta.in_chans or 3, meta.input_size or 224
-    if not dynamic_batch and not fixed_batch_fits(batch_size, channels, size):
-        raise UserError(f"the fixed batch of an export must be 1..{MAX_BATCH:,} images of at most {MAX_BATCH_VALUES:,} "
-                        f"values in all, got {batch_size} of {channels}x{size}x{size}")
-    generator = torch.Generator().manual_seed(0)
-    example = torch.randn(2 if dynamic_batch else batch_size, channels, size, size, generator=generator)
-    probe = torch.randn(3 if dynamic_batch else batch_size, channels, size, size, generator=generator)
+    example, probe = _inputs(meta.in_chans or 3, meta.input_size or 224, None if dynamic_batch else batch_size)
     recorded = {key: getattr(meta, key) for key in CARRIED if key in meta.written}
     if not dynamic_batch:
         recorded["batch_size"] = batch_size
@@ -71,6 +65,17 @@ def export_weights(weights: str | Path, format: str = "pt2", out: str | Path | N
     return {"path": str(out), "format": spec.name, "model": meta.model, "dynamic_batch": dynamic_batch,
             "batch_size": None if dynamic_batch else batch_size,
             "relative_difference": measured["difference"], "tolerance": tolerance}
+
+
+def _inputs(channels: int, size: int, fixed_batch: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The example an exporter traces and the probe its file must answer: a probe of another batch
+    size than the example's where any batch is asked for, else both of the fixed batch."""
+    if fixed_batch is not None and not fixed_batch_fits(fixed_batch, channels, size):
+        raise UserError(f"the fixed batch of an export must be 1..{MAX_BATCH:,} images of at most {MAX_BATCH_VALUES:,} "
+                        f"values in all, got {fixed_batch} of {channels}x{size}x{size}")
+    generator = torch.Generator().manual_seed(0)
+    return (torch.randn(fixed_batch or 2, channels, size, size, generator=generator),
+            torch.randn(fixed_batch or 3, channels, size, size, generator=generator))
 
 
 def _output(weights: Path, out: Path, overwrite: bool) -> Path:
