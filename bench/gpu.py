@@ -10,11 +10,13 @@ eager backend there: inductor's C++ build alone takes minutes on two cores); its
 from __future__ import annotations
 
 import argparse
+import atexit
 import collections
 import contextlib
 import dataclasses
 import functools
 import importlib.util
+import shutil
 import sys
 import tempfile
 import time
@@ -33,7 +35,9 @@ def zoo_source() -> str:
     sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
     from zoo.base.version import __version__
 
-    info = Path(tempfile.mkdtemp(prefix="zoo-source-")) / f"cnn_zoo-{__version__}.dist-info"
+    folder = tempfile.mkdtemp(prefix="zoo-source-")
+    atexit.register(shutil.rmtree, folder, True)
+    info = Path(folder) / f"cnn_zoo-{__version__}.dist-info"
     info.mkdir()
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: cnn-zoo\nVersion: {__version__}\n")
     plugins = read_pyproject()["project"]["entry-points"]["zoo.plugins"]

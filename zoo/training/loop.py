@@ -89,7 +89,8 @@ LOG_SECONDS = 2.0  # the most a progress display waits for news: a 40-second ste
 def _reporter(reporter: Reporter | None, progress: bool | None) -> Reporter:
     """The reporter a run reports to: the given one, else a progress display where one is wanted."""
     if progress is None:
-        progress = reporter is None and (sys.stderr.isatty() or "ipykernel" in sys.modules)
+        terminal = sys.stderr is not None and sys.stderr.isatty()  # no stderr at all under pythonw
+        progress = reporter is None and (terminal or "ipykernel" in sys.modules)
     if not progress:
         return reporter or SilentReporter()
     return Reporters({"progress": RichReporter(), **({"reporter": reporter} if reporter else {})})
